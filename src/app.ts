@@ -1,0 +1,118 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { getPath } from "hono/utils/url";
+import { HTTPException } from "hono/http-exception";
+import type { AppEnv } from "./context";
+import { ApiError, errorBody } from "./errors";
+import { jsonBody, requestContext } from "./middleware/request";
+import { realmContext, routedPath } from "./middleware/realm";
+import { knownRoutes } from "./routes/define";
+import { devices } from "./routes/devices";
+import { renderDocs } from "./routes/docs";
+import { domains } from "./routes/domains";
+import { meta } from "./routes/meta";
+import { tokens } from "./routes/tokens";
+import { users } from "./routes/users";
+
+const WWW_AUTH_CODES = new Set([
+  "missing_token",
+  "invalid_token",
+  "token_expired",
+  "token_revoked",
+  "session_revoked",
+  "fresh_token_required",
+]);
+
+function validationFields(issues: { path: PropertyKey[]; message: string }[]): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (const issue of issues) {
+    const key = issue.path.map(String).join(".") || "body";
+    fields[key] ??= issue.message;
+  }
+  return fields;
+}
+
+/** Builds the Hono app: middleware, routes, 404/405 and the single onError. */
+export function buildApp() {
+  const app = new OpenAPIHono<AppEnv>({
+    getPath: (req) => routedPath(getPath(req)),
+    defaultHook: (result) => {
+      if (!result.success) {
+        throw new ApiError("validation_failed", undefined, { fields: validationFields(result.error.issues) });
+      }
+    },
+  });
+
+  app.use("*", requestContext);
+  app.use("/v1/*", realmContext, jsonBody);
+
+  app.route("/", meta).route("/", tokens).route("/", users).route("/", devices).route("/", domains);
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
+    type: "http",
+    scheme: "bearer",
+    bearerFormat: "JWT",
+  });
+  const docConfig = {
+    openapi: "3.1.0",
+    info: {
+      title: "user-registry",
+      version: "1.0.0",
+      description:
+        "User registry and authentication API. Every /v1 route also answers under /v1/realms/{realm}/...; plain /v1 is realm `default`.",
+    },
+  };
+  app.get("/openapi.json", (c) => {
+    c.header("Cache-Control", "public, max-age=300");
+    return c.json(app.getOpenAPI31Document(docConfig));
+  });
+  app.get("/docs", (c) => {
+    c.header("Cache-Control", "public, max-age=300");
+    c.header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+    return c.html(renderDocs(app.getOpenAPI31Document(docConfig) as Parameters<typeof renderDocs>[0]));
+  });
+
+  app.notFound((c) => {
+    const path = routedPath(new URL(c.req.url).pathname);
+    const allowed = knownRoutes.filter((r) => r.pattern.test(path)).map((r) => r.method);
+    if (allowed.length) {
+      c.header("Allow", [...new Set(allowed)].join(", "));
+      return c.json(errorBody("method_not_allowed"), 405);
+    }
+    return c.json(errorBody("not_found"), 404);
+  });
+
+  app.onError((err, c) => {
+    if (err instanceof ApiError) {
+      if (err.headers) for (const [k, v] of Object.entries(err.headers)) c.header(k, v);
+      if (err.status === 401 && WWW_AUTH_CODES.has(err.code)) {
+        c.header(
+          "WWW-Authenticate",
+          err.code === "missing_token"
+            ? 'Bearer realm="user-registry"'
+            : `Bearer realm="user-registry", error="invalid_token", error_description="${err.code}"`,
+        );
+      }
+      if (err.status >= 500) console.error(JSON.stringify({ level: "error", request_id: c.get("requestId"), code: err.code, message: err.message }));
+      return c.json(errorBody(err.code, err.message, err.fields), err.status as 400);
+    }
+    if (err instanceof HTTPException) {
+      const code = err.status === 415 ? "unsupported_media_type" : err.status === 413 ? "payload_too_large" : "invalid_json";
+      return c.json(errorBody(code), err.status === 415 || err.status === 413 ? err.status : 400);
+    }
+    // Unexpected: log everything we know (never secrets: the error carries no request data), answer nothing internal.
+    console.error(
+      JSON.stringify({
+        level: "error",
+        request_id: c.get("requestId"),
+        path: new URL(c.req.url).pathname,
+        error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
+        stack: err instanceof Error ? err.stack : undefined,
+      }),
+    );
+    return c.json(errorBody("internal_error"), 500);
+  });
+
+  return app;
+}
+
+export type App = ReturnType<typeof buildApp>;

@@ -1,0 +1,110 @@
+import { z } from "zod";
+import type { Env } from "./env";
+
+const intFromString = (fallback: number, min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === "") return fallback;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < min || n > max) {
+        ctx.addIssue({ code: "custom", message: `must be a whole number from ${min} to ${max}` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const privateJwk = z
+  .object({
+    kty: z.literal("EC"),
+    crv: z.literal("P-256"),
+    kid: z.string().min(1).max(128),
+    x: z.string().min(1),
+    y: z.string().min(1),
+    d: z.string().min(1),
+  })
+  .loose();
+
+export type PrivateJwk = z.infer<typeof privateJwk>;
+
+const jwtKeys = z.string({ error: "is not set" }).transform((raw, ctx) => {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    ctx.addIssue({ code: "custom", message: "is not valid JSON" });
+    return z.NEVER;
+  }
+  const keys = z.array(privateJwk).min(1).safeParse(parsed);
+  if (!keys.success) {
+    // Never echo the value: it holds private keys.
+    ctx.addIssue({ code: "custom", message: "must be a JSON array of private P-256 JWKs, each with a kid" });
+    return z.NEVER;
+  }
+  const kids = new Set(keys.data.map((k) => k.kid));
+  if (kids.size !== keys.data.length) {
+    ctx.addIssue({ code: "custom", message: "has two keys with the same kid" });
+    return z.NEVER;
+  }
+  return keys.data;
+});
+
+const schema = z.object({
+  ISSUER: z.url({ error: "must be a URL" }),
+  ENVIRONMENT: z.enum(["development", "test", "staging", "production"]).default("development"),
+  ACCESS_TTL_SECONDS: intFromString(900, 60, 86_400),
+  REFRESH_TTL_SECONDS: intFromString(2_592_000, 3_600, 31_536_000),
+  PUBLIC_TTL_SECONDS: intFromString(2_592_000, 60, 31_536_000),
+  JWT_PRIVATE_KEYS: jwtKeys,
+  PASSWORD_PEPPER: z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined || v === "" ? undefined : v))
+    .refine((v) => v === undefined || v.length >= 16, "must be at least 16 characters"),
+  BOOTSTRAP_ADMIN_EMAILS: z
+    .string()
+    .optional()
+    .transform((v) =>
+      (v ?? "")
+        .split(/[\s,]+/)
+        .map((e) => e.trim().toLowerCase())
+        .filter(Boolean),
+    ),
+  NOTIFY_WEBHOOK_URL: z
+    .string()
+    .optional()
+    .transform((v) => (v === "" ? undefined : v))
+    .pipe(z.url({ error: "must be a URL" }).optional()),
+  NOTIFY_WEBHOOK_SECRET: z
+    .string()
+    .optional()
+    .transform((v) => (v === "" ? undefined : v)),
+});
+
+export type Config = z.output<typeof schema>;
+export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
+
+const cache = new WeakMap<object, ConfigResult>();
+
+/** Reads and validates the environment once per env object; problems name the setting, never its value. */
+export function loadConfig(env: Env): ConfigResult {
+  const hit = cache.get(env);
+  if (hit) return hit;
+  const parsed = schema.safeParse(env);
+  let result: ConfigResult;
+  if (parsed.success) {
+    const problems: string[] = [];
+    if (parsed.data.NOTIFY_WEBHOOK_URL && !parsed.data.NOTIFY_WEBHOOK_SECRET) {
+      problems.push("NOTIFY_WEBHOOK_SECRET: is required when NOTIFY_WEBHOOK_URL is set");
+    }
+    result = problems.length ? { ok: false, problems } : { ok: true, config: parsed.data };
+  } else {
+    result = {
+      ok: false,
+      problems: parsed.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`),
+    };
+  }
+  cache.set(env, result);
+  return result;
+}

@@ -1,0 +1,25 @@
+import type { Context } from "hono";
+import type { Config } from "./config";
+import type { AccessClaims } from "./crypto/jwt";
+import type { Env } from "./env";
+
+/** Typed context variables set by the middleware. */
+export interface Variables {
+  requestId: string;
+  realm: string;
+  /** Request time in ms; every service takes its time from here so tests can move the clock. */
+  now: number;
+  claims: AccessClaims;
+}
+
+export interface AppEnv {
+  Bindings: Env;
+  Variables: Variables;
+}
+
+export type AppContext = Context<AppEnv>;
+
+/** The client's IP as Cloudflare saw it; never taken from X-Forwarded-For, which clients control. */
+export const clientIp = (c: AppContext): string | null => c.req.header("CF-Connecting-IP") ?? null;
+
+export type { Config };

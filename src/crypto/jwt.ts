@@ -1,0 +1,138 @@
+import { errors, importJWK, type JWTPayload, jwtVerify, SignJWT } from "jose";
+import type { PrivateJwk } from "../config";
+import { ApiError } from "../errors";
+
+export const JWT_ALG = "ES256";
+
+export type TokenType = "access" | "public" | "authority";
+
+/** Claims common to every token this service signs (api.md §2). */
+export interface BaseClaims {
+  iss: string;
+  realm: string;
+  type: TokenType;
+  jti: string;
+  iat: number;
+  exp: number;
+  did?: string;
+  sub?: string;
+  sid?: string;
+}
+
+export interface AccessClaims extends BaseClaims {
+  type: "access";
+  sub: string;
+  did: string;
+  sid: string;
+  fresh: boolean;
+  roles: string[];
+  email: string | null;
+  name: string | null;
+}
+
+export interface PublicClaims extends BaseClaims {
+  type: "public";
+  did: string;
+}
+
+export interface AuthorityClaims extends BaseClaims {
+  type: "authority";
+  sub: string;
+  domain: string;
+}
+
+export type Claims = AccessClaims | PublicClaims | AuthorityClaims;
+
+export interface PublicJwk {
+  kty: "EC";
+  crv: "P-256";
+  x: string;
+  y: string;
+  kid: string;
+  alg: typeof JWT_ALG;
+  use: "sig";
+}
+
+/** The imported keys: the first signs, every one verifies (so keys can rotate). */
+export interface KeySet {
+  signingKid: string;
+  signingKey: CryptoKey;
+  verifyKeys: Map<string, CryptoKey>;
+  jwks: { keys: PublicJwk[] };
+}
+
+const keySets = new Map<string, Promise<KeySet>>();
+
+/** Imports the configured keys once per isolate (keyed by the secret's text, so a rotation takes effect). */
+export function loadKeySet(raw: string, keys: PrivateJwk[]): Promise<KeySet> {
+  let hit = keySets.get(raw);
+  if (!hit) {
+    hit = importKeySet(keys);
+    hit.catch(() => keySets.delete(raw));
+    keySets.clear();
+    keySets.set(raw, hit);
+  }
+  return hit;
+}
+
+async function importKeySet(keys: PrivateJwk[]): Promise<KeySet> {
+  const verifyKeys = new Map<string, CryptoKey>();
+  const publicJwks: PublicJwk[] = [];
+  for (const k of keys) {
+    const pub: PublicJwk = { kty: "EC", crv: "P-256", x: k.x, y: k.y, kid: k.kid, alg: JWT_ALG, use: "sig" };
+    verifyKeys.set(k.kid, (await importJWK(pub, JWT_ALG)) as CryptoKey);
+    publicJwks.push(pub);
+  }
+  const first = keys[0] as PrivateJwk;
+  const signingKey = (await importJWK(
+    { kty: "EC", crv: "P-256", x: first.x, y: first.y, d: first.d },
+    JWT_ALG,
+  )) as CryptoKey;
+  return { signingKid: first.kid, signingKey, verifyKeys, jwks: { keys: publicJwks } };
+}
+
+/** Signs claims with the current key; `kid` goes in the header. */
+export async function signToken(keys: KeySet, claims: Claims): Promise<string> {
+  return new SignJWT(claims as unknown as JWTPayload)
+    .setProtectedHeader({ alg: JWT_ALG, kid: keys.signingKid, typ: "JWT" })
+    .sign(keys.signingKey);
+}
+
+export interface VerifyOptions {
+  issuer: string;
+  realm: string;
+  type: TokenType;
+  now: number;
+}
+
+/**
+ * Verifies a token: the algorithm is pinned to ES256 (so `none` and HS256-with-the-public-key
+ * fail), the key is chosen by `kid` among ours only, then issuer, realm and type are checked.
+ * Throws ApiError invalid_token or token_expired.
+ */
+export async function verifyToken(keys: KeySet, token: string, opts: VerifyOptions): Promise<Claims> {
+  if (token.length > 4096) throw new ApiError("invalid_token");
+  let payload: JWTPayload;
+  try {
+    const result = await jwtVerify(
+      token,
+      (header) => {
+        const key = header.kid ? keys.verifyKeys.get(header.kid) : undefined;
+        if (!key) throw new errors.JWKSNoMatchingKey();
+        return key;
+      },
+      { algorithms: [JWT_ALG], issuer: opts.issuer, currentDate: new Date(opts.now) },
+    );
+    payload = result.payload;
+  } catch (e) {
+    if (e instanceof errors.JWTExpired) throw new ApiError("token_expired");
+    throw new ApiError("invalid_token");
+  }
+  if (payload.type !== opts.type || payload.realm !== opts.realm) throw new ApiError("invalid_token");
+  if (typeof payload.jti !== "string" || typeof payload.exp !== "number") throw new ApiError("invalid_token");
+  if (opts.type !== "public" && typeof payload.sub !== "string") throw new ApiError("invalid_token");
+  if (opts.type === "access" && (typeof payload.sid !== "string" || typeof payload.did !== "string")) {
+    throw new ApiError("invalid_token");
+  }
+  return payload as unknown as Claims;
+}

@@ -1,0 +1,77 @@
+import { b64url, hex, utf8 } from "./encoding";
+
+const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/** Random bytes from the CSPRNG. */
+export function randomBytes(n: number): Uint8Array<ArrayBuffer> {
+  return crypto.getRandomValues(new Uint8Array(n));
+}
+
+/** A uniformly random integer in [0, max): rejection sampling, so no modulo bias. */
+export function randomInt(max: number): number {
+  if (!Number.isInteger(max) || max <= 0 || max > 2 ** 32) throw new RangeError("max out of range");
+  const limit = 2 ** 32 - (2 ** 32 % max);
+  const buf = new Uint32Array(1);
+  for (;;) {
+    crypto.getRandomValues(buf);
+    const v = buf[0] as number;
+    if (v < limit) return v % max;
+  }
+}
+
+/** A string of `length` characters drawn uniformly from `alphabet`. */
+export function randomString(length: number, alphabet = ALNUM): string {
+  let out = "";
+  for (let i = 0; i < length; i++) out += alphabet[randomInt(alphabet.length)];
+  return out;
+}
+
+/** A numeric code of `digits` digits, uniformly distributed (leading zeros kept). */
+export const randomDigits = (digits: number): string => randomString(digits, "0123456789");
+
+/** A device id: 32 characters of [A-Za-z0-9] (api.md §1). */
+export const newDeviceId = (): string => randomString(32);
+
+/** A sortable, unique id: 12 hex digits of milliseconds, then 80 random bits. */
+export function newId(now = Date.now()): string {
+  return now.toString(16).padStart(12, "0") + hex(randomBytes(10));
+}
+
+/** An opaque secret with `bytes` bytes of entropy, base64url. */
+export const newSecret = (bytes = 32): string => b64url(randomBytes(bytes));
+
+/** SHA-256 of a string, hex; used to store tokens and codes only as hashes. */
+export async function sha256Hex(s: string): Promise<string> {
+  return hex(await crypto.subtle.digest("SHA-256", utf8(s)));
+}
+
+/** HMAC-SHA-256 of `data` under `key`. */
+export async function hmacSha256(key: string | Uint8Array<ArrayBuffer>, data: string): Promise<Uint8Array<ArrayBuffer>> {
+  const k = await crypto.subtle.importKey(
+    "raw",
+    typeof key === "string" ? utf8(key) : key,
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  return new Uint8Array(await crypto.subtle.sign("HMAC", k, utf8(data)));
+}
+
+/** Compares two byte strings in constant time for equal lengths (no early exit on the first difference). */
+export function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  const subtle = crypto.subtle as SubtleCrypto & { timingSafeEqual?: (x: ArrayBufferView, y: ArrayBufferView) => boolean };
+  if (typeof subtle.timingSafeEqual === "function") return subtle.timingSafeEqual(a, b);
+  let diff = 0;
+  for (let i = 0; i < a.byteLength; i++) diff |= (a[i] as number) ^ (b[i] as number);
+  return diff === 0;
+}
+
+/** Constant-time comparison of two strings (compares their SHA-256 digests, so lengths leak nothing). */
+export async function timingSafeEqualString(a: string, b: string): Promise<boolean> {
+  const [da, db] = await Promise.all([
+    crypto.subtle.digest("SHA-256", utf8(a)),
+    crypto.subtle.digest("SHA-256", utf8(b)),
+  ]);
+  return timingSafeEqual(new Uint8Array(da), new Uint8Array(db));
+}

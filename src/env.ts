@@ -1,0 +1,18 @@
+import type { DeviceSession } from "./storage/device-session";
+
+/** The bindings and variables of wrangler.toml, plus the secrets set with `wrangler secret put`. */
+export interface Env {
+  DB: D1Database;
+  TOKENS: KVNamespace;
+  DEVICE_SESSIONS: DurableObjectNamespace<DeviceSession>;
+  ISSUER?: string;
+  ENVIRONMENT?: string;
+  ACCESS_TTL_SECONDS?: string;
+  REFRESH_TTL_SECONDS?: string;
+  PUBLIC_TTL_SECONDS?: string;
+  JWT_PRIVATE_KEYS?: string;
+  PASSWORD_PEPPER?: string;
+  BOOTSTRAP_ADMIN_EMAILS?: string;
+  NOTIFY_WEBHOOK_URL?: string;
+  NOTIFY_WEBHOOK_SECRET?: string;
+}

@@ -1,0 +1,75 @@
+/**
+ * The error codes of the API contract (api.md §1–§10) and their HTTP status, in one table.
+ * Services throw `ApiError`; the app's single onError turns it into the wire shape.
+ */
+export const ERRORS = {
+  validation_failed: [400, "The request is not valid"],
+  invalid_json: [400, "The request body is not valid JSON"],
+  invalid_code: [400, "The code is not valid"],
+  captcha_failed: [400, "The captcha check failed"],
+  missing_token: [401, "An access token is required"],
+  invalid_token: [401, "The token is not valid"],
+  token_expired: [401, "The token has expired"],
+  token_revoked: [401, "The token has been revoked"],
+  session_revoked: [401, "This session has ended. Please log in again"],
+  refresh_token_reused: [401, "This refresh token was already used. The session has been ended"],
+  fresh_token_required: [401, "This action needs a recent login. Please log in again"],
+  invalid_credentials: [401, "The email or password is not correct"],
+  invalid_otp: [401, "The code is not correct"],
+  otp_expired: [401, "The code has expired. Please request a new one"],
+  forbidden: [403, "You are not allowed to do this"],
+  user_not_found: [403, "The user of this token no longer exists"],
+  account_disabled: [403, "This account is disabled"],
+  account_pending: [403, "This account is waiting for approval"],
+  domain_not_allowed: [403, "You are not allowed to register"],
+  registration_closed: [403, "Registration is closed"],
+  not_found: [404, "Not found"],
+  realm_not_found: [404, "Realm not found"],
+  method_not_allowed: [405, "Method not allowed"],
+  user_exists: [409, "User already exists. Please log in"],
+  email_in_use: [409, "This email is used by another account"],
+  phone_in_use: [409, "This phone number is used by another account"],
+  last_admin: [409, "The realm would be left without an admin"],
+  payload_too_large: [413, "The request body is larger than 16 KiB"],
+  unsupported_media_type: [415, "The request body must be application/json"],
+  too_many_attempts: [429, "Too many attempts. Please try again later"],
+  internal_error: [500, "Something went wrong"],
+  delivery_failed: [502, "The message could not be delivered"],
+  config_invalid: [503, "The service is not configured"],
+  delivery_unavailable: [503, "No delivery channel is configured"],
+  captcha_unavailable: [503, "The captcha check is not available"],
+} as const satisfies Record<string, readonly [number, string]>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** An expected failure with a stable code; mapped to HTTP in one place. */
+export class ApiError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly fields?: Record<string, string>;
+  readonly headers?: Record<string, string>;
+
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    extra?: { fields?: Record<string, string>; headers?: Record<string, string> },
+  ) {
+    const [status, defaultMessage] = ERRORS[code];
+    super(message ?? defaultMessage);
+    this.name = "ApiError";
+    this.code = code;
+    this.status = status;
+    this.fields = extra?.fields;
+    this.headers = extra?.headers;
+  }
+}
+
+/** The wire shape of every error (api.md §1). */
+export function errorBody(code: ErrorCode, message?: string, fields?: Record<string, string>) {
+  const error: { code: ErrorCode; message: string; fields?: Record<string, string> } = {
+    code,
+    message: message ?? ERRORS[code][1],
+  };
+  if (fields) error.fields = fields;
+  return { error };
+}

@@ -1,0 +1,40 @@
+import type { MiddlewareHandler } from "hono";
+import type { AppEnv } from "../context";
+import { ApiError } from "../errors";
+import { getDb } from "../storage/db";
+import { findRealm, REALM_ID } from "../storage/realms";
+
+/** `/v1/realms/{realm}/<rest>` is `/v1/<rest>` in that realm (api.md §1). */
+const REALM_PREFIX = /^\/v1\/realms\/([^/]+)(\/.+)$/;
+
+/** The path the router sees: the realm prefix removed. */
+export function routedPath(pathname: string): string {
+  const m = REALM_PREFIX.exec(pathname);
+  return m ? `/v1${m[2]}` : pathname;
+}
+
+/** The realm a path addresses; `default` for plain `/v1`. */
+export function realmOf(pathname: string): string {
+  const m = REALM_PREFIX.exec(pathname);
+  return m ? decodeURIComponent(m[1] as string) : "default";
+}
+
+// Realms are created rarely; remembering that one exists for a few seconds saves a D1 read per request.
+const known = new Map<string, number>();
+const KNOWN_MS = 10_000;
+
+/** Sets `realm`; an unknown realm is 404 realm_not_found. */
+export const realmContext: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const realm = realmOf(new URL(c.req.url).pathname);
+  c.set("realm", realm);
+  if (realm !== "default") {
+    const now = c.get("now");
+    const seen = known.get(realm);
+    if (!seen || now - seen > KNOWN_MS) {
+      if (!REALM_ID.test(realm) || !(await findRealm(getDb(c.env.DB), realm))) throw new ApiError("realm_not_found");
+      if (known.size > 1000) known.clear();
+      known.set(realm, now);
+    }
+  }
+  await next();
+};

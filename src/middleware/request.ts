@@ -1,0 +1,73 @@
+import type { MiddlewareHandler } from "hono";
+import type { AppEnv } from "../context";
+import { ApiError } from "../errors";
+
+export const MAX_BODY_BYTES = 16 * 1024;
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const JSON_TYPE = /^application\/([\w.-]+\+)?json$/i;
+
+/** Request id (the caller's when sane, else new), request time, and headers every response carries. */
+export const requestContext: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const given = c.req.header("X-Request-Id");
+  const requestId = given && SANE_REQUEST_ID.test(given) ? given : crypto.randomUUID();
+  c.set("requestId", requestId);
+  c.set("now", Date.now());
+  await next();
+  c.header("X-Request-Id", requestId);
+  c.header("X-Content-Type-Options", "nosniff");
+  c.header("Referrer-Policy", "no-referrer");
+  if (!c.res.headers.has("Cache-Control")) c.header("Cache-Control", "no-store");
+};
+
+/**
+ * JSON bodies (api.md §1): non-JSON content type 415, more than 16 KiB 413 (counted while
+ * streaming, so a missing or lying Content-Length does not help), unparsable 400 invalid_json.
+ * The parsed body is cached on the request for the route's validator. An empty body reads as {}.
+ */
+export const jsonBody: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const method = c.req.method;
+  if (method !== "POST" && method !== "PUT" && method !== "PATCH" && method !== "DELETE") return next();
+  const declared = Number(c.req.header("Content-Length") ?? "0");
+  if (declared > MAX_BODY_BYTES) throw new ApiError("payload_too_large");
+  const bytes = await readCapped(c.req.raw.body, MAX_BODY_BYTES);
+  if (bytes === null) throw new ApiError("payload_too_large");
+  const mediaType = (c.req.header("Content-Type") ?? "").split(";")[0]?.trim() ?? "";
+  let value: unknown = {};
+  if (bytes.byteLength > 0) {
+    if (!JSON_TYPE.test(mediaType)) throw new ApiError("unsupported_media_type");
+    const text = new TextDecoder().decode(bytes);
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new ApiError("invalid_json");
+    }
+  } else if (mediaType && !JSON_TYPE.test(mediaType)) {
+    throw new ApiError("unsupported_media_type");
+  }
+  c.req.bodyCache.json = Promise.resolve(value);
+  return next();
+};
+
+async function readCapped(body: ReadableStream<Uint8Array> | null, cap: number): Promise<Uint8Array | null> {
+  if (!body) return new Uint8Array(0);
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > cap) {
+      await reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}

@@ -1,0 +1,33 @@
+import { createRoute, type RouteConfig, type z } from "@hono/zod-openapi";
+import { ErrorSchema } from "../schemas";
+
+/** Every documented route's method and path pattern, so a known path with a wrong method answers 405. */
+export const knownRoutes: { method: string; pattern: RegExp }[] = [];
+
+/** createRoute that also records the route for 405 answers. Adds the error shape as the default response. */
+export function route<const R extends RouteConfig>(config: R) {
+  knownRoutes.push({
+    method: config.method.toUpperCase(),
+    pattern: new RegExp(`^${config.path.replace(/\{[^}]+\}/g, "[^/]+")}/?$`),
+  });
+  return createRoute({
+    ...config,
+    responses: {
+      ...config.responses,
+      default: { description: "An error (api.md §1)", content: { "application/json": { schema: ErrorSchema } } },
+    },
+  });
+}
+
+/** A required JSON request body. */
+export const jsonBody = <T extends z.ZodType>(schema: T) => ({
+  body: { required: true, content: { "application/json": { schema } } },
+});
+
+/** A JSON response. */
+export const json = <T extends z.ZodType>(description: string, schema: T) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+
+export const bearerAuth = [{ bearer: [] }];

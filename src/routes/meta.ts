@@ -1,0 +1,60 @@
+import { OpenAPIHono, z } from "@hono/zod-openapi";
+import type { AppEnv } from "../context";
+import { loadConfig } from "../config";
+import { ApiError, errorBody } from "../errors";
+import { deps } from "../middleware/auth";
+import { json, route } from "./define";
+
+const JwksSchema = z
+  .object({ keys: z.array(z.object({ kty: z.string(), crv: z.string(), x: z.string(), y: z.string(), kid: z.string(), alg: z.string(), use: z.string() })) })
+  .openapi("JWKS");
+
+export const meta = new OpenAPIHono<AppEnv>()
+  .openapi(
+    route({
+      method: "get",
+      path: "/health",
+      tags: ["meta"],
+      summary: "Health: 503 naming the problem when configuration is missing or invalid",
+      responses: {
+        200: json("Healthy", z.object({ status: z.literal("ok") })),
+        503: json(
+          "Misconfigured",
+          z.object({
+            error: z.object({ code: z.string(), message: z.string() }),
+            status: z.literal("misconfigured"),
+            problems: z.array(z.string()),
+          }),
+        ),
+      },
+    }),
+    async (c) => {
+      const loaded = loadConfig(c.env);
+      let problems = loaded.ok ? [] : loaded.problems;
+      if (loaded.ok) {
+        // The keys must import, too.
+        await deps(c).catch((e: unknown) => {
+          problems = [e instanceof ApiError ? e.message : "the configuration could not be loaded"];
+        });
+      }
+      if (problems.length) {
+        const body = errorBody("config_invalid", `The service is not configured: ${problems.join("; ")}`);
+        return c.json({ ...body, status: "misconfigured" as const, problems }, 503);
+      }
+      return c.json({ status: "ok" as const }, 200);
+    },
+  )
+  .openapi(
+    route({
+      method: "get",
+      path: "/.well-known/jwks.json",
+      tags: ["meta"],
+      summary: "The public keys that verify this service's tokens",
+      responses: { 200: json("JWKS", JwksSchema) },
+    }),
+    async (c) => {
+      const d = await deps(c);
+      c.header("Cache-Control", "public, max-age=300");
+      return c.json(d.keys.jwks, 200);
+    },
+  );

@@ -1,0 +1,110 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
+import type { AppContext, AppEnv } from "../context";
+import { verifyToken } from "../crypto/jwt";
+import { ApiError } from "../errors";
+import { auth, deps } from "../middleware/auth";
+import { LoginBody, LogoutBody, PublicTokenBody, RefreshBody, TokenPairSchema } from "../schemas";
+import { z } from "@hono/zod-openapi";
+import { bearer } from "../services/auth";
+import { audit } from "../services/audit";
+import { endAllSessions, endSession, mintPublicToken, refreshSession, resolveDeviceId, startSession } from "../services/sessions";
+import { authenticate } from "../services/users";
+import { bearerAuth, json, jsonBody, route } from "./define";
+
+/** The device id of an optional public token in Authorization (login, sign-up, reset, OTP). */
+export async function publicTokenDevice(c: AppContext): Promise<string | undefined> {
+  const token = bearer(c.req.header("Authorization"));
+  if (!token) return undefined;
+  const d = await deps(c);
+  const claims = await verifyToken(d.keys, token, {
+    issuer: d.config.ISSUER,
+    realm: c.get("realm"),
+    type: "public",
+    now: d.now,
+  });
+  return claims.did;
+}
+
+const PublicTokenSchema = z
+  .object({ token: z.string(), device_id: z.string(), expires_in: z.number().int() })
+  .openapi("PublicToken");
+
+export const tokens = new OpenAPIHono<AppEnv>()
+  .openapi(
+    route({
+      method: "post",
+      path: "/v1/tokens/public",
+      tags: ["tokens"],
+      summary: "Get an anonymous device token",
+      request: jsonBody(PublicTokenBody),
+      responses: { 201: json("A public token", PublicTokenSchema) },
+    }),
+    async (c) => {
+      const body = c.req.valid("json");
+      return c.json(await mintPublicToken(await deps(c), c.get("realm"), body.device_id), 201);
+    },
+  )
+  .openapi(
+    route({
+      method: "post",
+      path: "/v1/tokens",
+      tags: ["tokens"],
+      summary: "Log in with email and password",
+      description: "Optionally with a public token in Authorization: its device id is used.",
+      request: jsonBody(LoginBody),
+      responses: { 200: json("Tokens for this device", TokenPairSchema) },
+    }),
+    async (c) => {
+      const body = c.req.valid("json");
+      const d = await deps(c);
+      const realm = c.get("realm");
+      const deviceId = resolveDeviceId(await publicTokenDevice(c), body.device_id);
+      let user: Awaited<ReturnType<typeof authenticate>>;
+      try {
+        user = await authenticate(d, realm, body.email, body.password);
+      } catch (e) {
+        if (e instanceof ApiError) {
+          audit(d, c, { type: "login_failed", realm, deviceId, detail: { reason: e.code } });
+        }
+        throw e;
+      }
+      const pair = await startSession(d, user, deviceId, { description: body.description ?? null });
+      audit(d, c, { type: "login", realm, userId: user.id, deviceId });
+      return c.json(pair, 200);
+    },
+  )
+  .openapi(
+    route({
+      method: "post",
+      path: "/v1/tokens/refresh",
+      tags: ["tokens"],
+      summary: "Rotate a refresh token",
+      request: jsonBody(RefreshBody),
+      responses: { 200: json("New tokens (the access token is not fresh)", TokenPairSchema) },
+    }),
+    async (c) => {
+      const body = c.req.valid("json");
+      return c.json(await refreshSession(await deps(c), c.get("realm"), body.refresh_token), 200);
+    },
+  )
+  .openapi(
+    route({
+      method: "post",
+      path: "/v1/logout",
+      tags: ["tokens"],
+      summary: "Log out this device, or every device with all: true",
+      security: bearerAuth,
+      middleware: [auth()] as const,
+      request: jsonBody(LogoutBody),
+      responses: { 204: { description: "Logged out" } },
+    }),
+    async (c) => {
+      const body = c.req.valid("json");
+      const claims = c.get("claims");
+      const d = await deps(c);
+      if (body.all) await endAllSessions(d, claims.realm, claims.sub);
+      await endSession(d, claims.realm, claims.sub, claims.did);
+      audit(d, c, { type: "logout", realm: claims.realm, userId: claims.sub, deviceId: claims.did, detail: { all: !!body.all } });
+      return c.body(null, 204);
+    },
+  );

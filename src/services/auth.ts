@@ -1,0 +1,48 @@
+import type { AccessClaims } from "../crypto/jwt";
+import { verifyToken } from "../crypto/jwt";
+import { ApiError } from "../errors";
+import { kvKeys } from "../storage/keys";
+import type { Deps } from "./deps";
+import { sessionStub } from "./sessions";
+
+export interface AuthOptions {
+  /** Ask the device's Durable Object too: authoritative and immediate (api.md §2). */
+  strict?: boolean;
+  /** Require a token minted by a credential check, not by refresh. */
+  fresh?: boolean;
+  /** Require every one of these roles (as the token states them). */
+  roles?: string[];
+}
+
+/**
+ * Verifies an access token for a realm: signature and claims, the KV blacklist, and with
+ * `strict` the device's session. Throws ApiError with the codes of api.md §2.
+ */
+export async function verifyAccess(deps: Deps, realm: string, token: string, opts: AuthOptions = {}): Promise<AccessClaims> {
+  const claims = (await verifyToken(deps.keys, token, {
+    issuer: deps.config.ISSUER,
+    realm,
+    type: "access",
+    now: deps.now,
+  })) as AccessClaims;
+  if (opts.strict) {
+    const live = await sessionStub(deps, realm, claims.sub, claims.did).check({
+      sid: claims.sid,
+      jti: claims.jti,
+      now: deps.now,
+    });
+    if (!live) throw new ApiError("token_revoked");
+  } else if ((await deps.env.TOKENS.get(kvKeys.blacklist(claims.jti))) !== null) {
+    throw new ApiError("token_revoked");
+  }
+  if (opts.fresh && claims.fresh !== true) throw new ApiError("fresh_token_required");
+  if (opts.roles?.some((r) => !claims.roles.includes(r))) throw new ApiError("forbidden");
+  return claims;
+}
+
+/** The bearer token of an Authorization header, or null. */
+export function bearer(header: string | undefined | null): string | null {
+  if (!header) return null;
+  const m = /^Bearer[ ]+([^\s]+)\s*$/i.exec(header);
+  return m ? (m[1] as string) : null;
+}

@@ -1,0 +1,55 @@
+import { and, eq, inArray } from "drizzle-orm";
+import { ApiError } from "../errors";
+import type { Db } from "../storage/db";
+import { domainRules, type RealmRow } from "../storage/schema";
+
+/** The domain and each parent that a rule may cover: mail.example.com → [mail.example.com, example.com, com]. */
+export function domainAndParents(domain: string): string[] {
+  const labels = domain.split(".");
+  return labels.map((_, i) => labels.slice(i).join("."));
+}
+
+/** The most specific rule covering `domain` among `rules`, or null. */
+export function effectiveRule(domain: string, rules: Map<string, "allow" | "block">): "allow" | "block" | null {
+  for (const candidate of domainAndParents(domain)) {
+    const rule = rules.get(candidate);
+    if (rule) return rule;
+  }
+  return null;
+}
+
+/** Pure decision of api.md §6: may this email domain register in a realm with this mode? */
+export function registrationDecision(
+  mode: RealmRow["registration"],
+  rule: "allow" | "block" | null,
+  opts: { byAdmin?: boolean } = {},
+): "ok" | "registration_closed" | "domain_not_allowed" {
+  if (mode === "closed" && !opts.byAdmin) return "registration_closed";
+  if (rule === "block") return "domain_not_allowed";
+  if (mode === "allowlist" && rule !== "allow" && !opts.byAdmin) return "domain_not_allowed";
+  return "ok";
+}
+
+/** Loads the rules that could cover an email's domain. */
+export async function rulesFor(db: Db, realm: string, email: string): Promise<Map<string, "allow" | "block">> {
+  const domain = email.slice(email.lastIndexOf("@") + 1);
+  const rows = await db
+    .select({ domain: domainRules.domain, rule: domainRules.rule })
+    .from(domainRules)
+    .where(and(eq(domainRules.realm, realm), inArray(domainRules.domain, domainAndParents(domain))));
+  return new Map(rows.map((r) => [r.domain, r.rule]));
+}
+
+/** Throws when the realm's mode or domain rules refuse this email. */
+export async function assertEmailAllowed(
+  db: Db,
+  realm: RealmRow,
+  email: string,
+  opts: { byAdmin?: boolean; ignoreMode?: boolean } = {},
+): Promise<void> {
+  const rules = await rulesFor(db, realm.id, email);
+  const domain = email.slice(email.lastIndexOf("@") + 1);
+  const mode = opts.ignoreMode ? "open" : realm.registration;
+  const decision = registrationDecision(mode, effectiveRule(domain, rules), opts);
+  if (decision !== "ok") throw new ApiError(decision);
+}

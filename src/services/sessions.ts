@@ -1,0 +1,250 @@
+import { and, eq } from "drizzle-orm";
+import { type AccessClaims, type PublicClaims, signToken } from "../crypto/jwt";
+import { newDeviceId, randomString } from "../crypto/random";
+import { ApiError } from "../errors";
+import { type DeviceView, type LiveJti, parseRefreshToken } from "../storage/device-session";
+import { deviceSessionName, kvKeys, kvTtl } from "../storage/keys";
+import { devices } from "../storage/schema";
+import type { UserRecord } from "../storage/users";
+import { findUserById } from "../storage/users";
+import type { Deps } from "./deps";
+import { toUser } from "./users";
+
+const DEVICE_ID = /^[A-Za-z0-9]{32}$/;
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** The device id to use: the public token's, else the client's when well-formed, else a new one. */
+export function resolveDeviceId(fromToken: string | undefined, fromBody: string | undefined): string {
+  if (fromToken && DEVICE_ID.test(fromToken)) return fromToken;
+  if (fromBody && DEVICE_ID.test(fromBody)) return fromBody;
+  return newDeviceId();
+}
+
+export function sessionStub(deps: Deps, realm: string, userId: string, deviceId: string) {
+  const ns = deps.env.DEVICE_SESSIONS;
+  return ns.get(ns.idFromName(deviceSessionName(realm, userId, deviceId)));
+}
+
+/** Puts access tokens on the KV blacklist until each would have expired. */
+export async function blacklist(deps: Deps, jtis: LiveJti[]): Promise<void> {
+  const nowSec = Math.floor(deps.now / 1000);
+  await Promise.all(
+    jtis.map((j) => deps.env.TOKENS.put(kvKeys.blacklist(j.jti), "1", { expirationTtl: kvTtl(j.exp - nowSec) })),
+  );
+}
+
+/** An anonymous device token (api.md §3). */
+export async function mintPublicToken(deps: Deps, realm: string, deviceIdInput?: string) {
+  const deviceId = resolveDeviceId(undefined, deviceIdInput);
+  const iat = Math.floor(deps.now / 1000);
+  const ttl = deps.config.PUBLIC_TTL_SECONDS;
+  const claims: PublicClaims = {
+    iss: deps.config.ISSUER,
+    realm,
+    type: "public",
+    did: deviceId,
+    jti: randomString(24),
+    iat,
+    exp: iat + ttl,
+  };
+  return { token: await signToken(deps.keys, claims), device_id: deviceId, expires_in: ttl };
+}
+
+function newAccess(deps: Deps): LiveJti & { iat: number } {
+  const iat = Math.floor(deps.now / 1000);
+  return { jti: randomString(24), iat, exp: iat + deps.config.ACCESS_TTL_SECONDS };
+}
+
+async function signAccess(
+  deps: Deps,
+  user: UserRecord,
+  deviceId: string,
+  sid: string,
+  access: LiveJti & { iat: number },
+  fresh: boolean,
+): Promise<string> {
+  const claims: AccessClaims = {
+    iss: deps.config.ISSUER,
+    sub: user.id,
+    realm: user.realm,
+    type: "access",
+    did: deviceId,
+    sid,
+    jti: access.jti,
+    iat: access.iat,
+    exp: access.exp,
+    fresh,
+    roles: user.roles,
+    email: user.email,
+    name: user.fullName,
+  };
+  return signToken(deps.keys, claims);
+}
+
+function tokenPair(deps: Deps, user: UserRecord, deviceId: string, accessToken: string, refreshToken: string) {
+  return {
+    access_token: accessToken,
+    refresh_token: refreshToken,
+    token_type: "Bearer" as const,
+    expires_in: deps.config.ACCESS_TTL_SECONDS,
+    refresh_expires_in: deps.config.REFRESH_TTL_SECONDS,
+    device_id: deviceId,
+    user: toUser(user),
+  };
+}
+
+/**
+ * Logs a device in after a credential check: starts (or replaces) its session and returns a
+ * TokenPair whose access token is fresh.
+ */
+export async function startSession(
+  deps: Deps,
+  user: UserRecord,
+  deviceId: string,
+  opts: { description?: string | null; pushToken?: string | null } = {},
+) {
+  const access = newAccess(deps);
+  const stub = sessionStub(deps, user.realm, user.id, deviceId);
+  const started = await stub.start({
+    realm: user.realm,
+    userId: user.id,
+    deviceId,
+    description: opts.description ?? null,
+    pushToken: opts.pushToken ?? null,
+    now: deps.now,
+    refreshTtlMs: deps.config.REFRESH_TTL_SECONDS * 1000,
+    access: { jti: access.jti, exp: access.exp },
+  });
+  const device = started.device;
+  await Promise.all([
+    blacklist(deps, started.replaced.revoked),
+    deps.db
+      .insert(devices)
+      .values({ ...indexRow(device), userId: user.id, realm: user.realm })
+      .onConflictDoUpdate({ target: [devices.userId, devices.deviceId], set: indexRow(device) }),
+  ]);
+  const accessToken = await signAccess(deps, user, deviceId, device.sid, access, true);
+  return tokenPair(deps, user, deviceId, accessToken, started.refreshToken);
+}
+
+function indexRow(d: DeviceView) {
+  return {
+    deviceId: d.deviceId,
+    sessionId: d.sid,
+    description: d.description,
+    pushToken: d.pushToken,
+    pushTokenUpdatedAt: d.pushTokenUpdatedAt === null ? null : iso(d.pushTokenUpdatedAt),
+    createdAt: iso(d.createdAt),
+    lastSeenAt: iso(d.lastSeenAt),
+    expiresAt: iso(d.expiresAt),
+  };
+}
+
+/** Rotates a refresh token (api.md §3); the Durable Object of the device decides. */
+export async function refreshSession(deps: Deps, realm: string, refreshToken: string) {
+  const loc = parseRefreshToken(refreshToken);
+  if (!loc || loc.realm !== realm) throw new ApiError("invalid_token");
+  const user = await findUserById(deps.db, realm, loc.userId);
+  if (!user || user.status !== "active") {
+    // The account is gone or locked: the session cannot continue.
+    await endSession(deps, realm, loc.userId, loc.deviceId);
+    throw new ApiError("session_revoked");
+  }
+  const access = newAccess(deps);
+  const stub = sessionStub(deps, realm, loc.userId, loc.deviceId);
+  const result = await stub.refresh({
+    sid: loc.sid,
+    counter: loc.counter,
+    mac: loc.mac,
+    now: deps.now,
+    refreshTtlMs: deps.config.REFRESH_TTL_SECONDS * 1000,
+    access: { jti: access.jti, exp: access.exp },
+  });
+  if (!result.ok) {
+    if (result.revoked.length) await blacklist(deps, result.revoked);
+    if (result.code === "refresh_token_reused" || result.code === "token_expired") {
+      await deleteIndexRow(deps, loc.userId, loc.deviceId, loc.sid);
+    }
+    throw new ApiError(result.code);
+  }
+  const accessToken = await signAccess(deps, user, loc.deviceId, result.device.sid, access, false);
+  deps.defer(
+    deps.db
+      .update(devices)
+      .set({ lastSeenAt: iso(result.device.lastSeenAt), expiresAt: iso(result.device.expiresAt) })
+      .where(and(eq(devices.userId, loc.userId), eq(devices.deviceId, loc.deviceId))),
+  );
+  return tokenPair(deps, user, loc.deviceId, accessToken, result.refreshToken);
+}
+
+async function deleteIndexRow(deps: Deps, userId: string, deviceId: string, sid?: string | null) {
+  const where = [eq(devices.userId, userId), eq(devices.deviceId, deviceId)];
+  if (sid) where.push(eq(devices.sessionId, sid));
+  await deps.db.delete(devices).where(and(...where));
+}
+
+/** Ends one device's session at once: its refresh token stops working and its access tokens are blacklisted. */
+export async function endSession(deps: Deps, realm: string, userId: string, deviceId: string): Promise<boolean> {
+  const ended = await sessionStub(deps, realm, userId, deviceId).end({ now: deps.now });
+  await Promise.all([blacklist(deps, ended.revoked), deleteIndexRow(deps, userId, deviceId)]);
+  return ended.ended;
+}
+
+/** Ends every session of a user, except `keepDeviceId` when given. */
+export async function endAllSessions(deps: Deps, realm: string, userId: string, keepDeviceId?: string) {
+  const rows = await deps.db
+    .select({ deviceId: devices.deviceId })
+    .from(devices)
+    .where(eq(devices.userId, userId));
+  await Promise.all(
+    rows.filter((r) => r.deviceId !== keepDeviceId).map((r) => endSession(deps, realm, userId, r.deviceId)),
+  );
+}
+
+/** The user's devices, newest first. */
+export async function listDevices(deps: Deps, userId: string, currentDeviceId: string) {
+  const rows = await deps.db.select().from(devices).where(eq(devices.userId, userId));
+  const nowIso = iso(deps.now);
+  return rows
+    .filter((r) => r.expiresAt > nowIso)
+    .sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1))
+    .map((r) => ({
+      device_id: r.deviceId,
+      description: r.description,
+      current: r.deviceId === currentDeviceId,
+      created_at: r.createdAt,
+      last_seen_at: r.lastSeenAt,
+      push_token: r.pushToken,
+      push_token_updated_at: r.pushTokenUpdatedAt,
+    }));
+}
+
+/** PUT /v1/devices/current: last-seen always moves; the push token's time only when it changed. */
+export async function updateCurrentDevice(
+  deps: Deps,
+  claims: AccessClaims,
+  input: { push_token?: string | null; description?: string | null },
+) {
+  const stub = sessionStub(deps, claims.realm, claims.sub, claims.did);
+  const device = await stub.touch({
+    sid: claims.sid,
+    now: deps.now,
+    pushToken: input.push_token,
+    description: input.description,
+  });
+  if (!device) throw new ApiError("session_revoked");
+  await deps.db
+    .update(devices)
+    .set(indexRow(device))
+    .where(and(eq(devices.userId, claims.sub), eq(devices.deviceId, claims.did)));
+  const row = indexRow(device);
+  return {
+    device_id: device.deviceId,
+    description: device.description,
+    current: true,
+    created_at: row.createdAt,
+    last_seen_at: row.lastSeenAt,
+    push_token: device.pushToken,
+    push_token_updated_at: row.pushTokenUpdatedAt,
+  };
+}

@@ -1,0 +1,30 @@
+import { drizzle } from "drizzle-orm/d1";
+import * as schema from "./schema";
+
+export type Db = ReturnType<typeof makeDb>;
+
+const makeDb = (d1: D1Database) => drizzle(d1, { schema });
+const cache = new WeakMap<D1Database, Db>();
+
+/** One drizzle instance per D1 binding. */
+export function getDb(d1: D1Database): Db {
+  let db = cache.get(d1);
+  if (!db) {
+    db = makeDb(d1);
+    cache.set(d1, db);
+  }
+  return db;
+}
+
+/** True when a D1 error is a UNIQUE or PRIMARY KEY violation (a lost race with another writer). */
+export function isUniqueViolation(e: unknown): boolean {
+  const text = String((e as { message?: string })?.message ?? e) + String((e as { cause?: unknown })?.cause ?? "");
+  return /UNIQUE constraint failed|PRIMARY KEY constraint failed|SQLITE_CONSTRAINT/i.test(text);
+}
+
+/** The column of the unique index that a violation names, when it says. */
+export function violatedColumn(e: unknown): string | null {
+  const text = String((e as { message?: string })?.message ?? e) + String((e as { cause?: unknown })?.cause ?? "");
+  const m = /UNIQUE constraint failed: \w+\.(\w+)(?:, \w+\.(\w+))?/.exec(text);
+  return m ? (m[2] ?? m[1] ?? null) : null;
+}

@@ -1,0 +1,277 @@
+import { DurableObject } from "cloudflare:workers";
+import { b64url, fromB64url } from "../crypto/encoding";
+import { hmacSha256, newSecret, randomString, timingSafeEqual } from "../crypto/random";
+import type { Env } from "../env";
+
+/** A retry of the refresh token rotated away less than this long ago succeeds (api.md §3). */
+export const REFRESH_GRACE_MS = 10_000;
+
+export interface LiveJti {
+  jti: string;
+  exp: number;
+}
+
+/** The state of one device's session; stored in the object's own SQLite-backed storage. */
+export interface SessionState {
+  realm: string;
+  userId: string;
+  deviceId: string;
+  sid: string;
+  /** Per-session HMAC key (base64url); refresh tokens are derived from it, never stored. */
+  secret: string;
+  /** Index of the one refresh token that rotates next. */
+  counter: number;
+  /** When `counter` became current (ms). */
+  rotatedAt: number;
+  createdAt: number;
+  lastSeenAt: number;
+  /** The session ends at this time unless a rotation renews it (ms). */
+  expiresAt: number;
+  description: string | null;
+  pushToken: string | null;
+  pushTokenUpdatedAt: number | null;
+  /** Access tokens minted for this session that have not expired yet. */
+  jtis: LiveJti[];
+}
+
+export interface DeviceView {
+  deviceId: string;
+  sid: string;
+  description: string | null;
+  createdAt: number;
+  lastSeenAt: number;
+  pushToken: string | null;
+  pushTokenUpdatedAt: number | null;
+  expiresAt: number;
+}
+
+export interface StartInput {
+  realm: string;
+  userId: string;
+  deviceId: string;
+  description: string | null;
+  pushToken?: string | null;
+  now: number;
+  refreshTtlMs: number;
+  access: LiveJti;
+}
+
+export type RefreshResult =
+  | { ok: true; refreshToken: string; device: DeviceView; rotated: boolean }
+  | { ok: false; code: "session_revoked" | "refresh_token_reused" | "invalid_token" | "token_expired"; revoked: LiveJti[] };
+
+export interface EndResult {
+  ended: boolean;
+  sid: string | null;
+  /** Access tokens of the ended session that are still live: the caller blacklists them. */
+  revoked: LiveJti[];
+}
+
+const KEY = "session";
+
+/** Parsed refresh token: `rt1.<b64url(realm|user|device|sid|counter)>.<b64url(hmac)>`. */
+export interface RefreshLocator {
+  realm: string;
+  userId: string;
+  deviceId: string;
+  sid: string;
+  counter: number;
+  mac: Uint8Array<ArrayBuffer>;
+}
+
+/** Reads the locator from a refresh token; null when it is not one of ours in shape. */
+export function parseRefreshToken(token: string): RefreshLocator | null {
+  if (token.length > 512) return null;
+  const parts = token.split(".");
+  if (parts.length !== 3 || parts[0] !== "rt1") return null;
+  const body = fromB64url(parts[1] ?? "");
+  const mac = fromB64url(parts[2] ?? "");
+  if (!body || !mac || mac.byteLength !== 32) return null;
+  const fields = new TextDecoder().decode(body).split("|");
+  if (fields.length !== 5) return null;
+  const [realm, userId, deviceId, sid, counterText] = fields as [string, string, string, string, string];
+  const counter = Number(counterText);
+  if (!realm || !userId || !/^[A-Za-z0-9]{32}$/.test(deviceId) || !sid) return null;
+  if (!/^\d{1,9}$/.test(counterText) || !Number.isSafeInteger(counter)) return null;
+  return { realm, userId, deviceId, sid, counter, mac };
+}
+
+async function mintRefreshToken(s: SessionState, counter: number): Promise<string> {
+  const body = b64url(new TextEncoder().encode([s.realm, s.userId, s.deviceId, s.sid, counter].join("|")));
+  return `rt1.${body}.${b64url(await macFor(s, counter))}`;
+}
+
+function macFor(s: SessionState, counter: number): Promise<Uint8Array<ArrayBuffer>> {
+  const key = fromB64url(s.secret) as Uint8Array<ArrayBuffer>;
+  return hmacSha256(key, `${s.sid}.${counter}`);
+}
+
+function view(s: SessionState): DeviceView {
+  return {
+    deviceId: s.deviceId,
+    sid: s.sid,
+    description: s.description,
+    createdAt: s.createdAt,
+    lastSeenAt: s.lastSeenAt,
+    pushToken: s.pushToken,
+    pushTokenUpdatedAt: s.pushTokenUpdatedAt,
+    expiresAt: s.expiresAt,
+  };
+}
+
+/**
+ * One device's session. Single-threaded and authoritative: rotation, reuse detection and
+ * logout are decided here, so no race between concurrent requests can be lost. Every method
+ * runs inside blockConcurrencyWhile, so no other call interleaves with it.
+ */
+export class DeviceSession extends DurableObject<Env> {
+  private read(): SessionState | undefined {
+    return this.ctx.storage.kv.get<SessionState>(KEY);
+  }
+
+  private async write(s: SessionState): Promise<void> {
+    this.ctx.storage.kv.put(KEY, s);
+    await this.ctx.storage.setAlarm(s.expiresAt);
+  }
+
+  private async wipe(): Promise<void> {
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    return this.ctx.blockConcurrencyWhile(fn);
+  }
+
+  /** Starts (or replaces) the session of this device; returns the first refresh token. */
+  start(input: StartInput): Promise<{ refreshToken: string; device: DeviceView; replaced: EndResult }> {
+    return this.serial(async () => {
+      const old = this.read();
+      const replaced = old ? this.endResult(old, input.now) : { ended: false, sid: null, revoked: [] };
+      const s: SessionState = {
+        realm: input.realm,
+        userId: input.userId,
+        deviceId: input.deviceId,
+        sid: randomString(24),
+        secret: newSecret(32),
+        counter: 0,
+        rotatedAt: input.now,
+        createdAt: input.now,
+        lastSeenAt: input.now,
+        expiresAt: input.now + input.refreshTtlMs,
+        description: input.description,
+        pushToken: input.pushToken ?? null,
+        pushTokenUpdatedAt: input.pushToken ? input.now : null,
+        jtis: [input.access],
+      };
+      await this.write(s);
+      return { refreshToken: await mintRefreshToken(s, 0), device: view(s), replaced };
+    });
+  }
+
+  /**
+   * Rotates a refresh token (api.md §3): the current one rotates; the one rotated away less
+   * than 10 s ago gets the current token again (retries, concurrent calls); any older one,
+   * or that one later, is theft and ends the whole session.
+   */
+  refresh(input: {
+    sid: string;
+    counter: number;
+    mac: Uint8Array<ArrayBuffer>;
+    now: number;
+    refreshTtlMs: number;
+    access: LiveJti;
+  }): Promise<RefreshResult> {
+    return this.serial(async () => {
+      const s = this.read();
+      if (!s || s.sid !== input.sid) return { ok: false, code: "session_revoked", revoked: [] };
+      if (input.counter > s.counter) return { ok: false, code: "invalid_token", revoked: [] };
+      // Constant time: the MAC is the secret part of the token.
+      if (!timingSafeEqual(await macFor(s, input.counter), input.mac)) {
+        return { ok: false, code: "invalid_token", revoked: [] };
+      }
+      if (input.now >= s.expiresAt) {
+        const ended = this.endResult(s, input.now);
+        await this.wipe();
+        return { ok: false, code: "token_expired", revoked: ended.revoked };
+      }
+      let rotated = false;
+      if (input.counter === s.counter) {
+        s.counter += 1;
+        s.rotatedAt = input.now;
+        s.expiresAt = input.now + input.refreshTtlMs;
+        rotated = true;
+      } else if (!(input.counter === s.counter - 1 && input.now - s.rotatedAt < REFRESH_GRACE_MS)) {
+        const ended = this.endResult(s, input.now);
+        await this.wipe();
+        return { ok: false, code: "refresh_token_reused", revoked: ended.revoked };
+      }
+      s.lastSeenAt = input.now;
+      s.jtis = [...s.jtis.filter((j) => j.exp > input.now), input.access];
+      await this.write(s);
+      return { ok: true, refreshToken: await mintRefreshToken(s, s.counter), device: view(s), rotated };
+    });
+  }
+
+  /** The strict check: is this access token of the live session, and not revoked? */
+  check(input: { sid: string; jti: string; now: number }): Promise<boolean> {
+    return this.serial(async () => {
+      const s = this.read();
+      return !!s && s.sid === input.sid && input.now < s.expiresAt && s.jtis.some((j) => j.jti === input.jti);
+    });
+  }
+
+  /** Ends the session (only if it is `sid`, when given); returns the access tokens to blacklist. */
+  end(input: { now: number; sid?: string }): Promise<EndResult> {
+    return this.serial(async () => {
+      const s = this.read();
+      if (!s || (input.sid && s.sid !== input.sid)) return { ended: false, sid: null, revoked: [] };
+      const result = this.endResult(s, input.now);
+      await this.wipe();
+      return result;
+    });
+  }
+
+  /** Records that the device was seen; replaces the push token (and its time) only when it changed. */
+  touch(input: {
+    sid: string;
+    now: number;
+    pushToken?: string | null;
+    description?: string | null;
+  }): Promise<DeviceView | null> {
+    return this.serial(async () => {
+      const s = this.read();
+      if (!s || s.sid !== input.sid) return null;
+      s.lastSeenAt = input.now;
+      if (input.pushToken !== undefined && input.pushToken !== s.pushToken) {
+        s.pushToken = input.pushToken;
+        s.pushTokenUpdatedAt = input.now;
+      }
+      if (input.description !== undefined) s.description = input.description;
+      await this.write(s);
+      return view(s);
+    });
+  }
+
+  /** The session as it is, or null when none is live. */
+  get(): Promise<DeviceView | null> {
+    return this.serial(async () => {
+      const s = this.read();
+      return s ? view(s) : null;
+    });
+  }
+
+  /** Runs when the session expires: removes everything it kept. */
+  override async alarm(): Promise<void> {
+    const s = this.read();
+    if (s && Date.now() < s.expiresAt) {
+      await this.ctx.storage.setAlarm(s.expiresAt);
+      return;
+    }
+    await this.ctx.storage.deleteAll();
+  }
+
+  private endResult(s: SessionState, now: number): EndResult {
+    return { ended: true, sid: s.sid, revoked: s.jtis.filter((j) => j.exp > now) };
+  }
+}

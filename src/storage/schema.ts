@@ -1,0 +1,126 @@
+import { sql } from "drizzle-orm";
+import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+/**
+ * D1 schema. Timestamps are ISO-8601 UTC strings (they sort as text). Booleans are 0/1.
+ * Uniqueness that matters for correctness is enforced here, not in code, so concurrent
+ * writers cannot create duplicates.
+ */
+
+/** Tenants. The row `default` is seeded by the first migration. */
+export const realms = sqliteTable("realms", {
+  id: text("id").primaryKey(),
+  registration: text("registration", { enum: ["open", "allowlist", "closed"] }).notNull().default("open"),
+  approvalRequired: integer("approval_required", { mode: "boolean" }).notNull().default(false),
+  captchaRequired: integer("captcha_required", { mode: "boolean" }).notNull().default(false),
+  createdAt: text("created_at").notNull(),
+  updatedAt: text("updated_at").notNull(),
+});
+
+export const users = sqliteTable(
+  "users",
+  {
+    id: text("id").primaryKey(),
+    realm: text("realm")
+      .notNull()
+      .references(() => realms.id),
+    email: text("email"),
+    phoneNumber: text("phone_number"),
+    passwordHash: text("password_hash"),
+    fullName: text("full_name"),
+    imageUrl: text("image_url"),
+    roles: text("roles", { mode: "json" }).$type<string[]>().notNull().default(sql`'["user"]'`),
+    status: text("status", { enum: ["active", "pending", "disabled"] }).notNull().default("active"),
+    source: text("source", { enum: ["password", "phone", "admin"] }).notNull(),
+    profile: text("profile", { mode: "json" }).$type<Record<string, unknown>>().notNull().default(sql`'{}'`),
+    createdAt: text("created_at").notNull(),
+    updatedAt: text("updated_at").notNull(),
+  },
+  (t) => [
+    uniqueIndex("users_realm_email").on(t.realm, t.email),
+    uniqueIndex("users_realm_phone").on(t.realm, t.phoneNumber),
+    index("users_realm_created").on(t.realm, t.createdAt, t.id),
+  ],
+);
+
+/** Every email a user has held; exactly the one equal to users.email is current. */
+export const userEmails = sqliteTable(
+  "user_emails",
+  {
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    email: text("email").notNull(),
+    addedAt: text("added_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.email] })],
+);
+
+export const domainRules = sqliteTable(
+  "domain_rules",
+  {
+    realm: text("realm")
+      .notNull()
+      .references(() => realms.id, { onDelete: "cascade" }),
+    domain: text("domain").notNull(),
+    rule: text("rule", { enum: ["allow", "block"] }).notNull(),
+    createdAt: text("created_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.realm, t.domain] })],
+);
+
+/** Index of a user's device sessions, for listing; the Durable Object of each device is authoritative. */
+export const devices = sqliteTable(
+  "devices",
+  {
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    deviceId: text("device_id").notNull(),
+    realm: text("realm").notNull(),
+    sessionId: text("session_id").notNull(),
+    description: text("description"),
+    pushToken: text("push_token"),
+    pushTokenUpdatedAt: text("push_token_updated_at"),
+    createdAt: text("created_at").notNull(),
+    lastSeenAt: text("last_seen_at").notNull(),
+    expiresAt: text("expires_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.deviceId] }), index("devices_expires").on(t.expiresAt)],
+);
+
+/** One live code per (realm, purpose, subject): reset codes and OTPs, stored only as a hash. */
+export const verificationCodes = sqliteTable(
+  "verification_codes",
+  {
+    realm: text("realm").notNull(),
+    purpose: text("purpose", { enum: ["reset", "otp"] }).notNull(),
+    subject: text("subject").notNull(),
+    codeHash: text("code_hash").notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    expiresAt: text("expires_at").notNull(),
+    sentAt: text("sent_at").notNull(),
+    day: text("day").notNull(),
+    dayCount: integer("day_count").notNull().default(1),
+  },
+  (t) => [primaryKey({ columns: [t.realm, t.purpose, t.subject] }), index("codes_expires").on(t.expiresAt)],
+);
+
+/** Security-relevant events. Never holds a secret, token, code or hash. */
+export const auditEvents = sqliteTable(
+  "audit_events",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    at: text("at").notNull(),
+    realm: text("realm").notNull(),
+    type: text("type").notNull(),
+    userId: text("user_id"),
+    deviceId: text("device_id"),
+    ip: text("ip"),
+    detail: text("detail", { mode: "json" }).$type<Record<string, unknown>>(),
+  },
+  (t) => [index("audit_realm_at").on(t.realm, t.at), index("audit_user").on(t.userId)],
+);
+
+export type UserRow = typeof users.$inferSelect;
+export type RealmRow = typeof realms.$inferSelect;

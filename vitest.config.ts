@@ -1,0 +1,59 @@
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+/** A throwaway P-256 signing key per test run, plus a second one to test rotation and foreign keys. */
+async function testKey(kid: string) {
+  const pair = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+    "sign",
+    "verify",
+  ])) as CryptoKeyPair;
+  return { ...(await crypto.subtle.exportKey("jwk", pair.privateKey)), kid };
+}
+
+export default defineConfig(async () => {
+  const migrations = await readD1Migrations("./drizzle");
+  const [current, other] = await Promise.all([testKey("test-1"), testKey("test-2")]);
+  return {
+    plugins: [
+      cloudflareTest({
+        wrangler: { configPath: "./wrangler.toml" },
+        miniflare: {
+          bindings: {
+            TEST_MIGRATIONS: migrations,
+            ENVIRONMENT: "test",
+            ISSUER: "https://user-registry.test",
+            JWT_PRIVATE_KEYS: JSON.stringify([current]),
+            TEST_OTHER_KEY: JSON.stringify(other),
+            BOOTSTRAP_ADMIN_EMAILS: "root@admin.test, second-root@admin.test",
+          },
+          serviceBindings: { CONSUMER: "consumer", DOUBLE: "test-double" },
+          // Outbound fetches (webhooks, siteverify) go to the test double, never to the internet.
+          outboundService: "test-double",
+          workers: [
+            {
+              name: "consumer",
+              modules: true,
+              scriptPath: "./test/workers/consumer.js",
+              compatibilityDate: "2026-11-01",
+              // The Worker under test runs as the pool's runner, named after the project.
+              serviceBindings: { AUTH: { name: "vitest-plugin-runner-user-registry", entrypoint: "AuthService" } },
+            },
+            {
+              name: "test-double",
+              modules: true,
+              scriptPath: "./test/workers/double.js",
+              compatibilityDate: "2026-11-01",
+            },
+          ],
+        },
+      }),
+    ],
+    test: {
+      name: "user-registry",
+      include: ["test/**/*.test.ts"],
+      setupFiles: ["./test/setup.ts"],
+      testTimeout: 30_000,
+      hookTimeout: 30_000,
+    },
+  };
+});
