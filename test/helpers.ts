@@ -1,4 +1,5 @@
-import { exports } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
+import { importJWK, type JWK, SignJWT } from "jose";
 
 export interface ApiResponse<T = any> {
   status: number;
@@ -28,7 +29,7 @@ export async function api<T = any>(
     body = JSON.stringify(opts.body);
     headers["Content-Type"] ??= "application/json";
   }
-  const res = await exports.default.fetch(new Request(`https://registry.test${path}`, { method, headers, body }));
+  const res = await (exports as unknown as { default: Fetcher }).default.fetch(new Request(`https://registry.test${path}`, { method, headers, body }));
   const text = await res.text();
   let parsed: unknown = text;
   try {
@@ -71,4 +72,76 @@ export async function newSession(opts: { email?: string; device_id?: string } = 
 export function claimsOf(token: string): Record<string, any> {
   const part = token.split(".")[1] ?? "";
   return JSON.parse(atob(part.replace(/-/g, "+").replace(/_/g, "/")));
+}
+
+/** A private JWK with its kid, as in JWT_PRIVATE_KEYS. */
+export type TestJwk = JWK & { kid: string };
+
+/** The key the worker signs with (the first of JWT_PRIVATE_KEYS). */
+export const configuredKey = (): TestJwk => (JSON.parse(env.JWT_PRIVATE_KEYS as string) as TestJwk[])[0] as TestJwk;
+
+/** A P-256 key that is not in the keyset (kid "test-2"). */
+export const otherKey = (): TestJwk => JSON.parse(env.TEST_OTHER_KEY) as TestJwk;
+
+/**
+ * Signs arbitrary claims as ES256 with a private JWK (the configured key unless given), header
+ * `kid` = the key's kid unless `kid` says otherwise (null leaves it out). For forging tokens in tests.
+ */
+export async function signTestToken(
+  claims: Record<string, unknown>,
+  opts: { jwk?: TestJwk; kid?: string | null; header?: Record<string, unknown> } = {},
+): Promise<string> {
+  const jwk = opts.jwk ?? configuredKey();
+  const { kid: _kid, ...material } = jwk;
+  const key = await importJWK({ ...material, alg: "ES256" }, "ES256");
+  const kid = opts.kid === undefined ? jwk.kid : opts.kid;
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: "ES256", typ: "JWT", ...(kid === null ? {} : { kid }), ...opts.header })
+    .sign(key);
+}
+
+/** Claims of a well-formed access token for `user`, as the worker would mint them now. */
+export function accessClaimsFor(
+  user: { id: string; realm: string; email: string | null; roles: string[]; full_name: string | null },
+  overrides: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const iat = Math.floor(Date.now() / 1000);
+  return {
+    iss: env.ISSUER,
+    sub: user.id,
+    realm: user.realm,
+    type: "access",
+    did: deviceId(),
+    sid: crypto.randomUUID(),
+    jti: crypto.randomUUID(),
+    iat,
+    exp: iat + 900,
+    fresh: true,
+    roles: user.roles,
+    email: user.email,
+    name: user.full_name,
+    ...overrides,
+  };
+}
+
+/** Base64url of a string or bytes (no padding). */
+export function b64u(input: string | Uint8Array): string {
+  const bytes = typeof input === "string" ? new TextEncoder().encode(input) : input;
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** Creates a realm row directly in D1 (a unique id unless given) and returns its id. */
+export async function createRealm(
+  settings: { id?: string; registration?: "open" | "allowlist" | "closed"; approval_required?: boolean; captcha_required?: boolean } = {},
+): Promise<string> {
+  const id = settings.id ?? `r${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+  const now = new Date().toISOString();
+  await env.DB.prepare(
+    "INSERT INTO realms (id, registration, approval_required, captcha_required, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+  )
+    .bind(id, settings.registration ?? "open", settings.approval_required ? 1 : 0, settings.captcha_required ? 1 : 0, now, now)
+    .run();
+  return id;
 }
