@@ -34,7 +34,7 @@ export default defineConfig(async () => {
               name: "consumer",
               modules: true,
               scriptPath: "./test/workers/consumer.js",
-              compatibilityDate: "2026-11-01",
+              compatibilityDate: "2026-08-01",
               // The Worker under test runs as the pool's runner, named after the project.
               serviceBindings: { AUTH: { name: "vitest-plugin-runner-user-registry", entrypoint: "AuthService" } },
             },
@@ -42,7 +42,7 @@ export default defineConfig(async () => {
               name: "test-double",
               modules: true,
               scriptPath: "./test/workers/double.js",
-              compatibilityDate: "2026-11-01",
+              compatibilityDate: "2026-08-01",
             },
           ],
         },
