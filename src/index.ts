@@ -26,7 +26,8 @@ export type VerifyResult =
  */
 export class AuthService extends WorkerEntrypoint<Env> {
   /** Verifies an access token with the checks and codes of api.md §2. */
-  async verify(token: string, options: AuthOptions & { realm?: string } = {}): Promise<VerifyResult> {
+  async verify(token: string, options?: (AuthOptions & { realm?: string }) | null): Promise<VerifyResult> {
+    options ??= {};
     try {
       const deps = await makeDeps(this.env, Date.now(), (p) => this.ctx.waitUntil(p));
       const realm = options.realm ?? "default";

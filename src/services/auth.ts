@@ -18,21 +18,28 @@ export interface AuthOptions {
  * Verifies an access token for a realm: signature and claims, the KV blacklist, and with
  * `strict` the device's session. Throws ApiError with the codes of api.md §2.
  */
-export async function verifyAccess(deps: Deps, realm: string, token: string, opts: AuthOptions = {}): Promise<AccessClaims> {
+export async function verifyAccess(
+  deps: Deps,
+  realm: string,
+  token: string,
+  opts: AuthOptions = {},
+): Promise<AccessClaims> {
   const claims = (await verifyToken(deps.keys, token, {
     issuer: deps.config.ISSUER,
     realm,
     type: "access",
     now: deps.now,
   })) as AccessClaims;
+  const blacklisted = deps.env.TOKENS.get(kvKeys.blacklist(claims.jti)).then((v) => v !== null);
   if (opts.strict) {
-    const live = await sessionStub(deps, realm, claims.sub, claims.did).check({
-      sid: claims.sid,
-      jti: claims.jti,
-      now: deps.now,
-    });
-    if (!live) throw new ApiError("token_revoked");
-  } else if ((await deps.env.TOKENS.get(kvKeys.blacklist(claims.jti))) !== null) {
+    // Strict: the device's Durable Object is authoritative and immediate; the blacklist is asked too, at the same time.
+    const [verdict, listed] = await Promise.all([
+      sessionStub(deps, realm, claims.sub, claims.did).check({ sid: claims.sid, jti: claims.jti, now: deps.now }),
+      blacklisted,
+    ]);
+    if (verdict !== "ok") throw new ApiError(verdict);
+    if (listed) throw new ApiError("token_revoked");
+  } else if (await blacklisted) {
     throw new ApiError("token_revoked");
   }
   if (opts.fresh && claims.fresh !== true) throw new ApiError("fresh_token_required");

@@ -145,8 +145,10 @@ export async function refreshSession(deps: Deps, realm: string, refreshToken: st
   const loc = parseRefreshToken(refreshToken);
   if (!loc || loc.realm !== realm) throw new ApiError("invalid_token");
   const user = await findUserById(deps.db, realm, loc.userId);
-  if (!user || user.status !== "active") {
-    // The account is gone or locked: the session cannot continue.
+  // The account is gone, and its sessions with it: answer without waking an object for a token that cannot be checked.
+  if (!user) throw new ApiError("session_revoked");
+  if (user.status !== "active") {
+    // The account is locked: the session cannot continue.
     await endSession(deps, realm, loc.userId, loc.deviceId);
     throw new ApiError("session_revoked");
   }
@@ -185,6 +187,8 @@ async function deleteIndexRow(deps: Deps, userId: string, deviceId: string, sid?
 
 /** Ends one device's session at once: its refresh token stops working and its access tokens are blacklisted. */
 export async function endSession(deps: Deps, realm: string, userId: string, deviceId: string): Promise<boolean> {
+  // No device id of another shape was ever given out: no session to end, no object to wake.
+  if (!DEVICE_ID.test(deviceId)) return false;
   const ended = await sessionStub(deps, realm, userId, deviceId).end({ now: deps.now });
   await Promise.all([blacklist(deps, ended.revoked), deleteIndexRow(deps, userId, deviceId)]);
   return ended.ended;
@@ -192,10 +196,7 @@ export async function endSession(deps: Deps, realm: string, userId: string, devi
 
 /** Ends every session of a user, except `keepDeviceId` when given. */
 export async function endAllSessions(deps: Deps, realm: string, userId: string, keepDeviceId?: string) {
-  const rows = await deps.db
-    .select({ deviceId: devices.deviceId })
-    .from(devices)
-    .where(eq(devices.userId, userId));
+  const rows = await deps.db.select({ deviceId: devices.deviceId }).from(devices).where(eq(devices.userId, userId));
   await Promise.all(
     rows.filter((r) => r.deviceId !== keepDeviceId).map((r) => endSession(deps, realm, userId, r.deviceId)),
   );

@@ -8,8 +8,12 @@ export const REFRESH_GRACE_MS = 10_000;
 
 export interface LiveJti {
   jti: string;
+  /** Expiry in seconds since the epoch, as in the JWT (`now` values here are milliseconds). */
   exp: number;
 }
+
+/** Whether an access token is still live at `nowMs`. */
+const live = (j: LiveJti, nowMs: number) => j.exp * 1000 > nowMs;
 
 /** The state of one device's session; stored in the object's own SQLite-backed storage. */
 export interface SessionState {
@@ -23,6 +27,8 @@ export interface SessionState {
   counter: number;
   /** When `counter` became current (ms). */
   rotatedAt: number;
+  /** Counters rotated away less than REFRESH_GRACE_MS ago, with when (ms); older ones are theft. */
+  spent?: { counter: number; at: number }[];
   createdAt: number;
   lastSeenAt: number;
   /** The session ends at this time unless a rotation renews it (ms). */
@@ -58,7 +64,20 @@ export interface StartInput {
 
 export type RefreshResult =
   | { ok: true; refreshToken: string; device: DeviceView; rotated: boolean }
-  | { ok: false; code: "session_revoked" | "refresh_token_reused" | "invalid_token" | "token_expired"; revoked: LiveJti[] };
+  | {
+      ok: false;
+      code: "session_revoked" | "refresh_token_reused" | "invalid_token" | "token_expired";
+      revoked: LiveJti[];
+    };
+
+/**
+ * The strict check's verdict: `ok`; `session_revoked` when the session is gone, expired or
+ * replaced by another login; `token_revoked` when the session lives but this token is not one of its own.
+ */
+export type CheckResult = "ok" | "session_revoked" | "token_revoked";
+
+/** How many rotated-away counters the grace window remembers (more within 10 s is abuse, not a retry). */
+const MAX_SPENT = 16;
 
 export interface EndResult {
   ended: boolean;
@@ -79,21 +98,32 @@ export interface RefreshLocator {
   mac: Uint8Array<ArrayBuffer>;
 }
 
-/** Reads the locator from a refresh token; null when it is not one of ours in shape. */
+/**
+ * Reads the locator from a refresh token; null when it is not one of ours in shape. Only the
+ * canonical spelling is accepted (base64url without stray bits, a counter without leading
+ * zeros), so every altered token string is refused, never read as an alias of a valid one.
+ */
 export function parseRefreshToken(token: string): RefreshLocator | null {
-  if (token.length > 512) return null;
+  if (typeof token !== "string" || token.length > 512) return null;
   const parts = token.split(".");
   if (parts.length !== 3 || parts[0] !== "rt1") return null;
-  const body = fromB64url(parts[1] ?? "");
-  const mac = fromB64url(parts[2] ?? "");
+  const [, bodyText, macText] = parts as [string, string, string];
+  const body = fromB64url(bodyText);
+  const mac = fromB64url(macText);
   if (!body || !mac || mac.byteLength !== 32) return null;
-  const fields = new TextDecoder().decode(body).split("|");
+  if (b64url(body) !== bodyText || b64url(mac) !== macText) return null;
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(body);
+  } catch {
+    return null;
+  }
+  const fields = text.split("|");
   if (fields.length !== 5) return null;
   const [realm, userId, deviceId, sid, counterText] = fields as [string, string, string, string, string];
-  const counter = Number(counterText);
   if (!realm || !userId || !/^[A-Za-z0-9]{32}$/.test(deviceId) || !sid) return null;
-  if (!/^\d{1,9}$/.test(counterText) || !Number.isSafeInteger(counter)) return null;
-  return { realm, userId, deviceId, sid, counter, mac };
+  if (!/^(0|[1-9]\d{0,8})$/.test(counterText)) return null;
+  return { realm, userId, deviceId, sid, counter: Number(counterText), mac };
 }
 
 async function mintRefreshToken(s: SessionState, counter: number): Promise<string> {
@@ -156,6 +186,7 @@ export class DeviceSession extends DurableObject<Env> {
         secret: newSecret(32),
         counter: 0,
         rotatedAt: input.now,
+        spent: [],
         createdAt: input.now,
         lastSeenAt: input.now,
         expiresAt: input.now + input.refreshTtlMs,
@@ -170,9 +201,10 @@ export class DeviceSession extends DurableObject<Env> {
   }
 
   /**
-   * Rotates a refresh token (api.md §3): the current one rotates; the one rotated away less
-   * than 10 s ago gets the current token again (retries, concurrent calls); any older one,
-   * or that one later, is theft and ends the whole session.
+   * Rotates a refresh token (api.md §3): the current one rotates; one rotated away less than
+   * 10 s ago gets the current token again, without rotating (retries, concurrent calls), so
+   * every caller ends up holding the one token that works; one rotated away longer ago is
+   * theft and ends the whole session. A token that fails its MAC changes nothing.
    */
   refresh(input: {
     sid: string;
@@ -195,29 +227,36 @@ export class DeviceSession extends DurableObject<Env> {
         await this.wipe();
         return { ok: false, code: "token_expired", revoked: ended.revoked };
       }
+      const inGrace = (s.spent ?? []).filter((x) => input.now - x.at < REFRESH_GRACE_MS);
       let rotated = false;
       if (input.counter === s.counter) {
+        inGrace.push({ counter: s.counter, at: input.now });
+        s.spent = inGrace.slice(-MAX_SPENT);
         s.counter += 1;
         s.rotatedAt = input.now;
         s.expiresAt = input.now + input.refreshTtlMs;
         rotated = true;
-      } else if (!(input.counter === s.counter - 1 && input.now - s.rotatedAt < REFRESH_GRACE_MS)) {
+      } else if (inGrace.some((x) => x.counter === input.counter)) {
+        s.spent = inGrace;
+      } else {
+        // Rotated away more than 10 s ago: someone else holds (or held) this session's tokens.
         const ended = this.endResult(s, input.now);
         await this.wipe();
         return { ok: false, code: "refresh_token_reused", revoked: ended.revoked };
       }
       s.lastSeenAt = input.now;
-      s.jtis = [...s.jtis.filter((j) => j.exp > input.now), input.access];
+      s.jtis = [...s.jtis.filter((j) => live(j, input.now)), input.access];
       await this.write(s);
       return { ok: true, refreshToken: await mintRefreshToken(s, s.counter), device: view(s), rotated };
     });
   }
 
-  /** The strict check: is this access token of the live session, and not revoked? */
-  check(input: { sid: string; jti: string; now: number }): Promise<boolean> {
+  /** The strict check: is this access token one of the live session's own? */
+  check(input: { sid: string; jti: string; now: number }): Promise<CheckResult> {
     return this.serial(async () => {
       const s = this.read();
-      return !!s && s.sid === input.sid && input.now < s.expiresAt && s.jtis.some((j) => j.jti === input.jti);
+      if (!s || s.sid !== input.sid || input.now >= s.expiresAt) return "session_revoked";
+      return s.jtis.some((j) => j.jti === input.jti) ? "ok" : "token_revoked";
     });
   }
 
@@ -241,7 +280,7 @@ export class DeviceSession extends DurableObject<Env> {
   }): Promise<DeviceView | null> {
     return this.serial(async () => {
       const s = this.read();
-      if (!s || s.sid !== input.sid) return null;
+      if (!s || s.sid !== input.sid || input.now >= s.expiresAt) return null;
       s.lastSeenAt = input.now;
       if (input.pushToken !== undefined && input.pushToken !== s.pushToken) {
         s.pushToken = input.pushToken;
@@ -272,6 +311,6 @@ export class DeviceSession extends DurableObject<Env> {
   }
 
   private endResult(s: SessionState, now: number): EndResult {
-    return { ended: true, sid: s.sid, revoked: s.jtis.filter((j) => j.exp > now) };
+    return { ended: true, sid: s.sid, revoked: s.jtis.filter((j) => live(j, now)) };
   }
 }
