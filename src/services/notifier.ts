@@ -20,6 +20,11 @@ export async function signPayload(secret: string, body: string): Promise<string>
   return `sha256=${hex(await hmacSha256(secret, body))}`;
 }
 
+/** False in production without a webhook: every notify() would answer 503 delivery_unavailable. */
+export function deliveryAvailable(config: Deps["config"]): boolean {
+  return Boolean(config.NOTIFY_WEBHOOK_URL && config.NOTIFY_WEBHOOK_SECRET) || config.ENVIRONMENT !== "production";
+}
+
 /**
  * Delivers a notification (api.md §8): a signed webhook when NOTIFY_WEBHOOK_URL is set
  * (502 delivery_failed when it fails); otherwise the log outside production (the only place

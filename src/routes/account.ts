@@ -1,0 +1,207 @@
+import { OpenAPIHono, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
+import type { AppEnv } from "../context";
+import { ApiError } from "../errors";
+import { auth, deps } from "../middleware/auth";
+import {
+  EmailChangeBody,
+  PasswordChangeBody,
+  ResetCompleteBody,
+  ResetRequestBody,
+  UserPatchBody,
+  UserSchema,
+} from "../schemas";
+import { changeEmail, changePassword, completeReset, deleteUser, requestReset, updateUser } from "../services/accounts";
+import { audit } from "../services/audit";
+import { toUser } from "../services/users";
+import { bearerAuth, json, jsonBody, route } from "./define";
+import { publicTokenDevice } from "./tokens";
+
+const IdParam = z.object({
+  id: z.string().min(1).max(64).openapi({ description: "A user id, or `me`" }),
+});
+
+const ROUTE_FOR: Record<string, string> = {
+  email: "PUT /v1/users/me/email",
+  password: "PUT /v1/users/me/password",
+  password_confirmation: "PUT /v1/users/me/password",
+  current_password: "PUT /v1/users/me/password",
+};
+
+/** PATCH never changes credentials: an email or password in the body is refused, naming the route that does. */
+const refuseCredentialFields: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const body: unknown = await c.req.json().catch(() => null);
+  if (body && typeof body === "object" && !Array.isArray(body)) {
+    const fields: Record<string, string> = {};
+    for (const key of Object.keys(body)) {
+      const target = ROUTE_FOR[key];
+      if (target) fields[key] = `cannot be changed here: use ${target}`;
+    }
+    const routes = [...new Set(Object.keys(fields).map((k) => ROUTE_FOR[k]))];
+    if (routes.length) {
+      throw new ApiError("validation_failed", `Use ${routes.join(" and ")} for this change`, { fields });
+    }
+  }
+  await next();
+};
+
+/** Account management (api.md §4): profile edits, email and password changes, deletion, reset codes. */
+export const account = new OpenAPIHono<AppEnv>()
+  .openapi(
+    route({
+      method: "post",
+      path: "/v1/users/reset",
+      tags: ["account"],
+      summary: "Ask for a password reset code",
+      description:
+        "Always 202 with `{}`, whether or not the email has an account. The code (8 digits, 15 minutes, 5 tries) goes out through the notifier after the response; a failed delivery is logged, not reported. A production deployment without any delivery channel answers 503 delivery_unavailable for every email.",
+      request: jsonBody(ResetRequestBody),
+      responses: { 202: json("Accepted", z.object({}).openapi("Empty")) },
+    }),
+    async (c) => {
+      const { email } = c.req.valid("json");
+      const d = await deps(c);
+      const realm = c.get("realm");
+      const deviceId = await publicTokenDevice(c);
+      const { userId } = await requestReset(d, realm, email);
+      audit(d, c, { type: "reset_requested", realm, userId, deviceId, detail: { known: userId !== null } });
+      return c.json({}, 202);
+    },
+  )
+  .openapi(
+    route({
+      method: "put",
+      path: "/v1/users/reset",
+      tags: ["account"],
+      summary: "Set a new password with a reset code",
+      description:
+        "Every failure (wrong, used, expired, unknown email, too many tries) is 400 invalid_code. Success ends every session of the user.",
+      request: jsonBody(ResetCompleteBody),
+      responses: { 204: { description: "Password set; all sessions ended" } },
+    }),
+    async (c) => {
+      const body = c.req.valid("json");
+      const d = await deps(c);
+      const realm = c.get("realm");
+      const deviceId = await publicTokenDevice(c);
+      const result = await completeReset(d, realm, body);
+      if (!result.ok) {
+        audit(d, c, {
+          type: "reset_failed",
+          realm,
+          userId: result.userId,
+          deviceId,
+          detail: { reason: result.reason },
+        });
+        throw new ApiError("invalid_code");
+      }
+      audit(d, c, { type: "reset_completed", realm, userId: result.userId, deviceId });
+      return c.body(null, 204);
+    },
+  )
+  .openapi(
+    route({
+      method: "put",
+      path: "/v1/users/me/email",
+      tags: ["account"],
+      summary: "Change the email",
+      description:
+        "The new email is appended to the history and becomes current (an email held before becomes current again). `current_password` is required when the account has a password; without one, a fresh token is required instead.",
+      security: bearerAuth,
+      middleware: [auth()] as const,
+      request: jsonBody(EmailChangeBody),
+      responses: { 200: json("The user", UserSchema) },
+    }),
+    async (c) => {
+      const body = c.req.valid("json");
+      const claims = c.get("claims");
+      const d = await deps(c);
+      const { user, changed } = await changeEmail(d, claims, body);
+      if (changed) audit(d, c, { type: "email_changed", realm: claims.realm, userId: user.id, deviceId: claims.did });
+      return c.json(toUser(user), 200);
+    },
+  )
+  .openapi(
+    route({
+      method: "put",
+      path: "/v1/users/me/password",
+      tags: ["account"],
+      summary: "Change the password; every other device is logged out",
+      description:
+        "`current_password` is required when the account has a password; an account without one may set its first password with a fresh token.",
+      security: bearerAuth,
+      middleware: [auth()] as const,
+      request: jsonBody(PasswordChangeBody),
+      responses: { 204: { description: "Password changed" } },
+    }),
+    async (c) => {
+      const body = c.req.valid("json");
+      const claims = c.get("claims");
+      const d = await deps(c);
+      const { firstPassword } = await changePassword(d, claims, body);
+      audit(d, c, {
+        type: "password_changed",
+        realm: claims.realm,
+        userId: claims.sub,
+        deviceId: claims.did,
+        detail: { first_password: firstPassword },
+      });
+      return c.body(null, 204);
+    },
+  )
+  .openapi(
+    route({
+      method: "patch",
+      path: "/v1/users/{id}",
+      tags: ["account"],
+      summary: "Edit a user (oneself, or anyone as an admin)",
+      description:
+        "Name, phone number (E.164, unique in the realm; null removes it), image URL (https; null removes it) and profile (replaced whole; at most 4 KiB). Email and password have their own routes.",
+      security: bearerAuth,
+      middleware: [auth(), refuseCredentialFields] as const,
+      request: { params: IdParam, ...jsonBody(UserPatchBody) },
+      responses: { 200: json("The user", UserSchema) },
+    }),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const body = c.req.valid("json");
+      const claims = c.get("claims");
+      const d = await deps(c);
+      const user = await updateUser(d, claims, id, body);
+      audit(d, c, {
+        type: "user_updated",
+        realm: claims.realm,
+        userId: user.id,
+        deviceId: claims.did,
+        detail: { fields: Object.keys(body), by: user.id === claims.sub ? undefined : claims.sub },
+      });
+      return c.json(toUser(user), 200);
+    },
+  )
+  .openapi(
+    route({
+      method: "delete",
+      path: "/v1/users/{id}",
+      tags: ["account"],
+      summary: "Delete a user (oneself with a fresh token, or anyone as an admin)",
+      description: "Every session ends, then the account is removed; its email may register again.",
+      security: bearerAuth,
+      middleware: [auth()] as const,
+      request: { params: IdParam },
+      responses: { 204: { description: "Deleted" } },
+    }),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const claims = c.get("claims");
+      const d = await deps(c);
+      const { userId, byAdmin } = await deleteUser(d, claims, id);
+      audit(d, c, {
+        type: "user_deleted",
+        realm: claims.realm,
+        userId,
+        deviceId: claims.did,
+        detail: byAdmin ? { by: claims.sub } : { self: true },
+      });
+      return c.body(null, 204);
+    },
+  );

@@ -1,0 +1,298 @@
+import { and, eq, sql } from "drizzle-orm";
+import type { AccessClaims } from "../crypto/jwt";
+import { hashPassword, verifyPassword } from "../crypto/passwords";
+import { randomDigits } from "../crypto/random";
+import { ApiError } from "../errors";
+import { type CodeRef, checkCode, codeSecret, consumeCode, deleteCodes, hashCode, issueCode } from "../storage/codes";
+import { isUniqueViolation } from "../storage/db";
+import { findRealm } from "../storage/realms";
+import { userEmails, users } from "../storage/schema";
+import { findUserByEmail, findUserById, type UserRecord } from "../storage/users";
+import { clearLoginFailures } from "../storage/throttle";
+import type { Deps } from "./deps";
+import { assertEmailAllowed } from "./domains";
+import { deliveryAvailable, notify } from "./notifier";
+import { endAllSessions } from "./sessions";
+import { requireUser } from "./users";
+
+/** Reset codes: 8 digits, valid 15 minutes (api.md §4). */
+export const RESET_CODE_DIGITS = 8;
+export const RESET_TTL_MS = 15 * 60 * 1000;
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const isAdmin = (u: UserRecord) => u.roles.includes("admin");
+
+/**
+ * The user a `{id|me}` route acts on: oneself, or for an admin anyone of the realm
+ * (404 not_found when there is none). Anyone else: 403 forbidden, whether or not the id exists.
+ */
+export async function resolveTarget(deps: Deps, caller: UserRecord, id: string): Promise<UserRecord> {
+  if (id === "me" || id === caller.id) return caller;
+  if (!isAdmin(caller)) throw new ApiError("forbidden");
+  const user = await findUserById(deps.db, caller.realm, id);
+  if (!user) throw new ApiError("not_found", "User not found");
+  return user;
+}
+
+export interface UserPatch {
+  full_name?: string;
+  phone_number?: string | null;
+  image_url?: string | null;
+  profile?: Record<string, unknown>;
+}
+
+/** PATCH /v1/users/{id|me}: self or admin. The unique index on (realm, phone) decides races. */
+export async function updateUser(deps: Deps, claims: AccessClaims, id: string, patch: UserPatch): Promise<UserRecord> {
+  const caller = await requireUser(deps, claims.realm, claims.sub);
+  const target = await resolveTarget(deps, caller, id);
+  const set: Partial<typeof users.$inferInsert> = { updatedAt: iso(deps.now) };
+  if (patch.full_name !== undefined) set.fullName = patch.full_name;
+  if (patch.phone_number !== undefined) set.phoneNumber = patch.phone_number;
+  if (patch.image_url !== undefined) set.imageUrl = patch.image_url;
+  if (patch.profile !== undefined) set.profile = patch.profile;
+  try {
+    await deps.db
+      .update(users)
+      .set(set)
+      .where(and(eq(users.id, target.id), eq(users.realm, target.realm)));
+  } catch (e) {
+    if (isUniqueViolation(e)) throw new ApiError("phone_in_use");
+    throw e;
+  }
+  return reload(deps, target);
+}
+
+/**
+ * The credential check before a change of email or password. With a password: the current one
+ * (401 invalid_credentials when wrong). Without one (phone users), a fresh token stands in for
+ * it, so a stolen refreshed token cannot attach an email and take the account over by reset.
+ */
+async function assertCredential(deps: Deps, user: UserRecord, claims: AccessClaims, current: string | undefined) {
+  if (!user.passwordHash) {
+    if (claims.fresh !== true) throw new ApiError("fresh_token_required");
+    return;
+  }
+  if (current === undefined) {
+    throw new ApiError("validation_failed", undefined, { fields: { current_password: "is required" } });
+  }
+  const check = await verifyPassword(current, user.passwordHash, deps.config.PASSWORD_PEPPER);
+  if (!check.ok) throw new ApiError("invalid_credentials", "The current password is not correct");
+}
+
+/**
+ * PUT /v1/users/me/email (api.md §4): the new email is appended to the history (or, when this
+ * user held it before, made current again without a second row). Another user's current email
+ * is 409 email_in_use; the unique index users_realm_email decides concurrent claims.
+ */
+export async function changeEmail(
+  deps: Deps,
+  claims: AccessClaims,
+  input: { email: string; current_password?: string },
+): Promise<{ user: UserRecord; changed: boolean }> {
+  const user = await requireUser(deps, claims.realm, claims.sub);
+  await assertCredential(deps, user, claims, input.current_password);
+  const realm = await findRealm(deps.db, claims.realm);
+  if (!realm) throw new ApiError("realm_not_found");
+  // Block rules apply; the registration mode is about sign-up, not about existing accounts.
+  await assertEmailAllowed(deps.db, realm, input.email, { ignoreMode: true });
+  if (input.email === user.email) return { user, changed: false };
+  const holder = await findUserByEmail(deps.db, claims.realm, input.email);
+  if (holder && holder.id !== user.id) throw new ApiError("email_in_use");
+  const now = iso(deps.now);
+  try {
+    await deps.db.batch([
+      deps.db.update(users).set({ email: input.email, updatedAt: now }).where(eq(users.id, user.id)),
+      deps.db.insert(userEmails).values({ userId: user.id, email: input.email, addedAt: now }).onConflictDoNothing(),
+      // A reset code mailed to the old address must not outlive the change.
+      deleteCodes(deps.db, claims.realm, [user.id], "reset"),
+    ]);
+  } catch (e) {
+    if (isUniqueViolation(e)) throw new ApiError("email_in_use");
+    throw e;
+  }
+  return { user: await reload(deps, user), changed: true };
+}
+
+/** PUT /v1/users/me/password: sets the password; every other device of the user is logged out. */
+export async function changePassword(
+  deps: Deps,
+  claims: AccessClaims,
+  input: { password: string; current_password?: string },
+): Promise<{ firstPassword: boolean }> {
+  const user = await requireUser(deps, claims.realm, claims.sub);
+  await assertCredential(deps, user, claims, input.current_password);
+  const passwordHash = await hashPassword(input.password, deps.config.PASSWORD_PEPPER);
+  await deps.db.batch([
+    deps.db
+      .update(users)
+      .set({ passwordHash, updatedAt: iso(deps.now) })
+      .where(eq(users.id, user.id)),
+    deleteCodes(deps.db, claims.realm, [user.id], "reset"),
+  ]);
+  await endAllSessions(deps, claims.realm, user.id, claims.did);
+  return { firstPassword: !user.passwordHash };
+}
+
+/** Whether the realm has an active admin other than `exceptId`. */
+const otherAdminExists = (realm: string, exceptId: string) =>
+  sql`EXISTS (SELECT 1 FROM users u2, json_each(u2.roles) r WHERE u2.realm = ${realm} AND u2.id <> ${exceptId} AND u2.status = 'active' AND r.value = 'admin')`;
+
+/**
+ * DELETE /v1/users/{id|me}: oneself with a fresh token, or an admin anyone of the realm.
+ * Every session ends first, then the rows go (emails and the device index cascade; codes are
+ * deleted), so the email may register again. The realm's last admin cannot be deleted
+ * (409 last_admin, as for role changes in api.md §6).
+ */
+export async function deleteUser(
+  deps: Deps,
+  claims: AccessClaims,
+  id: string,
+): Promise<{ userId: string; byAdmin: boolean }> {
+  const caller = await requireUser(deps, claims.realm, claims.sub);
+  const self = id === "me" || id === caller.id;
+  if (self && claims.fresh !== true) throw new ApiError("fresh_token_required");
+  const target = await resolveTarget(deps, caller, id);
+  if (isAdmin(target)) {
+    const row = await deps.db.get<{ ok: number }>(sql`SELECT ${otherAdminExists(target.realm, target.id)} AS ok`);
+    if (!row?.ok) throw new ApiError("last_admin");
+  }
+  await endAllSessions(deps, target.realm, target.id);
+  const subjects = [target.id, ...target.emails.map((e) => e.email)];
+  if (target.phoneNumber) subjects.push(target.phoneNumber);
+  const [deleted] = await deps.db.batch([
+    deps.db
+      .delete(users)
+      .where(
+        and(
+          eq(users.id, target.id),
+          eq(users.realm, target.realm),
+          // Decided in the statement too, so two admins deleting each other at once cannot both win.
+          sql`(NOT EXISTS (SELECT 1 FROM json_each(${users.roles}) WHERE value = 'admin') OR ${otherAdminExists(target.realm, target.id)})`,
+        ),
+      )
+      .returning({ id: users.id }),
+    deps.db
+      .delete(userEmails)
+      .where(and(eq(userEmails.userId, target.id), sql`NOT EXISTS (SELECT 1 FROM users WHERE id = ${target.id})`)),
+    deleteCodes(deps.db, target.realm, subjects),
+  ]);
+  if (deleted.length === 0 && (await findUserById(deps.db, target.realm, target.id))) throw new ApiError("last_admin");
+  return { userId: target.id, byAdmin: !self };
+}
+
+function resetRef(realm: string, user: UserRecord | null, email: string): CodeRef {
+  // Reset codes belong to the user id; an unknown email gets a subject no row can ever have.
+  return { realm, purpose: "reset", subject: user ? user.id : `none:${email}` };
+}
+
+/**
+ * Creates (or replaces) a user's reset code. Returns the code for delivery only: it is never
+ * put in a response or a log (besides the notifier's development log).
+ */
+export async function issueResetCode(deps: Deps, user: UserRecord): Promise<{ code: string; expiresAt: string }> {
+  const code = randomDigits(RESET_CODE_DIGITS);
+  const ref = resetRef(user.realm, user, user.email ?? "");
+  const codeHash = await hashCode(await codeSecret(deps.config), ref, code);
+  const issued = await issueCode(deps.db, ref, { codeHash, now: deps.now, ttlMs: RESET_TTL_MS });
+  return { code, expiresAt: issued.expiresAt };
+}
+
+/**
+ * POST /v1/users/reset (api.md §4, §8). Always the same answer, and about the same work, whether
+ * or not the email has an account: the lookup, a code drawn and hashed, and one D1 write.
+ *
+ * Delivery choice: the message is sent after the response (deps.defer). Sending it inline would
+ * make existing emails slower by a webhook round trip, and a 502 for a failed delivery would
+ * tell that the email exists; no-enumeration is the stronger promise, so a failed delivery is
+ * logged (without the code or address) and the caller still gets 202. Only a production worker
+ * with no delivery channel at all answers 503 delivery_unavailable, for every email alike,
+ * which reveals nothing.
+ */
+export async function requestReset(deps: Deps, realm: string, email: string): Promise<{ userId: string | null }> {
+  if (!deliveryAvailable(deps.config)) throw new ApiError("delivery_unavailable");
+  const user = await findUserByEmail(deps.db, realm, email);
+  if (!user) {
+    // Equivalent work for an unknown email: draw and hash a code, and one D1 write that changes nothing.
+    const ref = resetRef(realm, null, email);
+    await hashCode(await codeSecret(deps.config), ref, randomDigits(RESET_CODE_DIGITS));
+    await deleteCodes(deps.db, realm, [ref.subject], "reset");
+    return { userId: null };
+  }
+  const { code, expiresAt } = await issueResetCode(deps, user);
+  deps.defer(
+    notify(deps, { type: "reset", channel: "email", to: email, code, realm, expires_at: expiresAt }).catch((e) => {
+      // Never the code or the address: only what failed.
+      console.error(
+        JSON.stringify({
+          level: "error",
+          event: "notification_failed",
+          type: "reset",
+          realm,
+          error: e instanceof ApiError ? e.code : "internal_error",
+        }),
+      );
+    }),
+  );
+  return { userId: user.id };
+}
+
+export type ResetResult =
+  | { ok: true; userId: string }
+  | { ok: false; userId: string | null; reason: "unknown_email" | "mismatch" | "unavailable" | "raced" };
+
+/**
+ * PUT /v1/users/reset: checks the code (one attempt spent, constant-time compare), uses it up,
+ * sets the password and ends every session of the user. Every failure is the same
+ * 400 invalid_code on the wire; the reason is for the audit trail only.
+ */
+export async function completeReset(
+  deps: Deps,
+  realm: string,
+  input: { email: string; code: string; password: string },
+): Promise<ResetResult> {
+  const user = await findUserByEmail(deps.db, realm, input.email);
+  const ref = resetRef(realm, user, input.email);
+  const codeHash = await hashCode(await codeSecret(deps.config), ref, input.code);
+  const result = await checkCode(deps.db, ref, codeHash, deps.now);
+  if (!user) return { ok: false, userId: null, reason: "unknown_email" };
+  if (result !== "ok") return { ok: false, userId: user.id, reason: result };
+  if (!(await consumeCode(deps.db, ref, codeHash))) return { ok: false, userId: user.id, reason: "raced" };
+  const passwordHash = await hashPassword(input.password, deps.config.PASSWORD_PEPPER);
+  await deps.db
+    .update(users)
+    .set({ passwordHash, updatedAt: iso(deps.now) })
+    .where(eq(users.id, user.id));
+  // The owner proved control of the email: lift any login lock along with the old password.
+  await Promise.all([endAllSessions(deps, realm, user.id), clearLoginFailures(deps.db, realm, input.email)]);
+  return { ok: true, userId: user.id };
+}
+
+async function reload(deps: Deps, user: UserRecord): Promise<UserRecord> {
+  const fresh = await findUserById(deps.db, user.realm, user.id);
+  if (!fresh) throw new ApiError("not_found", "User not found");
+  return fresh;
+}
+
+/**
+ * An admin created a user without a password: send a welcome code (a reset code, type
+ * `welcome`) so they set their own. If it cannot be delivered, the user is removed again and the
+ * error stands, so the admin can simply retry: nothing is left half-made.
+ */
+export async function sendWelcome(deps: Deps, user: UserRecord): Promise<void> {
+  if (!user.email) return;
+  const { code, expiresAt } = await issueResetCode(deps, user);
+  try {
+    await notify(deps, {
+      type: "welcome",
+      channel: "email",
+      to: user.email,
+      code,
+      realm: user.realm,
+      expires_at: expiresAt,
+    });
+  } catch (e) {
+    await deps.db.delete(users).where(eq(users.id, user.id));
+    await deleteCodes(deps.db, user.realm, [user.id]);
+    throw e;
+  }
+}

@@ -1,0 +1,193 @@
+import { and, eq, gt, inArray, lt, lte, sql } from "drizzle-orm";
+import type { Config } from "../config";
+import { hex } from "../crypto/encoding";
+import { hmacSha256, timingSafeEqual } from "../crypto/random";
+import type { Db } from "./db";
+import { verificationCodes } from "./schema";
+
+/**
+ * One-time codes (reset codes, OTPs) in D1 table `verification_codes`: one live code per
+ * (realm, purpose, subject), stored only as an HMAC, with a bounded attempt counter.
+ *
+ * Subjects by purpose:
+ * - `reset` (and the admin `welcome` code, which is a reset code): the user id, so a code
+ *   issued to one account can never act on another that later holds the same email.
+ * - `otp`: the E.164 phone number (the user may not exist yet).
+ */
+export type CodePurpose = (typeof verificationCodes.$inferSelect)["purpose"];
+
+export interface CodeRef {
+  realm: string;
+  purpose: CodePurpose;
+  subject: string;
+}
+
+/** Tries per code (api.md §4, §5); the counter is raised by a conditional UPDATE, so concurrent tries cannot exceed it. */
+export const MAX_CODE_ATTEMPTS = 5;
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/**
+ * The HMAC key for codes. A keyed hash, not a bare SHA-256: an 8-digit code has only 10^8
+ * values, so anyone reading D1 could otherwise invert a stored hash in a second. The key is
+ * PASSWORD_PEPPER when set, else derived from the first JWT signing key (both are secrets
+ * that never reach D1); rotating that key only invalidates codes still in flight.
+ */
+export async function codeSecret(config: Config): Promise<Uint8Array<ArrayBuffer>> {
+  const base = config.PASSWORD_PEPPER ?? config.JWT_PRIVATE_KEYS[0]?.d;
+  if (!base) throw new Error("no secret for verification codes");
+  return hmacSha256(base, "user-registry verification codes v1");
+}
+
+/** The stored form of a code: hex HMAC-SHA-256 over realm, purpose, subject and code. */
+export async function hashCode(secret: Uint8Array<ArrayBuffer>, ref: CodeRef, code: string): Promise<string> {
+  return hex(await hmacSha256(secret, [ref.realm, ref.purpose, ref.subject, code].join("\n")));
+}
+
+export interface IssueResult {
+  /** False when `minIntervalMs` refused a resend; `retryAfterMs` says how long to wait. */
+  ok: boolean;
+  expiresAt: string;
+  retryAfterMs: number;
+  /** Codes sent to this subject for this purpose today (UTC), this one included. */
+  dayCount: number;
+}
+
+/**
+ * Creates the code of a subject, or replaces the live one (fresh attempt counter, new expiry).
+ * With `minIntervalMs`, a replacement within that time of the last send is refused atomically
+ * (the upsert's WHERE), so concurrent sends cannot both pass.
+ */
+export async function issueCode(
+  db: Db,
+  ref: CodeRef,
+  input: { codeHash: string; now: number; ttlMs: number; minIntervalMs?: number },
+): Promise<IssueResult> {
+  const now = iso(input.now);
+  const expiresAt = iso(input.now + input.ttlMs);
+  const day = now.slice(0, 10);
+  const t = verificationCodes;
+  const rows = await db
+    .insert(t)
+    .values({ ...ref, codeHash: input.codeHash, attempts: 0, expiresAt, sentAt: now, day, dayCount: 1 })
+    .onConflictDoUpdate({
+      target: [t.realm, t.purpose, t.subject],
+      set: {
+        codeHash: input.codeHash,
+        attempts: 0,
+        expiresAt,
+        sentAt: now,
+        day,
+        dayCount: sql`CASE WHEN ${t.day} = ${day} THEN ${t.dayCount} + 1 ELSE 1 END`,
+      },
+      setWhere: input.minIntervalMs ? lte(t.sentAt, iso(input.now - input.minIntervalMs)) : undefined,
+    })
+    .returning({ dayCount: t.dayCount });
+  if (rows[0]) return { ok: true, expiresAt, retryAfterMs: 0, dayCount: rows[0].dayCount };
+  const live = await findCode(db, ref);
+  const retryAfterMs = live ? Math.max(1, Date.parse(live.sentAt) + (input.minIntervalMs ?? 0) - input.now) : 1;
+  return { ok: false, expiresAt: live?.expiresAt ?? expiresAt, retryAfterMs, dayCount: live?.dayCount ?? 0 };
+}
+
+/** The live row of a subject (for resend throttling and tests), or null. */
+export async function findCode(db: Db, ref: CodeRef) {
+  const rows = await db.select().from(verificationCodes).where(refWhere(ref)).limit(1);
+  return rows[0] ?? null;
+}
+
+/**
+ * Spends one attempt on a code and compares it in constant time. `unavailable` covers no code,
+ * expired, and out of tries alike (the counter only moves while attempts < MAX_CODE_ATTEMPTS,
+ * in one conditional UPDATE ... RETURNING, so concurrent tries can never exceed the limit).
+ * Does not consume: call `consumeCode` after `ok`.
+ */
+export async function checkCode(
+  db: Db,
+  ref: CodeRef,
+  codeHash: string,
+  now: number,
+): Promise<"ok" | "mismatch" | "unavailable"> {
+  const t = verificationCodes;
+  const rows = await db
+    .update(t)
+    .set({ attempts: sql`${t.attempts} + 1` })
+    .where(and(refWhere(ref), lt(t.attempts, MAX_CODE_ATTEMPTS), gt(t.expiresAt, iso(now))))
+    .returning({ codeHash: t.codeHash });
+  const stored = rows[0]?.codeHash;
+  if (stored === undefined) return "unavailable";
+  const enc = new TextEncoder();
+  // Constant time: the stored hash must not be learnable byte by byte from response times.
+  return timingSafeEqual(enc.encode(stored), enc.encode(codeHash)) ? "ok" : "mismatch";
+}
+
+/**
+ * Uses up a code: deletes it only if it is still the one checked. True for exactly one of
+ * several concurrent callers, so a code is single-use even when raced.
+ */
+export async function consumeCode(db: Db, ref: CodeRef, codeHash: string): Promise<boolean> {
+  const rows = await db
+    .delete(verificationCodes)
+    .where(and(refWhere(ref), eq(verificationCodes.codeHash, codeHash)))
+    .returning({ subject: verificationCodes.subject });
+  return rows.length > 0;
+}
+
+/** Deletes the codes of these subjects (all purposes unless one is given). */
+export function deleteCodes(db: Db, realm: string, subjects: string[], purpose?: CodePurpose) {
+  const t = verificationCodes;
+  const where = [eq(t.realm, realm), inArray(t.subject, subjects.length ? subjects : [""])];
+  if (purpose) where.push(eq(t.purpose, purpose));
+  return db.delete(t).where(and(...where));
+}
+
+function refWhere(ref: CodeRef) {
+  const t = verificationCodes;
+  return and(eq(t.realm, ref.realm), eq(t.purpose, ref.purpose), eq(t.subject, ref.subject));
+}
+
+/** What `issueCode` replaced, so a send that was never delivered can be undone (see `revertIssue`). */
+export type IssuedOver = Pick<
+  typeof verificationCodes.$inferSelect,
+  "codeHash" | "attempts" | "expiresAt" | "sentAt"
+> | null;
+
+/** Stored in place of a hash once a code is spent or withdrawn; no HMAC hex string can equal it. */
+const NO_CODE = "-";
+
+/**
+ * Uses up a code but keeps its row (unlike `consumeCode`), so the send throttle and the per-day
+ * counter of the subject survive a successful use. Conditional on the hash still being the one
+ * checked: true for exactly one of several concurrent callers.
+ */
+export async function spendCode(db: Db, ref: CodeRef, codeHash: string): Promise<boolean> {
+  const t = verificationCodes;
+  const rows = await db
+    .update(t)
+    .set({ codeHash: NO_CODE, attempts: MAX_CODE_ATTEMPTS })
+    .where(and(refWhere(ref), eq(t.codeHash, codeHash)))
+    .returning({ subject: t.subject });
+  return rows.length > 0;
+}
+
+/**
+ * Undoes an `issueCode` whose code was never delivered: the row gets back the code, expiry and
+ * send time it had before (`previous`; none: no usable code and no send time), so the undelivered
+ * code stops working and the resend throttle does not count a send that did not happen. Tries
+ * spent meanwhile are added to the restored code's, and the per-day counter is kept. Only acts
+ * while the row still holds `issuedHash` (a later send or a use wins).
+ */
+export async function revertIssue(db: Db, ref: CodeRef, issuedHash: string, previous: IssuedOver): Promise<boolean> {
+  const t = verificationCodes;
+  const epoch = iso(0);
+  const rows = await db
+    .update(t)
+    .set({
+      codeHash: previous?.codeHash ?? NO_CODE,
+      attempts: previous ? sql`MIN(${MAX_CODE_ATTEMPTS}, ${previous.attempts} + ${t.attempts})` : MAX_CODE_ATTEMPTS,
+      expiresAt: previous?.expiresAt ?? epoch,
+      sentAt: previous?.sentAt ?? epoch,
+    })
+    .where(and(refWhere(ref), eq(t.codeHash, issuedHash)))
+    .returning({ subject: t.subject });
+  return rows.length > 0;
+}

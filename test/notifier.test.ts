@@ -1,0 +1,243 @@
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { ApiError } from "../src/errors";
+import { makeDeps } from "../src/services/deps";
+import { notify } from "../src/services/notifier";
+import { api, apiWithEnv, signUp, uniqueEmail } from "./helpers";
+
+const HOOK = "https://hooks.test/notify";
+const SECRET = "test-webhook-secret-5f1c2a9e";
+const WEBHOOK = { NOTIFY_WEBHOOK_URL: HOOK, NOTIFY_WEBHOOK_SECRET: SECRET };
+
+interface Received {
+  url: string;
+  method: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** What the test double received at the webhook for one address (other files may share the double). */
+async function deliveredTo(to: string): Promise<Received[]> {
+  const res = await env.DOUBLE.fetch("http://double/__double/received");
+  const all = (await res.json()) as Received[];
+  return all.filter((r) => {
+    if (r.url !== HOOK) return false;
+    try {
+      return JSON.parse(r.body).to === to;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * A webhook endpoint on its own host, answered inside this test (ok, HTTP 500, or a network
+ * error). The double's global `/__double/mode` is not used for failures: test files run in
+ * parallel and share the double, so flipping its mode would fail other files' deliveries.
+ */
+function fakeHook(host: string, behave: () => "ok" | "status" | "network") {
+  const realFetch = globalThis.fetch;
+  const calls: { url: string; headers: Headers; body: string }[] = [];
+  vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+    const req = new Request(input as RequestInfo, init);
+    if (new URL(req.url).hostname !== host) return realFetch(input as RequestInfo, init);
+    calls.push({ url: req.url, headers: req.headers, body: await req.text() });
+    const how = behave();
+    if (how === "network") throw new TypeError("Network connection lost");
+    return new Response(how === "ok" ? "ok" : "fail", { status: how === "ok" ? 200 : 500 });
+  });
+  return calls;
+}
+
+/** The test's own HMAC-SHA256 of the exact body, hex. */
+async function hmacHex(secret: string, body: string): Promise<string> {
+  const enc = new TextEncoder();
+  const key = await crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
+    "sign",
+  ]);
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, enc.encode(body)));
+  return [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Every line the worker wrote to the console during `fn`. */
+async function capturingConsole<T>(fn: () => Promise<T>): Promise<{ result: T; lines: string[] }> {
+  const lines: string[] = [];
+  const keep = (...args: unknown[]) => {
+    lines.push(args.map(String).join(" "));
+  };
+  const spies = (["log", "info", "warn", "error", "debug"] as const).map((m) =>
+    vi.spyOn(console, m).mockImplementation(keep),
+  );
+  try {
+    return { result: await fn(), lines };
+  } finally {
+    for (const s of spies) s.mockRestore();
+  }
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe("notifier: signed webhook", () => {
+  it("POSTs the reset code as JSON signed with X-Signature: sha256=<HMAC of the exact body>", async () => {
+    const email = uniqueEmail();
+    await signUp(email);
+    const before = Date.now();
+    const res = await apiWithEnv(WEBHOOK, "POST", "/v1/users/reset", { body: { email } });
+    expect(res.status).toBe(202);
+    expect(res.body).toEqual({});
+
+    const got = await deliveredTo(email);
+    expect(got).toHaveLength(1);
+    const hit = got[0] as Received;
+    expect(hit.method).toBe("POST");
+    expect(hit.headers["content-type"]).toMatch(/^application\/json/);
+    expect(hit.headers["x-signature"]).toBe(`sha256=${await hmacHex(SECRET, hit.body)}`);
+    // The signature is over these exact bytes with this secret: anything else does not match.
+    expect(hit.headers["x-signature"]).not.toBe(`sha256=${await hmacHex("another secret", hit.body)}`);
+    expect(hit.headers["x-signature"]).not.toBe(`sha256=${await hmacHex(SECRET, `${hit.body} `)}`);
+
+    const payload = JSON.parse(hit.body);
+    expect(Object.keys(payload).sort()).toEqual(["channel", "code", "expires_at", "realm", "to", "type"]);
+    expect(payload).toMatchObject({
+      type: "reset",
+      channel: "email",
+      to: email,
+      realm: "default",
+      code: expect.stringMatching(/^\d{8}$/),
+    });
+    const expires = Date.parse(payload.expires_at);
+    expect(expires - before).toBeGreaterThanOrEqual(15 * 60 * 1000 - 1000);
+    expect(expires - Date.now()).toBeLessThanOrEqual(15 * 60 * 1000);
+    expect(res.text).not.toContain(payload.code);
+
+    // The delivered code is the one that works.
+    const done = await api("PUT", "/v1/users/reset", {
+      body: { email, code: payload.code, password: "webhook reset pw", password_confirmation: "webhook reset pw" },
+    });
+    expect(done.status).toBe(204);
+  });
+
+  it("sends nothing for an unknown email, and answers the same", async () => {
+    const email = uniqueEmail("nowhere.example");
+    const res = await apiWithEnv(WEBHOOK, "POST", "/v1/users/reset", { body: { email } });
+    expect(res.status).toBe(202);
+    expect(res.body).toEqual({});
+    expect(await deliveredTo(email)).toHaveLength(0);
+  });
+
+  it("a failing webhook still answers 202 for a reset (no hint that the email exists) and logs no code", async () => {
+    const failures = ["network", "status"] as const;
+    let round = 0;
+    const calls = fakeHook("hooks-down.test", () => failures[round % 2] as "network" | "status");
+    for (const ENVIRONMENT of ["test", "production"]) {
+      const email = uniqueEmail();
+      await signUp(email);
+      const { result: res, lines } = await capturingConsole(() =>
+        apiWithEnv(
+          { NOTIFY_WEBHOOK_URL: "https://hooks-down.test/notify", NOTIFY_WEBHOOK_SECRET: SECRET, ENVIRONMENT },
+          "POST",
+          "/v1/users/reset",
+          {
+            body: { email },
+          },
+        ),
+      );
+      round++;
+      expect(res.status).toBe(202);
+      expect(res.body).toEqual({});
+
+      // The attempt reached the webhook (which failed it); the failure is logged without the code or address.
+      const mine = calls.filter((c) => JSON.parse(c.body).to === email);
+      expect(mine).toHaveLength(1);
+      const code = JSON.parse((mine[0] as { body: string }).body).code as string;
+      expect(code).toMatch(/^\d{8}$/);
+      const failure = lines.map((l) => JSON.parse(l)).find((m) => m.event === "notification_failed");
+      expect(failure).toMatchObject({ type: "reset", realm: "default", error: "delivery_failed" });
+      const output = lines.join("\n");
+      expect(output).not.toContain(code);
+      expect(output).not.toContain(email);
+      expect(res.text).not.toContain(code);
+    }
+  });
+});
+
+describe("notifier: no webhook", () => {
+  it("outside production writes the message to the log and calls nothing", async () => {
+    const email = uniqueEmail();
+    await signUp(email);
+    const { result: res, lines } = await capturingConsole(() =>
+      apiWithEnv({}, "POST", "/v1/users/reset", { body: { email } }),
+    );
+    expect(res.status).toBe(202);
+    const msg = lines.map((l) => JSON.parse(l)).find((m) => m.event === "notification" && m.to === email);
+    expect(msg).toMatchObject({
+      type: "reset",
+      channel: "email",
+      realm: "default",
+      code: expect.stringMatching(/^\d{8}$/),
+    });
+    expect(await deliveredTo(email)).toHaveLength(0);
+  });
+
+  it("in production answers 503 delivery_unavailable for every reset, known email or not", async () => {
+    const known = uniqueEmail();
+    const user = await signUp(known);
+    const unknown = uniqueEmail("nowhere.example");
+    const { result, lines } = await capturingConsole(async () => ({
+      a: await apiWithEnv({ ENVIRONMENT: "production" }, "POST", "/v1/users/reset", { body: { email: known } }),
+      b: await apiWithEnv({ ENVIRONMENT: "production" }, "POST", "/v1/users/reset", { body: { email: unknown } }),
+    }));
+    const { a, b } = result;
+    expect(a.status).toBe(503);
+    expect(a.body.error.code).toBe("delivery_unavailable");
+    expect(b.status).toBe(503);
+    expect(b.text).toBe(a.text);
+    expect(lines.some((l) => l.includes('"event":"notification"'))).toBe(false);
+    const row = await env.DB.prepare("SELECT count(*) AS n FROM verification_codes WHERE subject = ?")
+      .bind(user.id)
+      .first<{ n: number }>();
+    expect(row?.n).toBe(0);
+  });
+});
+
+describe("notify()", () => {
+  const depsWith = (overrides: Record<string, string>) => makeDeps({ ...env, ...overrides }, Date.now(), () => {});
+  const message = (to: string) => ({
+    type: "otp" as const,
+    channel: "sms" as const,
+    to,
+    realm: "default",
+    code: "123456",
+    expires_at: new Date().toISOString(),
+  });
+  const hookOn = (host: string) => ({ NOTIFY_WEBHOOK_URL: `https://${host}/notify`, NOTIFY_WEBHOOK_SECRET: SECRET });
+
+  it("resolves when the webhook accepts, with a body the test can verify", async () => {
+    const calls = fakeHook("hooks-ok.test", () => "ok");
+    await notify(await depsWith(hookOn("hooks-ok.test")), message("+15550000000"));
+    expect(calls).toHaveLength(1);
+    const call = calls[0] as { headers: Headers; body: string };
+    expect(call.headers.get("X-Signature")).toBe(`sha256=${await hmacHex(SECRET, call.body)}`);
+    expect(JSON.parse(call.body)).toMatchObject({ type: "otp", channel: "sms", to: "+15550000000", code: "123456" });
+  });
+
+  it("throws 502 delivery_failed when the webhook answers an error or cannot be reached", async () => {
+    for (const how of ["status", "network"] as const) {
+      fakeHook("hooks-down.test", () => how);
+      const err = await notify(await depsWith(hookOn("hooks-down.test")), message("+15550000001")).catch((e) => e);
+      expect(err, how).toBeInstanceOf(ApiError);
+      expect(err.code).toBe("delivery_failed");
+      expect(err.status).toBe(502);
+      vi.restoreAllMocks();
+    }
+  });
+
+  it("throws 503 delivery_unavailable in production without a webhook", async () => {
+    const err = await notify(await depsWith({ ENVIRONMENT: "production" }), message("+15550000002")).catch((e) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err.code).toBe("delivery_unavailable");
+    expect(err.status).toBe(503);
+  });
+});
