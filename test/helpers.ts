@@ -42,9 +42,18 @@ export async function api<T = any>(
 
 export const PASSWORD = "correct horse battery";
 
+/**
+ * A `/v1/...` path under a realm prefix: `withPrefix("/v1/realms/acme", "/v1/users")` is
+ * `/v1/realms/acme/users`; an empty prefix leaves the path as it is.
+ */
+export function withPrefix(prefix: string, path: string): string {
+  if (/^\/v1\/realms\/[^/]+\/?$/.test(prefix)) return prefix.replace(/\/$/, "") + path.replace(/^\/v1/, "");
+  return `${prefix}${path}`;
+}
+
 /** Signs up a user and returns the User. */
 export async function signUp(email = uniqueEmail(), extra: Record<string, unknown> = {}, prefix = "") {
-  const res = await api("POST", `${prefix}/v1/users`, {
+  const res = await api("POST", withPrefix(prefix, "/v1/users"), {
     body: { email, password: PASSWORD, full_name: "Test User", ...extra },
   });
   if (res.status !== 201) throw new Error(`sign-up failed: ${res.status} ${res.text}`);
@@ -53,7 +62,7 @@ export async function signUp(email = uniqueEmail(), extra: Record<string, unknow
 
 /** Logs in and returns the TokenPair. */
 export async function login(email: string, opts: { device_id?: string; description?: string; password?: string; prefix?: string } = {}) {
-  const res = await api("POST", `${opts.prefix ?? ""}/v1/tokens`, {
+  const res = await api("POST", withPrefix(opts.prefix ?? "", "/v1/tokens"), {
     body: { email, password: opts.password ?? PASSWORD, device_id: opts.device_id, description: opts.description },
   });
   if (res.status !== 200) throw new Error(`login failed: ${res.status} ${res.text}`);
@@ -134,14 +143,73 @@ export function b64u(input: string | Uint8Array): string {
 
 /** Creates a realm row directly in D1 (a unique id unless given) and returns its id. */
 export async function createRealm(
-  settings: { id?: string; registration?: "open" | "allowlist" | "closed"; approval_required?: boolean; captcha_required?: boolean } = {},
+  settings: {
+    id?: string;
+    registration?: "open" | "allowlist" | "closed";
+    approval_required?: boolean;
+    captcha_required?: boolean;
+  } = {},
 ): Promise<string> {
   const id = settings.id ?? `r${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
   const now = new Date().toISOString();
   await env.DB.prepare(
     "INSERT INTO realms (id, registration, approval_required, captcha_required, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
   )
-    .bind(id, settings.registration ?? "open", settings.approval_required ? 1 : 0, settings.captcha_required ? 1 : 0, now, now)
+    .bind(
+      id,
+      settings.registration ?? "open",
+      settings.approval_required ? 1 : 0,
+      settings.captcha_required ? 1 : 0,
+      now,
+      now,
+    )
     .run();
   return id;
+}
+
+/**
+ * Calls the worker's fetch directly with a modified env (e.g. a webhook configured, or
+ * ENVIRONMENT "production"), and waits for its deferred work (waitUntil) before returning.
+ */
+export async function apiWithEnv<T = any>(
+  overrides: Partial<Cloudflare.Env>,
+  method: string,
+  path: string,
+  opts: { body?: unknown; token?: string; headers?: Record<string, string> } = {},
+): Promise<ApiResponse<T>> {
+  const { default: worker } = await import("../src/index");
+  const { createExecutionContext, waitOnExecutionContext } = await import("cloudflare:test");
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.token) headers.Authorization = `Bearer ${opts.token}`;
+  let body: string | undefined;
+  if (opts.body !== undefined) {
+    body = JSON.stringify(opts.body);
+    headers["Content-Type"] ??= "application/json";
+  }
+  const ctx = createExecutionContext();
+  const res = await worker.fetch(
+    new Request(`https://registry.test${path}`, { method, headers, body }),
+    { ...env, ...overrides },
+    ctx,
+  );
+  const text = await res.text();
+  await waitOnExecutionContext(ctx);
+  let parsed: unknown = text;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    // not JSON
+  }
+  return { status: res.status, headers: res.headers, body: parsed as T, text };
+}
+
+/** Polls `probe` until it returns a value other than undefined/null/false (for work the worker defers). */
+export async function waitFor<T>(probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 3000): Promise<T> {
+  // Counts rounds, not Date.now(): tests may freeze Date with fake timers.
+  for (let round = 0; ; round++) {
+    const value = await probe();
+    if (value !== undefined && value !== null && value !== false) return value as T;
+    if (round * 10 > timeoutMs) throw new Error("waitFor: timed out");
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }

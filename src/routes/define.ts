@@ -8,7 +8,13 @@ export const knownRoutes: { method: string; pattern: RegExp }[] = [];
 export function route<const R extends RouteConfig>(config: R) {
   knownRoutes.push({
     method: config.method.toUpperCase(),
-    pattern: new RegExp(`^${config.path.replace(/\{[^}]+\}/g, "[^/]+")}/?$`),
+    // Exactly the path the router serves (it is strict about a trailing slash), literal dots included.
+    pattern: new RegExp(
+      `^${config.path
+        .split(/\{[^}]+\}/)
+        .map((part) => part.replace(/[.*+?^$()|[\]\\]/g, "\\$&"))
+        .join("[^/]+")}$`,
+    ),
   });
   return createRoute({
     ...config,
