@@ -1,0 +1,81 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { type AppEnv, clientIp } from "../context";
+import { ApiError } from "../errors";
+import { deps } from "../middleware/auth";
+import { OtpRequestBody, OtpSentSchema, OtpTokenPairSchema, OtpVerifyBody } from "../schemas";
+import { audit } from "../services/audit";
+import { OTP_FAILURE_CODES, sendOtp, verifyOtp } from "../services/otp";
+import { resolveDeviceId } from "../services/sessions";
+import { json, jsonBody, route } from "./define";
+import { publicTokenDevice } from "./tokens";
+
+/** Phone-number login with one-time codes (api.md §5). */
+export const otp = new OpenAPIHono<AppEnv>()
+  .openapi(
+    route({
+      method: "post",
+      path: "/v1/otp",
+      tags: ["otp"],
+      summary: "Send a login code by SMS",
+      description:
+        "With a Turnstile `captcha_token` when TURNSTILE_SECRET is set or the realm requires a captcha (400 captcha_failed; 503 captcha_unavailable). Sends a 6-digit code (valid 5 minutes, 5 tries) to the number, replacing any earlier code. At most one send per number every 60 s and 10 per UTC day (429 too_many_attempts with Retry-After). The answer is the same whether or not the number has an account. A failed delivery (502 delivery_failed) leaves no usable code behind and does not start the 60 s wait.",
+      request: jsonBody(OtpRequestBody),
+      responses: { 202: json("The code was sent", OtpSentSchema) },
+    }),
+    async (c) => {
+      const { phone_number, captcha_token } = c.req.valid("json");
+      const d = await deps(c);
+      const realm = c.get("realm");
+      const deviceId = await publicTokenDevice(c);
+      try {
+        const sent = await sendOtp(d, realm, phone_number, { captchaToken: captcha_token, ip: clientIp(c) });
+        audit(d, c, { type: "otp_sent", realm, deviceId, detail: { channel: "sms", phone_number } });
+        return c.json(sent, 202);
+      } catch (e) {
+        if (e instanceof ApiError) {
+          audit(d, c, { type: "otp_failed", realm, deviceId, detail: { stage: "send", reason: e.code, phone_number } });
+        }
+        throw e;
+      }
+    },
+  )
+  .openapi(
+    route({
+      method: "post",
+      path: "/v1/otp/verify",
+      tags: ["otp"],
+      summary: "Log in (or sign up) with a phone number and its code",
+      description:
+        "Optionally with a public token in Authorization: its device id is used. Creates the user on the first verify of a number (`created: true`; `pending` in realms that require approval, answered with 403 account_pending). A wrong code is 401 invalid_otp; an expired, used or unknown code, or one out of tries, is 401 otp_expired. `fcm_token` becomes the device's push token.",
+      request: jsonBody(OtpVerifyBody),
+      responses: { 200: json("Tokens for this device (the access token is fresh)", OtpTokenPairSchema) },
+    }),
+    async (c) => {
+      const body = c.req.valid("json");
+      const d = await deps(c);
+      const realm = c.get("realm");
+      const deviceId = resolveDeviceId(await publicTokenDevice(c), body.device_id);
+      const result = await verifyOtp(d, realm, {
+        phone: body.phone_number,
+        otp: body.otp,
+        name: body.name,
+        fcmToken: body.fcm_token,
+        description: body.description,
+        deviceId,
+      });
+      const userId = result.user?.id ?? null;
+      if (result.created) audit(d, c, { type: "signup", realm, userId, deviceId, detail: { source: "phone" } });
+      if (!result.ok) {
+        audit(d, c, {
+          type: "otp_failed",
+          realm,
+          userId,
+          deviceId,
+          detail: { stage: "verify", reason: result.reason, phone_number: body.phone_number },
+        });
+        throw new ApiError(OTP_FAILURE_CODES[result.reason]);
+      }
+      audit(d, c, { type: "login", realm, userId, deviceId, detail: { method: "otp" } });
+      return c.json({ ...result.pair, created: result.created }, 200);
+    },
+  );

@@ -1,0 +1,207 @@
+import { newId, randomDigits } from "../crypto/random";
+import { ApiError } from "../errors";
+import {
+  type CodeRef,
+  checkCode,
+  codeSecret,
+  findCode,
+  hashCode,
+  issueCode,
+  revertIssue,
+  spendCode,
+} from "../storage/codes";
+import { isUniqueViolation } from "../storage/db";
+import { findRealm } from "../storage/realms";
+import { findUserByPhone, insertUser, type UserRecord } from "../storage/users";
+import { checkCaptcha } from "./captcha";
+import type { Deps } from "./deps";
+import { deliveryAvailable, notify } from "./notifier";
+import { startSession } from "./sessions";
+
+/** Phone OTPs (api.md §5): 6 digits, valid 5 minutes, 5 tries (MAX_CODE_ATTEMPTS). */
+export const OTP_DIGITS = 6;
+export const OTP_TTL_MS = 5 * 60 * 1000;
+/** At most one send per number per minute. */
+export const OTP_RESEND_MS = 60 * 1000;
+/** At most this many sends per number per UTC day (a bound on SMS cost and on pumping fraud). */
+export const OTP_DAILY_LIMIT = 10;
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+const iso = (ms: number) => new Date(ms).toISOString();
+const otpRef = (realm: string, phone: string): CodeRef => ({ realm, purpose: "otp", subject: phone });
+/** Whole seconds, rounded up, never 0 (a Retry-After of 0 would invite an immediate retry that fails). */
+const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
+const untilNextUtcDay = (now: number) => Math.floor(now / DAY_MS) * DAY_MS + DAY_MS - now;
+
+function tooMany(retryAfterMs: number, message?: string): ApiError {
+  return new ApiError("too_many_attempts", message, { headers: { "Retry-After": String(seconds(retryAfterMs)) } });
+}
+
+/**
+ * POST /v1/otp: checks the captcha (when TURNSTILE_SECRET is set or the realm requires one),
+ * draws a code, stores only its HMAC (replacing any live code, with fresh tries) and sends it by
+ * SMS through the notifier. The answer does not depend on whether the number has an account.
+ *
+ * Limits: one send per number per 60 s (decided atomically by issueCode's conditional upsert)
+ * and OTP_DAILY_LIMIT per UTC day (checked before, and re-checked on the counter the upsert
+ * returns, so concurrent sends cannot pass it either).
+ *
+ * Delivery failure: the code is issued before sending (so the throttle is decided before any
+ * SMS goes out), and if the notifier fails, `revertIssue` puts the row back as it was: the
+ * undelivered code stops working at once (the previous, delivered code, if still live, works
+ * again), and the send time goes back, so our failure does not lock the person out for 60 s.
+ * The attempt still counts towards the daily limit: a timed-out webhook may well have sent
+ * the SMS, and the limit is what bounds messages we may have caused.
+ */
+export async function sendOtp(
+  deps: Deps,
+  realm: string,
+  phone: string,
+  client: { captchaToken?: string; ip: string | null },
+): Promise<{ expires_in: number; retry_after: number }> {
+  // No channel at all (production without a webhook): refuse before touching any state.
+  if (!deliveryAvailable(deps.config)) throw new ApiError("delivery_unavailable");
+  const realmRow = await findRealm(deps.db, realm);
+  if (!realmRow) throw new ApiError("realm_not_found");
+  // Before any state changes: a bot that fails the captcha neither sends nor uses up the throttle.
+  await checkCaptcha(deps, realmRow, client.captchaToken, client.ip);
+  const ref = otpRef(realm, phone);
+  const today = iso(deps.now).slice(0, 10);
+  const capped = () =>
+    tooMany(untilNextUtcDay(deps.now), "Too many codes were sent to this number today. Please try again tomorrow");
+
+  const before = await findCode(deps.db, ref);
+  if (before && before.day === today && before.dayCount >= OTP_DAILY_LIMIT) throw capped();
+
+  const code = randomDigits(OTP_DIGITS);
+  const codeHash = await hashCode(await codeSecret(deps.config), ref, code);
+  const issued = await issueCode(deps.db, ref, {
+    codeHash,
+    now: deps.now,
+    ttlMs: OTP_TTL_MS,
+    minIntervalMs: OTP_RESEND_MS,
+  });
+  if (!issued.ok) throw tooMany(issued.retryAfterMs);
+  if (issued.dayCount > OTP_DAILY_LIMIT) {
+    // A concurrent send passed the pre-check too and took the last slot: withdraw this one unsent.
+    await revertIssue(deps.db, ref, codeHash, before);
+    throw capped();
+  }
+
+  try {
+    await notify(deps, { type: "otp", channel: "sms", to: phone, code, realm, expires_at: issued.expiresAt });
+  } catch (e) {
+    // The caller hears of the delivery failure even if the revert fails (the code is then still unknown to anyone).
+    await revertIssue(deps.db, ref, codeHash, before).catch((err) =>
+      console.error(JSON.stringify({ level: "error", event: "otp_revert_failed", realm, error: String(err) })),
+    );
+    throw e;
+  }
+  const nextSendMs =
+    issued.dayCount >= OTP_DAILY_LIMIT ? Math.max(OTP_RESEND_MS, untilNextUtcDay(deps.now)) : OTP_RESEND_MS;
+  return { expires_in: OTP_TTL_MS / 1000, retry_after: seconds(nextSendMs) };
+}
+
+export interface OtpVerifyInput {
+  phone: string;
+  otp: string;
+  name?: string;
+  fcmToken?: string;
+  description?: string;
+  deviceId: string;
+}
+
+export type OtpFailure =
+  | "mismatch"
+  | "unavailable"
+  | "raced"
+  | "account_disabled"
+  | "account_pending"
+  | "registration_closed";
+
+export type OtpVerifyResult =
+  | { ok: true; user: UserRecord; created: boolean; pair: Awaited<ReturnType<typeof startSession>> }
+  | { ok: false; reason: OtpFailure; user: UserRecord | null; created: boolean };
+
+/** The wire error of each verify failure. */
+export const OTP_FAILURE_CODES = {
+  mismatch: "invalid_otp",
+  // No code, expired, out of tries, or already used: ask for a new one.
+  unavailable: "otp_expired",
+  raced: "otp_expired",
+  account_disabled: "account_disabled",
+  account_pending: "account_pending",
+  registration_closed: "registration_closed",
+} as const satisfies Record<OtpFailure, string>;
+
+/**
+ * POST /v1/otp/verify: spends one try on the number's code (constant-time compare inside
+ * checkCode), uses the code up, then finds or creates the user of the number and logs the
+ * device in. The user is looked up only after a correct code, so a wrong guess tells nothing
+ * about whether the number has an account.
+ */
+export async function verifyOtp(deps: Deps, realm: string, input: OtpVerifyInput): Promise<OtpVerifyResult> {
+  const ref = otpRef(realm, input.phone);
+  const codeHash = await hashCode(await codeSecret(deps.config), ref, input.otp);
+  const checked = await checkCode(deps.db, ref, codeHash, deps.now);
+  if (checked !== "ok") return { ok: false, reason: checked, user: null, created: false };
+  // Single use: of two concurrent correct verifies, only one spends the code.
+  if (!(await spendCode(deps.db, ref, codeHash))) return { ok: false, reason: "raced", user: null, created: false };
+
+  const found = await findOrCreatePhoneUser(deps, realm, input.phone, input.name);
+  if ("reason" in found) return { ok: false, reason: found.reason, user: null, created: false };
+  const { user, created } = found;
+  if (user.status === "disabled") return { ok: false, reason: "account_disabled", user, created };
+  if (user.status === "pending") return { ok: false, reason: "account_pending", user, created };
+
+  const pair = await startSession(deps, user, input.deviceId, {
+    description: input.description ?? null,
+    pushToken: input.fcmToken ?? null,
+  });
+  return { ok: true, user, created, pair };
+}
+
+/**
+ * The user of a phone number in a realm, created on first use (source `phone`, no email or
+ * password). The unique index users_realm_phone decides concurrent first verifies: the loser
+ * re-reads the winner's user. A number has no email domain, so a realm that is not open to
+ * sign-up (closed, or allowlisting domains) gets no new users by phone; existing ones log in.
+ */
+async function findOrCreatePhoneUser(
+  deps: Deps,
+  realmId: string,
+  phone: string,
+  name: string | undefined,
+): Promise<{ user: UserRecord; created: boolean } | { reason: "registration_closed" }> {
+  const existing = await findUserByPhone(deps.db, realmId, phone);
+  if (existing) return { user: existing, created: false };
+  const realm = await findRealm(deps.db, realmId);
+  if (!realm) throw new ApiError("realm_not_found");
+  if (realm.registration !== "open") return { reason: "registration_closed" };
+
+  const now = iso(deps.now);
+  const row = {
+    id: newId(deps.now),
+    realm: realmId,
+    email: null,
+    phoneNumber: phone,
+    passwordHash: null,
+    fullName: name ?? null,
+    imageUrl: null,
+    roles: ["user"],
+    status: (realm.approvalRequired ? "pending" : "active") as UserRecord["status"],
+    source: "phone" as const,
+    profile: {},
+    createdAt: now,
+    updatedAt: now,
+  };
+  try {
+    await insertUser(deps.db, row);
+  } catch (e) {
+    if (!isUniqueViolation(e)) throw e;
+    const winner = await findUserByPhone(deps.db, realmId, phone);
+    if (!winner) throw e;
+    return { user: winner, created: false };
+  }
+  return { user: { ...row, emails: [] }, created: true };
+}
