@@ -2,6 +2,7 @@ import type { Context } from "hono";
 import type { Config } from "./config";
 import type { AccessClaims } from "./crypto/jwt";
 import type { Env } from "./env";
+import type { Principal } from "./services/admin";
 
 /** Typed context variables set by the middleware. */
 export interface Variables {
@@ -10,6 +11,8 @@ export interface Variables {
   /** Request time in ms; every service takes its time from here so tests can move the clock. */
   now: number;
   claims: AccessClaims;
+  /** Who acts on admin routes: an admin, or a domain authority token's holder. */
+  principal: Principal;
 }
 
 export interface AppEnv {

@@ -136,3 +136,17 @@ export async function verifyToken(keys: KeySet, token: string, opts: VerifyOptio
   }
   return payload as unknown as Claims;
 }
+
+/**
+ * The unverified `type` claim, only to choose which verification to run (the chosen
+ * verification then checks everything, including that type).
+ */
+export function peekType(token: string): string | null {
+  try {
+    const part = token.split(".")[1] ?? "";
+    const payload = JSON.parse(atob(part.replace(/-/g, "+").replace(/_/g, "/")));
+    return typeof payload?.type === "string" ? payload.type : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,12 +1,15 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
-import type { AppEnv } from "../context";
-import { verifyToken } from "../crypto/jwt";
+import { type AppEnv, clientIp } from "../context";
+import { peekType, verifyToken } from "../crypto/jwt";
 import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
 import { PublicUserSchema, SignUpBody, UserSchema } from "../schemas";
 import { audit } from "../services/audit";
 import { bearer } from "../services/auth";
-import { requireUser, signUp, toPublicUser, toUser } from "../services/users";
+import { sendWelcome } from "../services/accounts";
+import { checkCaptcha } from "../services/captcha";
+import { noticeApprovalNeeded, requireUser, signUp, toPublicUser, toUser } from "../services/users";
+import { findRealm } from "../storage/realms";
 import { findUserById } from "../storage/users";
 import { bearerAuth, json, jsonBody, route } from "./define";
 
@@ -30,12 +33,8 @@ export const users = new OpenAPIHono<AppEnv>()
       let byAdmin = false;
       let deviceId: string | undefined;
       if (token) {
-        const claims = await verifyToken(d.keys, token, {
-          issuer: d.config.ISSUER,
-          realm,
-          type: token.length > 0 && isPublic(token) ? "public" : "access",
-          now: d.now,
-        });
+        const type = peekType(token) === "public" ? "public" : "access";
+        const claims = await verifyToken(d.keys, token, { issuer: d.config.ISSUER, realm, type, now: d.now });
         deviceId = claims.did;
         if (claims.type === "access") {
           const caller = await requireUser(d, realm, claims.sub as string);
@@ -43,10 +42,14 @@ export const users = new OpenAPIHono<AppEnv>()
           byAdmin = true;
         }
       }
-      if (byAdmin && !body.password) {
-        throw new ApiError("validation_failed", undefined, { fields: { password: "is required" } });
+      if (!byAdmin) {
+        const realmRow = await findRealm(d.db, realm);
+        if (!realmRow) throw new ApiError("realm_not_found");
+        await checkCaptcha(d, realmRow, body.captcha_token, clientIp(c));
       }
       const user = await signUp(d, realm, body, { byAdmin });
+      if (byAdmin && !body.password) await sendWelcome(d, user);
+      if (user.status === "pending") noticeApprovalNeeded(d, user);
       audit(d, c, { type: "signup", realm, userId: user.id, deviceId, detail: { by_admin: byAdmin } });
       return c.json(toUser(user), 201);
     },
@@ -88,13 +91,3 @@ export const users = new OpenAPIHono<AppEnv>()
       return c.json(caller.roles.includes("admin") ? toUser(user) : toPublicUser(user), 200);
     },
   );
-
-/** Peeks at the unverified type claim only to choose which verification to apply. */
-function isPublic(token: string): boolean {
-  try {
-    const payload = JSON.parse(atob((token.split(".")[1] ?? "").replace(/-/g, "+").replace(/_/g, "/")));
-    return payload?.type === "public";
-  } catch {
-    return false;
-  }
-}

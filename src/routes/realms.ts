@@ -1,0 +1,100 @@
+import { OpenAPIHono, z } from "@hono/zod-openapi";
+import { asc } from "drizzle-orm";
+import type { MiddlewareHandler } from "hono";
+import type { AppEnv } from "../context";
+import { ApiError } from "../errors";
+import { adminOnly } from "../middleware/admin";
+import { deps } from "../middleware/auth";
+import { audit } from "../services/audit";
+import { REALM_ID } from "../storage/realms";
+import { type RealmRow, realms as realmsTable } from "../storage/schema";
+import { bearerAuth, json, jsonBody, route } from "./define";
+
+const RealmSchema = z
+  .object({
+    id: z.string(),
+    registration: z.enum(["open", "allowlist", "closed"]),
+    approval_required: z.boolean(),
+    captcha_required: z.boolean(),
+    created_at: z.string(),
+    updated_at: z.string(),
+  })
+  .openapi("Realm");
+
+const RealmBody = z
+  .object({
+    registration: z.enum(["open", "allowlist", "closed"]),
+    approval_required: z.boolean(),
+    captcha_required: z.boolean(),
+  })
+  .openapi("RealmSettings");
+
+const toRealm = (r: RealmRow) => ({
+  id: r.id,
+  registration: r.registration,
+  approval_required: r.approvalRequired,
+  captcha_required: r.captchaRequired,
+  created_at: r.createdAt,
+  updated_at: r.updatedAt,
+});
+
+/** Only admins of realm `default` create realms and change their settings (api.md §6). */
+const defaultRealmOnly: MiddlewareHandler<AppEnv> = async (c, next) => {
+  if (c.get("realm") !== "default") throw new ApiError("forbidden", "Only admins of realm default manage realms");
+  await next();
+};
+
+export const realms = new OpenAPIHono<AppEnv>()
+  .openapi(
+    route({
+      method: "get",
+      path: "/v1/realms",
+      tags: ["realms"],
+      summary: "List realms (admins of realm default)",
+      security: bearerAuth,
+      middleware: [defaultRealmOnly, adminOnly] as const,
+      responses: { 200: json("Realms", z.object({ realms: z.array(RealmSchema) })) },
+    }),
+    async (c) => {
+      const d = await deps(c);
+      const rows = await d.db.select().from(realmsTable).orderBy(asc(realmsTable.id));
+      return c.json({ realms: rows.map(toRealm) }, 200);
+    },
+  )
+  .openapi(
+    route({
+      method: "put",
+      path: "/v1/realms/{realm}",
+      tags: ["realms"],
+      summary: "Create a realm or change its settings (admins of realm default)",
+      security: bearerAuth,
+      middleware: [defaultRealmOnly, adminOnly] as const,
+      request: {
+        params: z.object({
+          realm: z.string().regex(REALM_ID, { error: "must be 1-32 characters of a-z, 0-9 and -" }),
+        }),
+        ...jsonBody(RealmBody),
+      },
+      responses: { 200: json("The realm", RealmSchema) },
+    }),
+    async (c) => {
+      const { realm } = c.req.valid("param");
+      const body = c.req.valid("json");
+      const d = await deps(c);
+      const now = new Date(d.now).toISOString();
+      const settings = {
+        registration: body.registration,
+        approvalRequired: body.approval_required,
+        captchaRequired: body.captcha_required,
+        updatedAt: now,
+      };
+      const [row] = await d.db
+        .insert(realmsTable)
+        .values({ id: realm, createdAt: now, ...settings })
+        .onConflictDoUpdate({ target: realmsTable.id, set: settings })
+        .returning();
+      if (!row) throw new Error("realm upsert returned no row");
+      audit(d, c, { type: "realm_updated", realm, userId: c.get("claims").sub, detail: body });
+      return c.json(toRealm(row), 200);
+    },
+  );

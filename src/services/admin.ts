@@ -1,0 +1,149 @@
+import { and, asc, eq, gt, like, or, type SQL, sql } from "drizzle-orm";
+import { b64url, fromB64url } from "../crypto/encoding";
+import { ApiError } from "../errors";
+import { users } from "../storage/schema";
+import { findUserById, type UserRecord, userColumns } from "../storage/users";
+import type { Deps } from "./deps";
+import { endAllSessions } from "./sessions";
+import { toUser } from "./users";
+
+/** Who acts: an admin of the realm, or the holder of an authority token for one email domain. */
+export type Principal = { kind: "admin"; userId: string } | { kind: "authority"; domain: string; tokenId: string };
+
+/** The domain of an email (after the last @). */
+export const emailDomain = (email: string | null) => (email ? email.slice(email.lastIndexOf("@") + 1) : null);
+
+/** An authority may act only on users whose current email is in its domain (exactly that domain). */
+export function assertMayManage(principal: Principal, user: UserRecord): void {
+  if (principal.kind === "authority" && emailDomain(user.email) !== principal.domain) throw new ApiError("forbidden");
+}
+
+export interface ListQuery {
+  limit: number;
+  cursor?: string;
+  q?: string;
+  domain?: string;
+  status?: "active" | "pending" | "disabled";
+}
+
+const escapeLike = (s: string) => s.replace(/[\\%_]/g, (ch) => `\\${ch}`);
+
+/** Encodes the position after a row; keyset pagination on (created_at, id) stays correct under inserts and deletes. */
+const encodeCursor = (createdAt: string, id: string) => b64url(new TextEncoder().encode(JSON.stringify([createdAt, id])));
+
+function decodeCursor(cursor: string): [string, string] {
+  const bytes = fromB64url(cursor);
+  try {
+    const v = bytes ? JSON.parse(new TextDecoder().decode(bytes)) : null;
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === "string" && typeof v[1] === "string") return [v[0], v[1]];
+  } catch {
+    // fall through
+  }
+  throw new ApiError("validation_failed", undefined, { fields: { cursor: "is not a cursor from a previous page" } });
+}
+
+/** The conditions of a user listing (exported so a test can EXPLAIN its plan). */
+export function listWhere(realm: string, query: ListQuery, principal: Principal): SQL {
+  const where: (SQL | undefined)[] = [eq(users.realm, realm)];
+  const domain = principal.kind === "authority" ? principal.domain : query.domain;
+  if (principal.kind === "authority" && query.domain && query.domain !== principal.domain) throw new ApiError("forbidden");
+  if (domain) where.push(sql`${users.email} LIKE ${`%@${escapeLike(domain)}`} ESCAPE '\\'`);
+  if (query.status) where.push(eq(users.status, query.status));
+  if (query.q) {
+    const prefix = `${escapeLike(query.q)}%`;
+    where.push(
+      or(
+        sql`${users.email} LIKE ${prefix} ESCAPE '\\'`,
+        sql`${users.fullName} LIKE ${prefix} ESCAPE '\\'`,
+        sql`${users.phoneNumber} LIKE ${prefix} ESCAPE '\\'`,
+      ),
+    );
+  }
+  if (query.cursor) {
+    const [createdAt, id] = decodeCursor(query.cursor);
+    where.push(or(gt(users.createdAt, createdAt), and(eq(users.createdAt, createdAt), gt(users.id, id))));
+  }
+  return and(...where) as SQL;
+}
+
+/** A page of users, oldest first, and the cursor of the next page (null at the end). */
+export async function listUsers(deps: Deps, realm: string, query: ListQuery, principal: Principal) {
+  const rows = await deps.db
+    .select({
+      ...userColumns,
+      emailsJson: sql<string>`(SELECT json_group_array(json_object('email', e.email, 'added_at', e.added_at)) FROM (SELECT email, added_at FROM user_emails WHERE user_id = ${users.id} ORDER BY added_at, email) e)`,
+    })
+    .from(users)
+    .where(listWhere(realm, query, principal))
+    .orderBy(asc(users.createdAt), asc(users.id))
+    .limit(query.limit + 1);
+  const page = rows.slice(0, query.limit);
+  const last = page[page.length - 1];
+  return {
+    users: page.map(({ emailsJson, ...u }) => {
+      const list = JSON.parse(emailsJson ?? "[]") as { email: string; added_at: string }[];
+      return toUser({ ...u, emails: list.map((e) => ({ ...e, current: e.email === u.email })) });
+    }),
+    next_cursor: rows.length > query.limit && last ? encodeCursor(last.createdAt, last.id) : null,
+  };
+}
+
+/** Loads a user the principal may manage, or 404 / 403. */
+export async function managedUser(deps: Deps, realm: string, id: string, principal: Principal): Promise<UserRecord> {
+  const user = await findUserById(deps.db, realm, id);
+  if (!user) throw new ApiError("not_found", "User not found");
+  assertMayManage(principal, user);
+  return user;
+}
+
+/** Activates or deactivates a user; deactivation ends every session of the user at once. */
+export async function setStatus(
+  deps: Deps,
+  realm: string,
+  id: string,
+  status: "active" | "disabled",
+  principal: Principal,
+): Promise<UserRecord> {
+  const user = await managedUser(deps, realm, id, principal);
+  if (status === "disabled" && user.roles.includes("admin")) await assertNotLastAdmin(deps, realm, id);
+  const updatedAt = new Date(deps.now).toISOString();
+  await deps.db.update(users).set({ status, updatedAt }).where(and(eq(users.id, id), eq(users.realm, realm)));
+  if (status === "disabled") await endAllSessions(deps, realm, id);
+  return { ...user, status, updatedAt };
+}
+
+async function assertNotLastAdmin(deps: Deps, realm: string, exceptId: string) {
+  const rows = await deps.db
+    .select({ n: sql<number>`count(*)` })
+    .from(users)
+    .where(and(eq(users.realm, realm), eq(users.status, "active"), like(users.roles, '%"admin"%'), sql`${users.id} != ${exceptId}`));
+  if (!rows[0]?.n) throw new ApiError("last_admin");
+}
+
+/**
+ * Replaces a user's roles. Removing `admin` from the realm's last active admin is refused; the
+ * check and the write are one conditional UPDATE, so two admins demoting each other at once
+ * cannot leave the realm without one.
+ */
+export async function setRoles(deps: Deps, realm: string, id: string, roles: string[]): Promise<UserRecord> {
+  const user = await findUserById(deps.db, realm, id);
+  if (!user) throw new ApiError("not_found", "User not found");
+  const next = [...new Set(roles)].sort();
+  const updatedAt = new Date(deps.now).toISOString();
+  const keepsAdmin = next.includes("admin");
+  const rows = await deps.db
+    .update(users)
+    .set({ roles: next, updatedAt })
+    .where(
+      and(
+        eq(users.id, id),
+        eq(users.realm, realm),
+        keepsAdmin
+          ? undefined
+          : sql`(${users.roles} NOT LIKE '%"admin"%' OR EXISTS (SELECT 1 FROM users o WHERE o.realm = ${realm} AND o.id != ${id} AND o.status = 'active' AND o.roles LIKE '%"admin"%'))`,
+      ),
+    )
+    .returning({ id: users.id });
+  if (!rows.length) throw new ApiError("last_admin");
+  return { ...user, roles: next, updatedAt };
+}
