@@ -16,6 +16,12 @@ export const requestContext: MiddlewareHandler<AppEnv> = async (c, next) => {
   c.header("X-Request-Id", requestId);
   c.header("X-Content-Type-Options", "nosniff");
   c.header("Referrer-Policy", "no-referrer");
+  c.header("X-Frame-Options", "DENY");
+  c.header("Strict-Transport-Security", "max-age=31536000; includeSubDomains");
+  if (!c.res.headers.has("Content-Security-Policy")) {
+    c.header("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
+  }
+  // Tokens and personal data must never sit in a shared or browser cache.
   if (!c.res.headers.has("Cache-Control")) c.header("Cache-Control", "no-store");
 };
 
@@ -71,3 +77,40 @@ async function readCapped(body: ReadableStream<Uint8Array> | null, cap: number):
   }
   return out;
 }
+
+/** The allowed browser origins from CORS_ORIGINS (comma- or space-separated; `*` for any, without credentials). */
+export function corsOrigins(raw: string | undefined): { any: boolean; list: Set<string> } {
+  const items = (raw ?? "").split(/[\s,]+/).filter(Boolean);
+  return { any: items.includes("*"), list: new Set(items.filter((o) => o !== "*").map((o) => o.replace(/\/$/, ""))) };
+}
+
+/**
+ * CORS for browser frontends: listed origins are echoed and may send credentials; with `*`
+ * any origin may call without credentials (never `*` together with credentials); preflights
+ * answer 204. Without CORS_ORIGINS no CORS headers are sent.
+ */
+export const cors: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const origin = c.req.header("Origin");
+  const allowed = corsOrigins(c.env.CORS_ORIGINS);
+  const listed = !!origin && allowed.list.has(origin);
+  const allowOrigin = listed ? origin : allowed.any ? "*" : null;
+  if (c.req.method === "OPTIONS" && c.req.header("Access-Control-Request-Method")) {
+    if (!allowOrigin) return c.body(null, 204, { Vary: "Origin" });
+    const headers: Record<string, string> = {
+      "Access-Control-Allow-Origin": allowOrigin,
+      "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE",
+      "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Request-Id",
+      "Access-Control-Max-Age": "600",
+      Vary: "Origin",
+    };
+    if (listed) headers["Access-Control-Allow-Credentials"] = "true";
+    return c.body(null, 204, headers);
+  }
+  await next();
+  if (allowOrigin) {
+    c.header("Access-Control-Allow-Origin", allowOrigin);
+    c.header("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, WWW-Authenticate");
+    if (listed) c.header("Access-Control-Allow-Credentials", "true");
+    c.header("Vary", "Origin", { append: true });
+  }
+};

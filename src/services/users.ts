@@ -1,13 +1,15 @@
+import { and, eq, like } from "drizzle-orm";
 import { dummyVerify, hashPassword, verifyPassword } from "../crypto/passwords";
 import { newId } from "../crypto/random";
 import { ApiError } from "../errors";
 import { isUniqueViolation, violatedColumn } from "../storage/db";
 import { findRealm } from "../storage/realms";
+import { clearLoginFailures, recordLoginFailure, reserveLoginAttempt } from "../storage/throttle";
 import { users } from "../storage/schema";
 import { findUserByEmail, findUserById, insertUser, type UserRecord } from "../storage/users";
 import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
-import { eq } from "drizzle-orm";
+import { notify } from "./notifier";
 
 /** The User of api.md §4. Never includes the password hash. */
 export function toUser(u: UserRecord) {
@@ -30,6 +32,35 @@ export function toUser(u: UserRecord) {
 
 /** The part of a User anyone signed in may see. */
 export const toPublicUser = (u: UserRecord) => ({ id: u.id, full_name: u.fullName, image_url: u.imageUrl });
+
+/**
+ * Tells the realm's active admins that a new account waits for approval (api.md §6). Runs after
+ * the response; a failed delivery is logged (without addresses), never undoes the sign-up.
+ */
+export function noticeApprovalNeeded(deps: Deps, user: UserRecord): void {
+  deps.defer(
+    (async () => {
+      const admins = await deps.db
+        .select({ email: users.email })
+        .from(users)
+        .where(and(eq(users.realm, user.realm), eq(users.status, "active"), like(users.roles, '%"admin"%')));
+      for (const admin of admins) {
+        if (!admin.email) continue;
+        await notify(deps, {
+          type: "approval_needed",
+          channel: "email",
+          to: admin.email,
+          realm: user.realm,
+          data: { user_id: user.id, user_email: user.email },
+        }).catch((e) => {
+          console.error(
+            JSON.stringify({ level: "error", event: "notification_failed", type: "approval_needed", realm: user.realm, error: e instanceof ApiError ? e.code : "internal_error" }),
+          );
+        });
+      }
+    })(),
+  );
+}
 
 export interface SignUpInput {
   email: string;
@@ -55,12 +86,16 @@ export async function signUp(
   if (!opts.byAdmin && !input.password) {
     throw new ApiError("validation_failed", undefined, { fields: { password: "is required" } });
   }
-  await assertEmailAllowed(deps.db, realm, input.email, { byAdmin: opts.byAdmin });
+  // Bootstrap admins may sign up in a closed or allowlist realm (someone must be first); block rules still apply.
+  const bootstrapAdmin = deps.config.BOOTSTRAP_ADMIN_EMAILS.includes(input.email);
+  await assertEmailAllowed(deps.db, realm, input.email, { byAdmin: opts.byAdmin || bootstrapAdmin });
   if (await findUserByEmail(deps.db, realmId, input.email)) throw new ApiError("user_exists");
 
   const now = new Date(deps.now).toISOString();
   const roles = new Set(opts.byAdmin && input.roles?.length ? input.roles : ["user"]);
-  if (deps.config.BOOTSTRAP_ADMIN_EMAILS.includes(input.email)) roles.add("admin");
+  if (bootstrapAdmin) roles.add("admin");
+  // Bootstrap admins are the approvers: they never wait for approval themselves.
+  const pending = realm.approvalRequired && !opts.byAdmin && !bootstrapAdmin;
   const row = {
     id: newId(deps.now),
     realm: realmId,
@@ -70,7 +105,7 @@ export async function signUp(
     fullName: input.full_name,
     imageUrl: null,
     roles: [...roles],
-    status: (realm.approvalRequired && !opts.byAdmin ? "pending" : "active") as UserRecord["status"],
+    status: (pending ? "pending" : "active") as UserRecord["status"],
     source: (opts.byAdmin ? "admin" : "password") as UserRecord["source"],
     profile: input.profile ?? {},
     createdAt: now,
@@ -91,13 +126,22 @@ export async function signUp(
  * the same error, so neither status nor timing tells whether an account exists.
  */
 export async function authenticate(deps: Deps, realmId: string, email: string, password: string): Promise<UserRecord> {
+  // Throttled per email tried, known or not, so a 429 says nothing about whether an account exists.
+  const attempt = await reserveLoginAttempt(deps.db, realmId, email, deps.now);
+  if (!attempt.ok) {
+    throw new ApiError("too_many_attempts", "Too many failed logins. Please try again later or reset your password", {
+      headers: { "Retry-After": String(Math.ceil(attempt.retryAfterMs / 1000)) },
+    });
+  }
   const user = await findUserByEmail(deps.db, realmId, email);
-  if (!user || !user.passwordHash) {
-    await dummyVerify(password);
+  const check = user?.passwordHash
+    ? await verifyPassword(password, user.passwordHash, deps.config.PASSWORD_PEPPER)
+    : await dummyVerify(password).then(() => ({ ok: false, needsRehash: false }));
+  if (!user || !check.ok) {
+    await recordLoginFailure(deps.db, realmId, email, attempt, deps.now);
     throw new ApiError("invalid_credentials");
   }
-  const check = await verifyPassword(password, user.passwordHash, deps.config.PASSWORD_PEPPER);
-  if (!check.ok) throw new ApiError("invalid_credentials");
+  await clearLoginFailures(deps.db, realmId, email);
   // Status is revealed only to someone who knows the password.
   if (user.status === "pending") throw new ApiError("account_pending");
   if (user.status === "disabled") throw new ApiError("account_disabled");

@@ -1,0 +1,41 @@
+import type { MiddlewareHandler } from "hono";
+import type { AppEnv } from "../context";
+import { clientIp } from "../context";
+import type { Env } from "../env";
+import { ApiError } from "../errors";
+
+type Limiter = "RL_SIGNUP" | "RL_LOGIN" | "RL_OTP" | "RL_RESET";
+
+/** Which routes each per-IP limiter guards (api.md §10). Paths are as routed (realm prefix removed). */
+export const IP_LIMITS: [method: "POST" | "PUT", path: string, limiter: Limiter][] = [
+  ["POST", "/v1/users", "RL_SIGNUP"],
+  ["POST", "/v1/tokens", "RL_LOGIN"],
+  ["POST", "/v1/otp", "RL_OTP"],
+  ["POST", "/v1/otp/verify", "RL_OTP"],
+  ["POST", "/v1/users/reset", "RL_RESET"],
+  ["PUT", "/v1/users/reset", "RL_RESET"],
+];
+
+/** The Workers Rate Limiting period of these bindings (wrangler.toml), for Retry-After. */
+const PERIOD_SECONDS = 60;
+
+/**
+ * Limits a route per client IP through a Rate Limiting binding. The key is CF-Connecting-IP as
+ * Cloudflare sets it (never X-Forwarded-For, which clients control); without it (local
+ * development, tests) or without the binding, nothing is enforced.
+ */
+export function ipLimit(limiter: keyof Pick<Env, Limiter>): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const binding = c.env[limiter];
+    const ip = clientIp(c);
+    if (binding && ip) {
+      const { success } = await binding.limit({ key: `${c.get("realm")}:${ip}` });
+      if (!success) {
+        throw new ApiError("too_many_attempts", "Too many requests from this address. Please try again later", {
+          headers: { "Retry-After": String(PERIOD_SECONDS) },
+        });
+      }
+    }
+    await next();
+  };
+}

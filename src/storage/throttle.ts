@@ -1,0 +1,59 @@
+import { and, eq, isNotNull, isNull, lt, lte, or, sql } from "drizzle-orm";
+import type { Db } from "./db";
+import { loginThrottle } from "./schema";
+
+/** Consecutive failures allowed before the account answers 429 (api.md §10). */
+export const MAX_LOGIN_FAILURES = 5;
+const FIRST_LOCK_MS = 30_000;
+const LONGEST_LOCK_MS = 15 * 60_000;
+
+/** The lock after the n-th lockout (0-based): 30 s, doubling, at most 15 min. */
+export const lockoutMs = (lockouts: number) => Math.min(FIRST_LOCK_MS * 2 ** lockouts, LONGEST_LOCK_MS);
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export type Reservation = { ok: true; failures: number; lockouts: number } | { ok: false; retryAfterMs: number };
+
+/**
+ * Counts an attempt before the password is checked, in one conditional upsert: while fewer than
+ * MAX_LOGIN_FAILURES attempts are pending or failed (or a lock has expired), the counter rises and
+ * the attempt may proceed; otherwise it is refused with how long to wait. Concurrent attempts
+ * therefore cannot judge more passwords than the limit.
+ */
+export async function reserveLoginAttempt(db: Db, realm: string, subject: string, now: number): Promise<Reservation> {
+  const t = loginThrottle;
+  const nowIso = iso(now);
+  const expired = and(isNotNull(t.lockedUntil), lte(t.lockedUntil, nowIso));
+  const rows = await db
+    .insert(t)
+    .values({ realm, subject, failures: 1, lockouts: 0, lockedUntil: null, updatedAt: nowIso })
+    .onConflictDoUpdate({
+      target: [t.realm, t.subject],
+      set: {
+        failures: sql`CASE WHEN ${expired} THEN 1 ELSE ${t.failures} + 1 END`,
+        lockedUntil: sql`CASE WHEN ${expired} THEN NULL ELSE ${t.lockedUntil} END`,
+        updatedAt: nowIso,
+      },
+      setWhere: or(and(isNull(t.lockedUntil), lt(t.failures, MAX_LOGIN_FAILURES)), expired),
+    })
+    .returning({ failures: t.failures, lockouts: t.lockouts });
+  if (rows[0]) return { ok: true, ...rows[0] };
+  const row = (await db.select().from(t).where(and(eq(t.realm, realm), eq(t.subject, subject))).limit(1))[0];
+  const until = row?.lockedUntil ? Date.parse(row.lockedUntil) : now + lockoutMs(row?.lockouts ?? 0);
+  return { ok: false, retryAfterMs: Math.max(1000, until - now) };
+}
+
+/** After a failed check: the attempt that reached the limit locks the account, for longer each time. */
+export async function recordLoginFailure(db: Db, realm: string, subject: string, r: { failures: number; lockouts: number }, now: number) {
+  if (r.failures < MAX_LOGIN_FAILURES) return;
+  const t = loginThrottle;
+  await db
+    .update(t)
+    .set({ lockedUntil: iso(now + lockoutMs(r.lockouts)), lockouts: r.lockouts + 1, updatedAt: iso(now) })
+    .where(and(eq(t.realm, realm), eq(t.subject, subject), isNull(t.lockedUntil)));
+}
+
+/** A success (or a completed password reset) clears the count and the doubling. */
+export async function clearLoginFailures(db: Db, realm: string, subject: string) {
+  await db.delete(loginThrottle).where(and(eq(loginThrottle.realm, realm), eq(loginThrottle.subject, subject)));
+}
