@@ -3,22 +3,27 @@ import { getPath } from "hono/utils/url";
 import { HTTPException } from "hono/http-exception";
 import type { AppEnv } from "./context";
 import { ApiError, errorBody } from "./errors";
-import { jsonBody, requestContext } from "./middleware/request";
+import { IP_LIMITS, ipLimit } from "./middleware/limits";
+import { cors, jsonBody, requestContext } from "./middleware/request";
 import { realmContext, routedPath } from "./middleware/realm";
+import { account } from "./routes/account";
+import { admin } from "./routes/admin";
 import { knownRoutes } from "./routes/define";
 import { devices } from "./routes/devices";
 import { renderDocs } from "./routes/docs";
 import { domains } from "./routes/domains";
 import { meta } from "./routes/meta";
+import { otp } from "./routes/otp";
+import { realms } from "./routes/realms";
 import { tokens } from "./routes/tokens";
 import { users } from "./routes/users";
 
-const WWW_AUTH_CODES = new Set([
-  "missing_token",
+const REJECTED_TOKEN = new Set<string>([
   "invalid_token",
   "token_expired",
   "token_revoked",
   "session_revoked",
+  "refresh_token_reused",
   "fresh_token_required",
 ]);
 
@@ -42,10 +47,23 @@ export function buildApp() {
     },
   });
 
-  app.use("*", requestContext);
-  app.use("/v1/*", realmContext, jsonBody);
+  app.use("*", requestContext, cors);
+  app.use("/v1/*", realmContext);
+  for (const [method, path, limiter] of IP_LIMITS) app.on(method, path, ipLimit(limiter));
+  app.use("/v1/*", jsonBody);
 
-  app.route("/", meta).route("/", tokens).route("/", users).route("/", devices).route("/", domains);
+  // account before users: its fixed paths (/v1/users/reset, /v1/users/me/...) win over {id} patterns.
+  app
+    .route("/", meta)
+    .route("/", tokens)
+    .route("/", account)
+    .route("/", admin)
+    .route("/", users)
+    .route("/", devices)
+    .route("/", domains)
+    .route("/", realms);
+
+  app.route("/", otp);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",
@@ -65,6 +83,8 @@ export function buildApp() {
     c.header("Cache-Control", "public, max-age=300");
     return c.json(app.getOpenAPI31Document(docConfig));
   });
+  // Not declared with route(), so listed by hand: a wrong method on them is 405, not 404.
+  knownRoutes.push({ method: "GET", pattern: /^\/openapi\.json$/ }, { method: "GET", pattern: /^\/docs$/ });
   app.get("/docs", (c) => {
     c.header("Cache-Control", "public, max-age=300");
     c.header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
@@ -84,12 +104,13 @@ export function buildApp() {
   app.onError((err, c) => {
     if (err instanceof ApiError) {
       if (err.headers) for (const [k, v] of Object.entries(err.headers)) c.header(k, v);
-      if (err.status === 401 && WWW_AUTH_CODES.has(err.code)) {
+      if (err.status === 401) {
+        // RFC 6750: error="invalid_token" only when a presented token was rejected.
         c.header(
           "WWW-Authenticate",
-          err.code === "missing_token"
-            ? 'Bearer realm="user-registry"'
-            : `Bearer realm="user-registry", error="invalid_token", error_description="${err.code}"`,
+          REJECTED_TOKEN.has(err.code)
+            ? `Bearer realm="user-registry", error="invalid_token", error_description="${err.code}"`
+            : 'Bearer realm="user-registry"',
         );
       }
       if (err.status >= 500) console.error(JSON.stringify({ level: "error", request_id: c.get("requestId"), code: err.code, message: err.message }));

@@ -80,6 +80,11 @@ const schema = z.object({
     .string()
     .optional()
     .transform((v) => (v === "" ? undefined : v)),
+  TURNSTILE_SECRET: z
+    .string()
+    .optional()
+    .transform((v) => (v === "" ? undefined : v)),
+  AUDIT_RETENTION_DAYS: intFromString(90, 1, 3650),
 });
 
 export type Config = z.output<typeof schema>;

@@ -5,6 +5,12 @@ export interface Env {
   DB: D1Database;
   TOKENS: KVNamespace;
   DEVICE_SESSIONS: DurableObjectNamespace<DeviceSession>;
+  /** Per-client-IP rate limiters (optional: absent bindings are not enforced). */
+  RL_SIGNUP?: RateLimit;
+  RL_LOGIN?: RateLimit;
+  RL_OTP?: RateLimit;
+  RL_RESET?: RateLimit;
+  CORS_ORIGINS?: string;
   ISSUER?: string;
   ENVIRONMENT?: string;
   ACCESS_TTL_SECONDS?: string;
@@ -15,4 +21,6 @@ export interface Env {
   BOOTSTRAP_ADMIN_EMAILS?: string;
   NOTIFY_WEBHOOK_URL?: string;
   NOTIFY_WEBHOOK_SECRET?: string;
+  TURNSTILE_SECRET?: string;
+  AUDIT_RETENTION_DAYS?: string;
 }

@@ -1,10 +1,13 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import { buildApp } from "./app";
+import { loadConfig } from "./config";
 import type { Env } from "./env";
 import { ApiError } from "./errors";
 import { type AuthOptions, verifyAccess } from "./services/auth";
+import { type CleanupReport, runCleanup } from "./services/cleanup";
 import { makeDeps } from "./services/deps";
 import { toUser } from "./services/users";
+import { getDb } from "./storage/db";
 import { findUserById } from "./storage/users";
 
 export { DeviceSession } from "./storage/device-session";
@@ -14,7 +17,20 @@ export type AppType = typeof app;
 
 export default {
   fetch: (request, env, ctx) => app.fetch(request, env, ctx),
+  scheduled: (controller, env, ctx) => ctx.waitUntil(scheduledCleanup(env, controller.scheduledTime)),
 } satisfies ExportedHandler<Env>;
+
+/** The cron trigger: bounded, idempotent cleanup; logs one JSON line with what it removed. */
+export async function scheduledCleanup(env: Env, now: number): Promise<CleanupReport | null> {
+  const loaded = loadConfig(env);
+  if (!loaded.ok) {
+    console.error(JSON.stringify({ level: "error", event: "cleanup_skipped", problems: loaded.problems }));
+    return null;
+  }
+  const report = await runCleanup(getDb(env.DB), loaded.config, now);
+  console.log(JSON.stringify({ level: "info", event: "cleanup", ...report }));
+  return report;
+}
 
 export type VerifyResult =
   | { ok: true; claims: Record<string, unknown> }

@@ -146,3 +146,93 @@ export const DomainRuleSchema = z
   .object({ domain: z.string(), rule: z.enum(["allow", "block"]), created_at: z.string() })
   .openapi("DomainRule");
 export const DomainRuleBody = z.object({ rule: z.enum(["allow", "block"]) }).openapi("DomainRuleUpdate");
+
+/** An https URL (no other scheme: an image URL is shown to other users). */
+export const HttpsUrl = z
+  .string()
+  .trim()
+  .max(2048)
+  .pipe(z.url({ protocol: /^https$/, normalize: true, error: "must be an https URL" }))
+  .openapi({ example: "https://example.com/ada.png" });
+
+const CurrentPassword = z
+  .string()
+  .min(1)
+  .max(1024)
+  .optional()
+  .openapi({ description: "Required when the account has a password" });
+
+export const UserPatchBody = z
+  .strictObject({
+    full_name: FullName.optional(),
+    phone_number: E164.nullable().optional().openapi({ description: "E.164; null removes it" }),
+    image_url: HttpsUrl.nullable().optional().openapi({ description: "https only; null removes it" }),
+    profile: Profile.optional().openapi({ description: "Replaces the whole profile (at most 4 KiB as JSON)" }),
+  })
+  .openapi("UserUpdate");
+
+export const EmailChangeBody = z
+  .object({ email: Email, current_password: CurrentPassword })
+  .openapi("EmailChange");
+
+export const PasswordChangeBody = z
+  .object({
+    password: Password,
+    password_confirmation: z.string().max(128),
+    current_password: CurrentPassword,
+  })
+  .refine((b) => b.password_confirmation === b.password, {
+    path: ["password_confirmation"],
+    error: "does not match password",
+  })
+  .openapi("PasswordChange");
+
+export const ResetRequestBody = z.object({ email: Email }).openapi("ResetRequest");
+
+export const ResetCompleteBody = z
+  .object({
+    email: Email,
+    code: z.string().trim().min(1).max(32).openapi({ example: "12345678" }),
+    password: Password,
+    password_confirmation: z.string().max(128),
+  })
+  .refine((b) => b.password_confirmation === b.password, {
+    path: ["password_confirmation"],
+    error: "does not match password",
+  })
+  .openapi("ResetComplete");
+
+export const OtpRequestBody = z
+  .object({
+    phone_number: E164,
+    captcha_token: z.string().max(4096).optional(),
+  })
+  .openapi("OtpRequest");
+
+export const OtpSentSchema = z
+  .object({
+    expires_in: z.number().int().openapi({ description: "Seconds the code stays valid" }),
+    retry_after: z.number().int().openapi({ description: "Seconds until another code may be sent to this number" }),
+  })
+  .openapi("OtpSent");
+
+export const OtpVerifyBody = z
+  .object({
+    phone_number: E164,
+    otp: z
+      .string()
+      .trim()
+      .regex(/^\d{6}$/, { error: "must be the 6-digit code" })
+      .openapi({ example: "123456" }),
+    name: FullName.optional().openapi({
+      description: "The full name of a user created by this verify; ignored otherwise",
+    }),
+    fcm_token: z.string().min(1).max(4096).optional().openapi({ description: "The device's push (FCM) token" }),
+    device_id: DeviceIdInput,
+    description: Description.optional(),
+  })
+  .openapi("OtpVerify");
+
+export const OtpTokenPairSchema = TokenPairSchema.extend({
+  created: z.boolean().openapi({ description: "True when this verify created the user" }),
+}).openapi("OtpTokenPair");

@@ -124,3 +124,43 @@ export const auditEvents = sqliteTable(
 
 export type UserRow = typeof users.$inferSelect;
 export type RealmRow = typeof realms.$inferSelect;
+
+/**
+ * Domain authority tokens (api.md §6): only a SHA-256 of the token is stored; revocation is a
+ * timestamp, checked on every use, so a revoked token stops at once.
+ */
+export const authorityTokens = sqliteTable(
+  "authority_tokens",
+  {
+    id: text("id").primaryKey(),
+    realm: text("realm")
+      .notNull()
+      .references(() => realms.id, { onDelete: "cascade" }),
+    domain: text("domain").notNull(),
+    tokenHash: text("token_hash").notNull(),
+    createdBy: text("created_by"),
+    createdAt: text("created_at").notNull(),
+    expiresAt: text("expires_at").notNull(),
+    revokedAt: text("revoked_at"),
+  },
+  (t) => [index("authority_realm_domain").on(t.realm, t.domain), index("authority_expires").on(t.expiresAt)],
+);
+
+/**
+ * Login throttling per account (api.md §10), keyed by the email tried (known or not, so the
+ * throttle itself reveals nothing). `failures` counts attempts since the last success; it is
+ * raised before the password is checked, by one conditional UPDATE, so concurrent attempts
+ * cannot exceed the limit.
+ */
+export const loginThrottle = sqliteTable(
+  "login_throttle",
+  {
+    realm: text("realm").notNull(),
+    subject: text("subject").notNull(),
+    failures: integer("failures").notNull().default(0),
+    lockouts: integer("lockouts").notNull().default(0),
+    lockedUntil: text("locked_until"),
+    updatedAt: text("updated_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.realm, t.subject] }), index("login_throttle_updated").on(t.updatedAt)],
+);

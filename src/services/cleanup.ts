@@ -1,0 +1,42 @@
+import { sql } from "drizzle-orm";
+import type { Config } from "../config";
+import type { Db } from "../storage/db";
+
+/** Rows removed per table per run: a run stays short, and a backlog drains over a few runs. */
+export const CLEANUP_BATCH = 500;
+const DAY_MS = 86_400_000;
+
+export interface CleanupReport {
+  codes: number;
+  authorityTokens: number;
+  devices: number;
+  auditEvents: number;
+  loginThrottle: number;
+}
+
+/**
+ * The scheduled cleanup: expired verification codes, expired authority tokens, device-index rows
+ * of sessions that have expired (their Durable Objects delete themselves by alarm), audit events
+ * older than AUDIT_RETENTION_DAYS, and idle unlocked login-throttle rows. Idempotent and bounded:
+ * each table loses at most `batch` rows per run.
+ */
+export async function runCleanup(db: Db, config: Config, now: number, batch = CLEANUP_BATCH): Promise<CleanupReport> {
+  const nowIso = new Date(now).toISOString();
+  const auditBefore = new Date(now - config.AUDIT_RETENTION_DAYS * DAY_MS).toISOString();
+  const idleBefore = new Date(now - DAY_MS).toISOString();
+  // D1 builds SQLite without DELETE ... LIMIT, so each delete picks its rows in a bounded subquery.
+  const purge = async (table: string, where: ReturnType<typeof sql>) => {
+    const res = await db.run(
+      sql`DELETE FROM ${sql.identifier(table)} WHERE rowid IN (SELECT rowid FROM ${sql.identifier(table)} WHERE ${where} LIMIT ${batch})`,
+    );
+    return (res as unknown as { meta?: { changes?: number } }).meta?.changes ?? 0;
+  };
+  const [codes, authorityTokens, devices, auditEvents, loginThrottle] = await Promise.all([
+    purge("verification_codes", sql`expires_at <= ${nowIso}`),
+    purge("authority_tokens", sql`expires_at <= ${nowIso}`),
+    purge("devices", sql`expires_at <= ${nowIso}`),
+    purge("audit_events", sql`at < ${auditBefore}`),
+    purge("login_throttle", sql`updated_at < ${idleBefore} AND (locked_until IS NULL OR locked_until <= ${nowIso})`),
+  ]);
+  return { codes, authorityTokens, devices, auditEvents, loginThrottle };
+}
