@@ -166,6 +166,11 @@ export const UserPatchBody = z
   .strictObject({
     full_name: FullName.optional(),
     phone_number: E164.nullable().optional().openapi({ description: "E.164; null removes it" }),
+    phone_otp: z
+      .string()
+      .regex(/^\d{6}$/, { error: "must be the 6-digit code sent to phone_number" })
+      .optional()
+      .openapi({ description: "Required when you add or change your own number: the code from POST /v1/otp" }),
     image_url: HttpsUrl.nullable().optional().openapi({ description: "https only; null removes it" }),
     profile: Profile.optional().openapi({ description: "Replaces the whole profile (at most 4 KiB as JSON)" }),
   })

@@ -1,5 +1,5 @@
 import { env } from "cloudflare:workers";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import {
   accessClaimsFor,
   api,
@@ -8,6 +8,7 @@ import {
   deviceId,
   login,
   PASSWORD,
+  phoneCode,
   signTestToken,
   signUp,
   uniqueEmail,
@@ -92,6 +93,7 @@ describe("PATCH /v1/users/{id|me}", () => {
       body: {
         full_name: "  Ada Lovelace ",
         phone_number: phone,
+        phone_otp: await phoneCode(phone, prefix),
         image_url: "https://img.example.com/ada.png",
         profile: { locale: "en", n: 1 },
       },
@@ -151,19 +153,54 @@ describe("PATCH /v1/users/{id|me}", () => {
     const a = await session();
     const b = await session();
     const phone = `+4930${Math.floor(1e7 + Math.random() * 8e7)}`;
-    expect((await api("PATCH", p("/v1/users/me"), { token: a.token, body: { phone_number: phone } })).status).toBe(200);
-    const taken = await api("PATCH", p("/v1/users/me"), { token: b.token, body: { phone_number: phone } });
+    const first = await api("PATCH", p("/v1/users/me"), {
+      token: a.token,
+      body: { phone_number: phone, phone_otp: await phoneCode(phone, prefix) },
+    });
+    expect(first.status).toBe(200);
+    const taken = await api("PATCH", p("/v1/users/me"), { token: b.token, body: { phone_number: phone, phone_otp: "123456" } });
     expect(taken.status).toBe(409);
     expect(taken.body.error.code).toBe("phone_in_use");
-    // The same number again on its own holder is no conflict.
+    // The same number again on its own holder is no conflict (and needs no new proof).
     expect((await api("PATCH", p("/v1/users/me"), { token: a.token, body: { phone_number: phone } })).status).toBe(200);
     expect((await api("PATCH", p("/v1/users/me"), { token: a.token, body: { phone_number: null } })).status).toBe(200);
-    const now = await api("PATCH", p("/v1/users/me"), { token: b.token, body: { phone_number: phone } });
+    // One code per number per minute: step past the resend throttle for b's proof.
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(Date.now() + 61_000);
+    const proof = await phoneCode(phone, prefix);
+    vi.useRealTimers();
+    const now = await api("PATCH", p("/v1/users/me"), { token: b.token, body: { phone_number: phone, phone_otp: proof } });
     expect(now.status).toBe(200);
     expect(now.body.phone_number).toBe(phone);
     const bad = await api("PATCH", p("/v1/users/me"), { token: b.token, body: { phone_number: "0301234567" } });
     expect(bad.status).toBe(400);
     expect(bad.body.error.fields.phone_number).toBeDefined();
+  });
+
+  it("adding one's own number needs the OTP sent to it; admins may set others' numbers", async () => {
+    const a = await session();
+    const phone = `+4420${Math.floor(1e7 + Math.random() * 8e7)}`;
+    const bare = await api("PATCH", p("/v1/users/me"), { token: a.token, body: { phone_number: phone } });
+    expect(bare.status).toBe(400);
+    expect(bare.body.error.fields.phone_otp).toBeDefined();
+    const code = await phoneCode(phone, prefix);
+    const wrongCode = code === "000000" ? "111111" : "000000";
+    const wrong = await api("PATCH", p("/v1/users/me"), { token: a.token, body: { phone_number: phone, phone_otp: wrongCode } });
+    expect(wrong.status).toBe(401);
+    expect(wrong.body.error.code).toBe("invalid_otp");
+    const ok = await api("PATCH", p("/v1/users/me"), { token: a.token, body: { phone_number: phone, phone_otp: code } });
+    expect(ok.status).toBe(200);
+    expect(ok.body.phone_number).toBe(phone);
+    // The code is used up: it cannot prove the number again.
+    const b = await session();
+    const reuse = await api("PATCH", p("/v1/users/me"), { token: b.token, body: { phone_number: `${phone.slice(0, -1)}9`, phone_otp: code } });
+    expect(reuse.status).toBe(401);
+
+    const c = await session();
+    const other = `+4420${Math.floor(1e7 + Math.random() * 8e7)}`;
+    const byAdmin = await api("PATCH", p(`/v1/users/${c.user.id}`), { token: admin.token, body: { phone_number: other } });
+    expect(byAdmin.status).toBe(200);
+    expect(byAdmin.body.phone_number).toBe(other);
   });
 
   it("accepts only https image URLs", async () => {

@@ -213,3 +213,25 @@ export async function waitFor<T>(probe: () => Promise<T | undefined | null | fal
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/**
+ * Requests an OTP for a phone number and returns the code, read from the development notifier's
+ * log line (no webhook is configured in tests). Used to prove a number before adding it.
+ */
+export async function phoneCode(phone: string, prefix = ""): Promise<string> {
+  const { vi } = await import("vitest");
+  const log = vi.spyOn(console, "log");
+  try {
+    const res = await api("POST", withPrefix(prefix, "/v1/otp"), { body: { phone_number: phone } });
+    if (res.status !== 202) throw new Error(`otp send failed: ${res.status} ${res.text}`);
+    for (const call of log.mock.calls) {
+      const line = String(call[0]);
+      if (!line.includes('"notification"') || !line.includes(phone)) continue;
+      const parsed = JSON.parse(line) as { type?: string; to?: string; code?: string };
+      if (parsed.type === "otp" && parsed.to === phone && parsed.code) return parsed.code;
+    }
+    throw new Error("no OTP in the log");
+  } finally {
+    log.mockRestore();
+  }
+}

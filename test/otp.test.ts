@@ -881,11 +881,18 @@ describe("phone users and credentials", () => {
     const user = await signUp();
     const pair = await login(user.email);
     const phone = newPhone();
-    const patched = await api("PATCH", "/v1/users/me", { token: pair.access_token, body: { phone_number: phone } });
+    const patched = await api("PATCH", "/v1/users/me", {
+      token: pair.access_token,
+      body: { phone_number: phone, phone_otp: await requestCode(phone) },
+    });
     expect(patched.status).toBe(200);
     expect(patched.body.phone_number).toBe(phone);
 
-    const res = await verify({ phone_number: phone, otp: await requestCode(phone), name: "Ignored" });
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(Date.now() + 61_000); // past the resend throttle for the login code
+    const loginCode = await requestCode(phone);
+    const res = await verify({ phone_number: phone, otp: loginCode, name: "Ignored" });
+    vi.useRealTimers();
     expect(res.status).toBe(200);
     expect(res.body.created).toBe(false);
     expect(res.body.user).toMatchObject({ id: user.id, email: user.email, source: "password", full_name: "Test User" });

@@ -7,9 +7,10 @@ import { type CodeRef, checkCode, codeSecret, consumeCode, deleteCodes, hashCode
 import { isUniqueViolation } from "../storage/db";
 import { findRealm } from "../storage/realms";
 import { userEmails, users } from "../storage/schema";
-import { findUserByEmail, findUserById, type UserRecord } from "../storage/users";
+import { findUserByEmail, findUserById, findUserByPhone, type UserRecord } from "../storage/users";
 import { clearLoginFailures } from "../storage/throttle";
 import type { Deps } from "./deps";
+import { provePhone } from "./otp";
 import { assertEmailAllowed } from "./domains";
 import { deliveryAvailable, notify } from "./notifier";
 import { endAllSessions } from "./sessions";
@@ -37,6 +38,8 @@ export async function resolveTarget(deps: Deps, caller: UserRecord, id: string):
 export interface UserPatch {
   full_name?: string;
   phone_number?: string | null;
+  /** The OTP sent to a new phone_number (POST /v1/otp), proving the caller holds it. */
+  phone_otp?: string;
   image_url?: string | null;
   profile?: Record<string, unknown>;
 }
@@ -45,6 +48,18 @@ export interface UserPatch {
 export async function updateUser(deps: Deps, claims: AccessClaims, id: string, patch: UserPatch): Promise<UserRecord> {
   const caller = await requireUser(deps, claims.realm, claims.sub);
   const target = await resolveTarget(deps, caller, id);
+  if (patch.phone_number && patch.phone_number !== target.phoneNumber && target.id === caller.id) {
+    // A number logs in by OTP, so whoever adds it must hold it: otherwise anyone could attach a
+    // stranger's number and receive that person's OTP logins. Admins editing others are trusted.
+    const holder = await findUserByPhone(deps.db, target.realm, patch.phone_number);
+    if (holder && holder.id !== target.id) throw new ApiError("phone_in_use");
+    if (!patch.phone_otp) {
+      throw new ApiError("validation_failed", "Prove the new number: request a code with POST /v1/otp, then send it as phone_otp", {
+        fields: { phone_otp: "is required to add or change a phone number" },
+      });
+    }
+    await provePhone(deps, target.realm, patch.phone_number, patch.phone_otp);
+  }
   const set: Partial<typeof users.$inferInsert> = { updatedAt: iso(deps.now) };
   if (patch.full_name !== undefined) set.fullName = patch.full_name;
   if (patch.phone_number !== undefined) set.phoneNumber = patch.phone_number;

@@ -135,6 +135,18 @@ export const OTP_FAILURE_CODES = {
 } as const satisfies Record<OtpFailure, string>;
 
 /**
+ * Proof that the caller holds a phone number: spends one try of the number's OTP and uses the
+ * code up when it matches. Throws 401 invalid_otp or otp_expired like verify does.
+ */
+export async function provePhone(deps: Deps, realm: string, phone: string, otp: string): Promise<void> {
+  const ref = otpRef(realm, phone);
+  const codeHash = await hashCode(await codeSecret(deps.config), ref, otp);
+  const checked = await checkCode(deps.db, ref, codeHash, deps.now);
+  if (checked !== "ok") throw new ApiError(OTP_FAILURE_CODES[checked]);
+  if (!(await spendCode(deps.db, ref, codeHash))) throw new ApiError(OTP_FAILURE_CODES.raced);
+}
+
+/**
  * POST /v1/otp/verify: spends one try on the number's code (constant-time compare inside
  * checkCode), uses the code up, then finds or creates the user of the number and logs the
  * device in. The user is looked up only after a correct code, so a wrong guess tells nothing
