@@ -53,7 +53,8 @@ export function buildApp() {
   app.use("/v1/*", jsonBody);
 
   // account before users: its fixed paths (/v1/users/reset, /v1/users/me/...) win over {id} patterns.
-  app
+  // The chain's type carries every route, for Hono's typed client (`hc<AppType>`).
+  const routes = app
     .route("/", meta)
     .route("/", tokens)
     .route("/", account)
@@ -61,9 +62,8 @@ export function buildApp() {
     .route("/", users)
     .route("/", devices)
     .route("/", domains)
-    .route("/", realms);
-
-  app.route("/", otp);
+    .route("/", realms)
+    .route("/", otp);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",
@@ -133,7 +133,7 @@ export function buildApp() {
     return c.json(errorBody("internal_error"), 500);
   });
 
-  return app;
+  return routes;
 }
 
 export type App = ReturnType<typeof buildApp>;

@@ -13,6 +13,8 @@ export interface Variables {
   claims: AccessClaims;
   /** Who acts on admin routes: an admin, or a domain authority token's holder. */
   principal: Principal;
+  /** The request's D1 session, when the binding supports sessions. */
+  d1Session?: D1DatabaseSession;
 }
 
 export interface AppEnv {

@@ -11,6 +11,8 @@ export interface Env {
   RL_OTP?: RateLimit;
   RL_RESET?: RateLimit;
   CORS_ORIGINS?: string;
+  /** Optional: notifications go through this queue (consumer: the same worker's queue handler). */
+  NOTIFY_QUEUE?: Queue<unknown>;
   ISSUER?: string;
   ENVIRONMENT?: string;
   ACCESS_TTL_SECONDS?: string;

@@ -6,6 +6,7 @@ import { ApiError } from "./errors";
 import { type AuthOptions, verifyAccess } from "./services/auth";
 import { type CleanupReport, runCleanup } from "./services/cleanup";
 import { makeDeps } from "./services/deps";
+import { deliverBatch } from "./services/notifier";
 import { toUser } from "./services/users";
 import { getDb } from "./storage/db";
 import { findUserById } from "./storage/users";
@@ -18,6 +19,15 @@ export type AppType = typeof app;
 export default {
   fetch: (request, env, ctx) => app.fetch(request, env, ctx),
   scheduled: (controller, env, ctx) => ctx.waitUntil(scheduledCleanup(env, controller.scheduledTime)),
+  queue: (batch, env, _ctx) => {
+    const loaded = loadConfig(env);
+    // Without valid config nothing can be delivered: retry later rather than lose the messages.
+    if (!loaded.ok) {
+      batch.retryAll({ delaySeconds: 60 });
+      return Promise.resolve();
+    }
+    return deliverBatch(batch, loaded.config);
+  },
 } satisfies ExportedHandler<Env>;
 
 /** The cron trigger: bounded, idempotent cleanup; logs one JSON line with what it removed. */

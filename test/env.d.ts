@@ -8,6 +8,10 @@ declare global {
       TEST_OTHER_KEY: string;
       CONSUMER: Fetcher;
       DOUBLE: Fetcher;
+      TEST_NOTIFY_QUEUE: Queue<unknown>;
+      FUZZ_SEED: string;
+      FUZZ_RUNS: string;
+      FUZZ_SHRINK: string;
     }
   }
 }

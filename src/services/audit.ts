@@ -14,6 +14,21 @@ export interface AuditEvent {
 
 /** Records a security event in D1 after the response is sent; a failed write is logged, never fatal. */
 export function audit(deps: Deps, c: AppContext | null, e: AuditEvent): void {
+  const ip = c ? clientIp(c) : null;
+  // The same event as a log line, for log-based alerting; holds what the audit row holds.
+  console.log(
+    JSON.stringify({
+      level: "info",
+      event: "security",
+      type: e.type,
+      request_id: c?.get("requestId") ?? null,
+      realm: e.realm,
+      user_id: e.userId ?? null,
+      device_id: e.deviceId ?? null,
+      ip,
+      detail: e.detail ?? null,
+    }),
+  );
   deps.defer(
     deps.db.insert(auditEvents).values({
       at: new Date(deps.now).toISOString(),
@@ -21,7 +36,7 @@ export function audit(deps: Deps, c: AppContext | null, e: AuditEvent): void {
       type: e.type,
       userId: e.userId ?? null,
       deviceId: e.deviceId ?? null,
-      ip: c ? clientIp(c) : null,
+      ip,
       detail: e.detail ?? null,
     }),
   );

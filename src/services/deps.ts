@@ -17,7 +17,12 @@ export interface Deps {
 }
 
 /** Builds Deps, or throws 503 config_invalid naming the problems (never a secret's value). */
-export async function makeDeps(env: Env, now: number, defer: Deps["defer"]): Promise<Deps> {
+export async function makeDeps(
+  env: Env,
+  now: number,
+  defer: Deps["defer"],
+  d1: D1Database | D1DatabaseSession = env.DB,
+): Promise<Deps> {
   const loaded = loadConfig(env);
   if (!loaded.ok) throw new ApiError("config_invalid", `The service is not configured: ${loaded.problems.join("; ")}`);
   const config = loaded.config;
@@ -27,5 +32,5 @@ export async function makeDeps(env: Env, now: number, defer: Deps["defer"]): Pro
   } catch {
     throw new ApiError("config_invalid", "The service is not configured: JWT_PRIVATE_KEYS: a key could not be imported");
   }
-  return { env, config, db: getDb(env.DB), keys, now, defer };
+  return { env, config, db: getDb(d1), keys, now, defer };
 }

@@ -25,22 +25,26 @@ export function deliveryAvailable(config: Deps["config"]): boolean {
   return Boolean(config.NOTIFY_WEBHOOK_URL && config.NOTIFY_WEBHOOK_SECRET) || config.ENVIRONMENT !== "production";
 }
 
-/**
- * Delivers a notification (api.md §8): a signed webhook when NOTIFY_WEBHOOK_URL is set
- * (502 delivery_failed when it fails); otherwise the log outside production (the only place
- * a code is ever logged, for `wrangler dev`), and 503 delivery_unavailable in production.
- */
-export async function notify(deps: Deps, n: Notification): Promise<void> {
-  const { NOTIFY_WEBHOOK_URL: url, NOTIFY_WEBHOOK_SECRET: secret, ENVIRONMENT } = deps.config;
+/** The JSON object posted for a notification (api.md §8). */
+export function notificationPayload(n: Notification): Record<string, unknown> {
   const payload: Record<string, unknown> = { type: n.type, channel: n.channel, to: n.to, realm: n.realm };
   if (n.code !== undefined) payload.code = n.code;
   if (n.expires_at !== undefined) payload.expires_at = n.expires_at;
   if (n.data) Object.assign(payload, n.data);
-  if (!url || !secret) {
-    if (ENVIRONMENT === "production") throw new ApiError("delivery_unavailable");
-    console.log(JSON.stringify({ level: "info", event: "notification", dev_only: true, ...payload }));
-    return;
-  }
+  return payload;
+}
+
+/** A queued notification: the payload to post, as the consumer receives it. */
+export interface QueuedNotification {
+  v: 1;
+  payload: Record<string, unknown>;
+}
+
+/**
+ * Posts one payload to the webhook, signed. Throws ApiError delivery_failed when the webhook
+ * cannot be reached in 10 s or answers other than 2xx.
+ */
+export async function postWebhook(url: string, secret: string, payload: Record<string, unknown>): Promise<void> {
   const body = JSON.stringify(payload);
   let res: Response;
   try {
@@ -56,4 +60,68 @@ export async function notify(deps: Deps, n: Notification): Promise<void> {
   // Drain the body so the connection can be reused.
   await res.body?.cancel().catch(() => {});
   if (!res.ok) throw new ApiError("delivery_failed");
+}
+
+/**
+ * Delivers a notification (api.md §8): a signed webhook when NOTIFY_WEBHOOK_URL is set
+ * (502 delivery_failed when it fails) — through the NOTIFY_QUEUE when that binding exists, so
+ * the API answers at once and a failed delivery is retried, not lost; otherwise the log outside
+ * production (the only place a code is ever logged, for `wrangler dev`), and 503
+ * delivery_unavailable in production.
+ */
+export async function notify(deps: Deps, n: Notification): Promise<void> {
+  const { NOTIFY_WEBHOOK_URL: url, NOTIFY_WEBHOOK_SECRET: secret, ENVIRONMENT } = deps.config;
+  const payload = notificationPayload(n);
+  if (!url || !secret) {
+    if (ENVIRONMENT === "production") throw new ApiError("delivery_unavailable");
+    console.log(JSON.stringify({ level: "info", event: "notification", dev_only: true, ...payload }));
+    return;
+  }
+  const queue = deps.env.NOTIFY_QUEUE;
+  if (queue) {
+    try {
+      await queue.send({ v: 1, payload } satisfies QueuedNotification, { contentType: "json" });
+    } catch {
+      throw new ApiError("delivery_failed");
+    }
+    return;
+  }
+  await postWebhook(url, secret, payload);
+}
+
+/** Backoff between queue retries: 10 s, 20 s, 40 s … at most 10 minutes. */
+export const retryDelaySeconds = (attempts: number) => Math.min(10 * 2 ** Math.max(0, attempts - 1), 600);
+
+/**
+ * The queue consumer: posts each message's signed webhook; a failure is retried with backoff
+ * (after max_retries the queue moves it to the dead-letter queue, see wrangler.toml); a message
+ * that is not ours is acknowledged and logged, never retried forever.
+ */
+export async function deliverBatch(
+  batch: MessageBatch<unknown>,
+  config: { NOTIFY_WEBHOOK_URL?: string; NOTIFY_WEBHOOK_SECRET?: string },
+): Promise<void> {
+  const { NOTIFY_WEBHOOK_URL: url, NOTIFY_WEBHOOK_SECRET: secret } = config;
+  for (const msg of batch.messages) {
+    const body = msg.body as Partial<QueuedNotification> | null;
+    if (!body || body.v !== 1 || typeof body.payload !== "object" || body.payload === null) {
+      console.error(JSON.stringify({ level: "error", event: "notification_dropped", reason: "malformed", id: msg.id }));
+      msg.ack();
+      continue;
+    }
+    if (!url || !secret) {
+      msg.retry({ delaySeconds: retryDelaySeconds(msg.attempts) });
+      continue;
+    }
+    try {
+      await postWebhook(url, secret, body.payload);
+      msg.ack();
+    } catch {
+      // Never the payload: it may hold a code.
+      console.error(
+        JSON.stringify({ level: "warn", event: "notification_retry", id: msg.id, attempts: msg.attempts, type: body.payload.type }),
+      );
+      msg.retry({ delaySeconds: retryDelaySeconds(msg.attempts) });
+    }
+  }
 }

@@ -3,11 +3,12 @@ import * as schema from "./schema";
 
 export type Db = ReturnType<typeof makeDb>;
 
-const makeDb = (d1: D1Database) => drizzle(d1, { schema });
-const cache = new WeakMap<D1Database, Db>();
+// drizzle's D1 driver only prepares and batches statements, which a D1 session does too.
+const makeDb = (d1: D1Database | D1DatabaseSession) => drizzle(d1 as D1Database, { schema });
+const cache = new WeakMap<D1Database | D1DatabaseSession, Db>();
 
-/** One drizzle instance per D1 binding. */
-export function getDb(d1: D1Database): Db {
+/** One drizzle instance per D1 binding or D1 session. */
+export function getDb(d1: D1Database | D1DatabaseSession): Db {
   let db = cache.get(d1);
   if (!db) {
     db = makeDb(d1);
