@@ -1,0 +1,347 @@
+// End-to-end test of examples/pages-app in headless Chromium (Debian's `chromium`, driven by
+// playwright-core). Starts the example the way `npm run example` does (on a free port, with a
+// fresh state directory), then: signs up, logs in, sees two devices (two browser contexts), logs
+// one out from the other, and checks the logged-out one is sent to the login page on its next
+// navigation and on its next action. Also: an expired access token is refreshed transparently,
+// CSRF checks hold, no token ever reaches page scripts. Screenshots go to test-results/e2e/.
+//
+//   npm run test:e2e        (CHROMIUM_PATH overrides /usr/bin/chromium)
+import assert from "node:assert/strict";
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { decodeJwt, importJWK, SignJWT } from "jose";
+import { chromium } from "playwright-core";
+import { freePort, signalAll, startExample, stopAll } from "../examples/pages-app/run.mjs";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const OUT = join(root, "test-results", "e2e");
+/** user-registry's D1/KV/Durable Object state and the dev registry for this run (wiped before and after). */
+const STATE = join(OUT, "state");
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+/** The whole file, servers included, ends by then whatever happens. */
+const DEADLINE_MS = 5 * 60_000;
+
+const ACCESS = "__Host-ur_at";
+const REFRESH = "__Host-ur_rt";
+const EMAIL = `ada-${Date.now().toString(36)}@example.com`;
+const PASSWORD = "correct horse battery";
+
+let app;
+let browser;
+let log;
+/** Bodies of every /api/ response the pages received, to check that no token is among them. */
+const apiBodies = [];
+const pageErrors = [];
+/** The first step that failed; later steps are skipped rather than failing for the same reason. */
+let broken = null;
+
+async function cleanup() {
+  const closing = browser?.close().catch(() => {});
+  browser = undefined;
+  await app?.stop();
+  await stopAll();
+  rmSync(STATE, { recursive: true, force: true });
+  await Promise.race([closing, new Promise((r) => setTimeout(r, 5_000))]);
+}
+
+const watchdog = setTimeout(async () => {
+  console.error(`e2e: still running after ${DEADLINE_MS / 1000} s; stopping everything`);
+  await cleanup();
+  process.exit(1);
+}, DEADLINE_MS);
+watchdog.unref();
+// Killed from outside (Ctrl-C, CI's timeout): the servers get the signal at once, then the rest is
+// cleaned up. The handler stays for repeated signals (node --test forwards the one it receives).
+let interrupted = false;
+for (const [signal, code] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+  ["SIGHUP", 129],
+]) {
+  process.on(signal, async () => {
+    signalAll("SIGTERM");
+    if (interrupted) return;
+    interrupted = true;
+    await cleanup();
+    process.exit(code);
+  });
+}
+
+/** A step of the scenario: skipped once an earlier one failed. */
+function step(name, fn) {
+  test(name, async (t) => {
+    if (broken) return t.skip(`an earlier step failed: ${broken}`);
+    try {
+      await fn(t);
+    } catch (e) {
+      broken = name;
+      throw e;
+    }
+  });
+}
+
+async function newDevice() {
+  const context = await browser.newContext({ baseURL: app.url, viewport: { width: 1000, height: 760 } });
+  context.setDefaultTimeout(15_000);
+  context.setDefaultNavigationTimeout(20_000);
+  const page = await context.newPage();
+  watch(page);
+  return { context, page };
+}
+
+function watch(page) {
+  page.on("pageerror", (e) => pageErrors.push(`${page.url()}: ${e.message}`));
+  page.on("response", async (res) => {
+    if (!new URL(res.url()).pathname.startsWith("/api/")) return;
+    try {
+      apiBodies.push({ url: res.url(), body: await res.text() });
+    } catch {
+      // redirects and aborted requests have no body
+    }
+  });
+}
+
+const shot = (page, name) => page.screenshot({ path: join(OUT, `${name}.png`), fullPage: true });
+const cookie = async (context, name) => (await context.cookies()).find((c) => c.name === name);
+
+async function fillSignup(page, { name, email, password, confirmation }) {
+  await page.fill("#full_name", name);
+  await page.fill("#email", email);
+  await page.fill("#password", password);
+  await page.fill("#password_confirmation", confirmation);
+  await page.click("button[type=submit]");
+}
+
+async function logIn(page, description, password = PASSWORD) {
+  await page.fill("#email", EMAIL);
+  await page.fill("#password", password);
+  await page.fill("#description", description);
+  await page.click("button[type=submit]");
+}
+
+/** An access token like `token` (same claims, same key) that expired a minute ago. */
+async function expiredCopy(token) {
+  const devVars = readFileSync(join(root, ".dev.vars"), "utf8");
+  const [jwk] = JSON.parse(/^JWT_PRIVATE_KEYS='?(\[.*\])'?$/m.exec(devVars)[1]);
+  const key = await importJWK(jwk, "ES256");
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { ...decodeJwt(token), iat: now - 1000, exp: now - 60 };
+  return new SignJWT(claims).setProtectedHeader({ alg: "ES256", kid: jwk.kid, typ: "JWT" }).sign(key);
+}
+
+describe("pages-app in headless Chromium", { timeout: DEADLINE_MS - 30_000 }, () => {
+  let a; // the first device ("Laptop")
+  let b; // the second device ("Phone")
+
+  before(
+    async () => {
+      assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
+      mkdirSync(OUT, { recursive: true });
+      log = createWriteStream(join(OUT, "server.log"));
+      rmSync(STATE, { recursive: true, force: true });
+      app = await startExample({
+        port: await freePort(),
+        persistTo: join(STATE, "wrangler"),
+        output: log,
+        // A dev registry of its own, so a `wrangler dev` running elsewhere on the machine is not involved.
+        env: { WRANGLER_REGISTRY_PATH: join(STATE, "registry") },
+      });
+      browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: CHROMIUM_ARGS,
+        headless: true,
+        timeout: 60_000,
+      });
+    },
+    { timeout: 180_000 },
+  );
+
+  after(async () => {
+    await cleanup();
+    log?.end();
+    clearTimeout(watchdog);
+  });
+
+  step("sign up: problems are explained in plain words, then the account is created", async () => {
+    a = await newDevice();
+    await a.page.goto("/signup");
+    await fillSignup(a.page, { name: "", email: "not-an-email", password: "short", confirmation: "other" });
+    const alert = a.page.locator("#signup [role=alert]");
+    await alert.waitFor();
+    assert.equal(await alert.textContent(), "Some of the details need another look.");
+    assert.equal(await a.page.textContent("[data-error-for=password]"), "Use a password of 8 to 128 characters.");
+    assert.equal(
+      await a.page.textContent("[data-error-for=email]"),
+      "Enter a valid email address, like name@example.com.",
+    );
+    assert.equal(await a.page.textContent("[data-error-for=password_confirmation]"), "The two passwords don't match.");
+    assert.doesNotMatch(await a.page.textContent("main"), /[{}]|validation_failed/);
+    await shot(a.page, "signup");
+
+    await fillSignup(a.page, { name: "Ada Lovelace", email: EMAIL, password: PASSWORD, confirmation: PASSWORD });
+    await a.page.waitForURL(/\/login\?reason=signed_up$/);
+    assert.equal(await a.page.textContent("#notice"), "Your account is ready. Log in to continue.");
+    assert.equal(await a.page.inputValue("#email"), EMAIL);
+  });
+
+  step("log in: a wrong password is explained in plain words; the right one opens the profile", async () => {
+    await a.page.fill("#password", "not the password");
+    await a.page.click("button[type=submit]");
+    const alert = a.page.locator("#login [role=alert]");
+    await alert.waitFor();
+    assert.equal(
+      await alert.textContent(),
+      "That email and password don't match an account. Check them and try again.",
+    );
+    await shot(a.page, "login");
+
+    await logIn(a.page, "Laptop");
+    await a.page.waitForURL(/\/profile$/);
+    await a.page.locator("#profile [data-field=email]").filter({ hasText: EMAIL }).waitFor();
+    assert.equal(await a.page.textContent("#profile [data-field=full_name]"), "Ada Lovelace");
+    await a.page.locator("#session [data-field=fresh]").filter({ hasText: "Yes" }).waitFor();
+    await shot(a.page, "profile");
+
+    for (const name of [ACCESS, REFRESH]) {
+      const c = await cookie(a.context, name);
+      assert.ok(c, `${name} is set`);
+      assert.equal(c.httpOnly, true, `${name} is HttpOnly`);
+      assert.equal(c.secure, true, `${name} is Secure`);
+      assert.equal(c.sameSite, "Strict", `${name} is SameSite=Strict`);
+    }
+    const visible = await a.page.evaluate(() => document.cookie);
+    assert.doesNotMatch(visible, /ur_at|ur_rt|eyJ|rt1\./, "page scripts cannot read the tokens");
+  });
+
+  step("a second browser is a second device; both see two devices", async () => {
+    b = await newDevice();
+    await b.page.goto("/signup");
+    await fillSignup(b.page, { name: "Ada again", email: EMAIL, password: PASSWORD, confirmation: PASSWORD });
+    const alert = b.page.locator("#signup [role=alert]");
+    await alert.waitFor();
+    assert.equal(await alert.textContent(), "There is already an account with this email. Log in instead.");
+
+    await b.page.goto("/login");
+    await logIn(b.page, "Phone");
+    await b.page.waitForURL(/\/profile$/);
+    await b.page.click("nav >> text=Devices");
+    await b.page.waitForURL(/\/devices$/);
+    await b.page.locator("li.device").nth(1).waitFor();
+    assert.equal(await b.page.locator("li.device").count(), 2);
+    assert.equal(await b.page.textContent("li.device.current [data-field=description]"), "Phone");
+
+    await a.page.goto("/devices");
+    await a.page.locator("li.device").nth(1).waitFor();
+    assert.equal(await a.page.locator("li.device").count(), 2);
+    assert.equal(await a.page.textContent("li.device.current [data-field=description]"), "Laptop");
+    await shot(a.page, "devices");
+  });
+
+  step("the first device logs the second one out", async () => {
+    const phone = a.page.locator("li.device", {
+      has: a.page.locator("[data-field=description]", { hasText: "Phone" }),
+    });
+    await phone.locator("button", { hasText: "Log out this device" }).click();
+    await a.page.waitForFunction(() => document.querySelectorAll("li.device").length === 1);
+    assert.equal(await a.page.textContent("li.device [data-field=description]"), "Laptop");
+  });
+
+  step("the logged-out device is sent to the login page on its next action and navigation", async () => {
+    const stale = await b.context.cookies(); // what the phone still holds
+
+    // Action: the phone's devices page is still open; its next API call is refused and the page
+    // goes to the login page, saying why.
+    await b.page.click("#reload");
+    await b.page.waitForURL(/\/login\?next=%2Fdevices&reason=/);
+    assert.match(await b.page.textContent("#notice"), /logged out of this device/);
+    assert.equal(await cookie(b.context, ACCESS), undefined, "the access cookie is cleared");
+    assert.equal(await cookie(b.context, REFRESH), undefined, "the refresh cookie is cleared");
+    await shot(b.page, "logged-out-device");
+
+    // Navigation, with the stale cookies put back: the page guard (strict verify) redirects.
+    await b.context.addCookies(stale);
+    const res = await b.page.goto("/profile");
+    assert.ok(res.request().redirectedFrom(), "the server redirected before serving the page");
+    await b.page.waitForURL(/\/login\?next=%2Fprofile&reason=/);
+    assert.match(await b.page.textContent("#notice"), /logged out of this device/);
+    assert.equal(await cookie(b.context, REFRESH), undefined, "the refresh cookie is cleared again");
+  });
+
+  step("an expired access token is refreshed once, transparently", async () => {
+    const before = await cookie(a.context, ACCESS);
+    const refreshBefore = await cookie(a.context, REFRESH);
+    const expired = await expiredCopy(before.value);
+    const plant = () =>
+      a.context.addCookies([{ ...before, value: expired, expires: Math.floor(Date.now() / 1000) + 3600 }]);
+
+    // A navigation: the page guard's verify says token_expired, the refresh cookie buys a new pair.
+    await plant();
+    await a.page.goto("/profile");
+    assert.match(a.page.url(), /\/profile$/);
+    await a.page.locator("#session [data-field=fresh]").filter({ hasText: "renewed automatically" }).waitFor();
+    const renewed = await cookie(a.context, ACCESS);
+    assert.notEqual(renewed.value, expired);
+    assert.notEqual((await cookie(a.context, REFRESH)).value, refreshBefore.value, "the refresh token rotated");
+
+    // An API call: user-registry answers 401 token_expired, the Function refreshes and retries once.
+    await plant();
+    const status = await a.page.evaluate(async () => (await fetch("/api/auth/users/me")).status);
+    assert.equal(status, 200);
+    assert.notEqual((await cookie(a.context, ACCESS)).value, expired);
+  });
+
+  step("state-changing requests need the CSRF token and this site's Origin", async () => {
+    const noToken = await a.page.evaluate(async () => {
+      const res = await fetch("/api/auth/logout", { method: "POST", headers: { "content-type": "application/json" } });
+      return { status: res.status, body: await res.json() };
+    });
+    assert.equal(noToken.status, 403);
+    assert.equal(noToken.body.error.code, "csrf_failed");
+
+    const cookies = await a.context.cookies();
+    const header = cookies.map((c) => `${c.name}=${c.value}`).join("; ");
+    const csrf = cookies.find((c) => c.name === "__Host-ur_csrf").value;
+    const foreign = await fetch(`${app.url}/api/auth/logout`, {
+      method: "POST",
+      headers: {
+        cookie: header,
+        origin: "http://evil.example",
+        "x-csrf-token": csrf,
+        "content-type": "application/json",
+      },
+    });
+    assert.equal(foreign.status, 403);
+
+    const still = await a.page.evaluate(async () => (await fetch("/api/auth/users/me")).status);
+    assert.equal(still, 200, "the session survived both attempts");
+  });
+
+  step("log out ends the session in this browser", async () => {
+    await a.page.goto("/profile");
+    await a.page.click("#logout");
+    await a.page.waitForURL(/\/login\?reason=logged_out$/);
+    assert.equal(await a.page.textContent("#notice"), "You have logged out.");
+    await a.page.goto("/devices");
+    await a.page.waitForURL(/\/login\?next=%2Fdevices$/);
+  });
+
+  step("no token ever reached a page, and the pages ran without script errors", async () => {
+    assert.ok(apiBodies.length > 10, "API responses were seen");
+    for (const { url, body } of apiBodies) {
+      assert.doesNotMatch(body, /access_token|refresh_token|rt1\.|eyJhbGci/, `${url} leaks a token`);
+    }
+    assert.deepEqual(pageErrors, []);
+  });
+});

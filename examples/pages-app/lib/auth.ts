@@ -1,0 +1,60 @@
+// What this Pages project knows about user-registry: the RPC surface of its `AuthService`
+// entrypoint (api.md §7), reached only through the `AUTH` service binding.
+
+/** Claims of a verified access token (api.md §2). */
+export interface Claims {
+  sub: string;
+  realm: string;
+  did: string;
+  sid: string;
+  exp: number;
+  iat: number;
+  fresh: boolean;
+  roles: string[];
+  email?: string;
+  name?: string;
+}
+
+export type VerifyResult = { ok: true; claims: Claims } | { ok: false; code: string; message: string };
+
+export interface VerifyOptions {
+  fresh?: boolean;
+  roles?: string[];
+  strict?: boolean;
+  realm?: string;
+}
+
+/** The `AuthService` entrypoint as seen through a service binding. */
+export interface AuthService {
+  fetch(request: Request): Promise<Response>;
+  verify(token: string, options?: VerifyOptions): Promise<VerifyResult>;
+  getUser(id: string, realm?: string): Promise<Record<string, unknown> | null>;
+}
+
+export interface Env {
+  AUTH: AuthService;
+}
+
+/** What the middleware of /api/app/* hands to the handlers behind it. */
+export type AppData = { claims: Claims };
+
+/**
+ * Requests over a service binding still need an absolute URL; its host is never resolved
+ * (the binding decides where the request goes), so any name will do.
+ */
+export const API_ORIGIN = "https://user-registry.internal";
+
+/** The error shape of api.md §1, for the errors this project answers itself. */
+export function errorResponse(status: number, code: string, message: string, setCookies: string[] = []): Response {
+  const res = Response.json({ error: { code, message } }, { status, headers: { "cache-control": "no-store" } });
+  for (const c of setCookies) res.headers.append("set-cookie", c);
+  return res;
+}
+
+/** A copy of `res` whose headers can be changed, with `setCookies` appended. */
+export function withCookies(res: Response, setCookies: string[]): Response {
+  if (setCookies.length === 0) return res;
+  const copy = new Response(res.body, res);
+  for (const c of setCookies) copy.headers.append("set-cookie", c);
+  return copy;
+}

@@ -1,0 +1,85 @@
+// Cookies of the example. Tokens live only in HttpOnly cookies that page scripts cannot read;
+// the `__Host-` prefix makes the browser insist on Secure, Path=/ and no Domain, so a sibling
+// subdomain cannot plant or overwrite them. (Browsers treat http://localhost as secure, so this
+// works in local development too.)
+
+export const COOKIE = {
+  /** The access token (a JWT). */
+  access: "__Host-ur_at",
+  /** The refresh token (opaque). */
+  refresh: "__Host-ur_rt",
+  /** This browser's device id, kept across logins so a re-login replaces this device's session. */
+  device: "__Host-ur_did",
+  /** The CSRF token: readable by page scripts, which echo it in the X-CSRF-Token header. */
+  csrf: "__Host-ur_csrf",
+} as const;
+
+export const CSRF_HEADER = "x-csrf-token";
+
+/** About 400 days, the longest lifetime browsers keep a cookie. */
+const LONG = 400 * 24 * 3600;
+
+export function readCookies(request: Request): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const part of (request.headers.get("cookie") ?? "").split(";")) {
+    const i = part.indexOf("=");
+    if (i < 0) continue;
+    const name = part.slice(0, i).trim();
+    if (!name || out.has(name)) continue;
+    try {
+      out.set(name, decodeURIComponent(part.slice(i + 1).trim()));
+    } catch {
+      // a value we did not write; ignore it
+    }
+  }
+  return out;
+}
+
+export function serializeCookie(name: string, value: string, opts: { maxAge: number; httpOnly?: boolean }): string {
+  const parts = [
+    `${name}=${encodeURIComponent(value)}`,
+    "Path=/",
+    "Secure",
+    "SameSite=Strict",
+    `Max-Age=${opts.maxAge}`,
+  ];
+  if (opts.httpOnly !== false) parts.push("HttpOnly");
+  return parts.join("; ");
+}
+
+export const clearCookie = (name: string) => serializeCookie(name, "", { maxAge: 0 });
+
+export interface TokenPair {
+  access_token: string;
+  refresh_token: string;
+  expires_in: number;
+  refresh_expires_in: number;
+  device_id: string;
+}
+
+/**
+ * Set-Cookie values for a new token pair. Both token cookies live as long as the refresh token:
+ * the access token's own `exp` decides when it is refreshed (verify answers `token_expired`).
+ */
+export function tokenCookies(pair: TokenPair): string[] {
+  const maxAge = Math.max(60, Math.floor(pair.refresh_expires_in));
+  return [
+    serializeCookie(COOKIE.access, pair.access_token, { maxAge }),
+    serializeCookie(COOKIE.refresh, pair.refresh_token, { maxAge }),
+    serializeCookie(COOKIE.device, pair.device_id, { maxAge: LONG }),
+  ];
+}
+
+/** Set-Cookie values that end the session in this browser (the device id stays). */
+export const endSessionCookies = (): string[] => [clearCookie(COOKIE.access), clearCookie(COOKIE.refresh)];
+
+export function newCsrfCookie(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  const value = btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
+  return serializeCookie(COOKIE.csrf, value, { maxAge: LONG, httpOnly: false });
+}
+
+export const isDeviceId = (s: string | undefined): s is string => !!s && /^[A-Za-z0-9]{32}$/.test(s);

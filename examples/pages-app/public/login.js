@@ -1,0 +1,35 @@
+import { api, busy, clearErrors, REASONS, showError } from "/app.js";
+
+const params = new URLSearchParams(location.search);
+const notice = document.getElementById("notice");
+const reason = REASONS[params.get("reason")];
+if (reason) {
+  notice.textContent = reason;
+  notice.hidden = false;
+}
+
+const form = document.getElementById("login");
+const email = sessionStorage.getItem("signup-email");
+if (email) {
+  form.email.value = email;
+  sessionStorage.removeItem("signup-email");
+  form.password.focus();
+}
+
+/** Only a path of this site, never another origin ("//evil.example"). */
+function nextPage() {
+  const next = params.get("next") ?? "";
+  return /^\/[A-Za-z0-9/_-]*$/.test(next) && !next.startsWith("//") ? next : "/profile";
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearErrors(form);
+  notice.hidden = true;
+  const body = { email: form.email.value.trim(), password: form.password.value };
+  const description = form.description.value.trim();
+  if (description) body.description = description;
+  const r = await busy(form, () => api("POST", "/api/auth/tokens", body, { auth: false }));
+  if (!r.ok) return showError(form, r.error);
+  location.assign(nextPage());
+});
