@@ -10,50 +10,77 @@ async function testKey(kid: string) {
   return { ...(await crypto.subtle.exportKey("jwk", pair.privateKey)), kid };
 }
 
+// Two projects, one `vitest run` and one JSON report:
+//   "user-registry"  the Worker's tests (test/**/*.test.ts), inside workerd through the Cloudflare pool;
+//   "node"           tests of the Node-side scripts (scripts/**/*.test.mjs, e.g. the deploy preflight).
+// `npx vitest run --project node` (or `--project user-registry`) runs one of them.
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("./drizzle");
   const [current, other] = await Promise.all([testKey("test-1"), testKey("test-2")]);
   return {
-    plugins: [
-      cloudflareTest({
-        wrangler: { configPath: "./wrangler.toml" },
-        miniflare: {
-          bindings: {
-            TEST_MIGRATIONS: migrations,
-            ENVIRONMENT: "test",
-            ISSUER: "https://user-registry.test",
-            JWT_PRIVATE_KEYS: JSON.stringify([current]),
-            TEST_OTHER_KEY: JSON.stringify(other),
-            BOOTSTRAP_ADMIN_EMAILS: "root@admin.test, second-root@admin.test",
-          },
-          serviceBindings: { CONSUMER: "consumer", DOUBLE: "test-double" },
-          // Outbound fetches (webhooks, siteverify) go to the test double, never to the internet.
-          outboundService: "test-double",
-          workers: [
-            {
-              name: "consumer",
-              modules: true,
-              scriptPath: "./test/workers/consumer.js",
-              compatibilityDate: "2026-08-01",
-              // The Worker under test runs as the pool's runner, named after the project.
-              serviceBindings: { AUTH: { name: "vitest-plugin-runner-user-registry", entrypoint: "AuthService" } },
-            },
-            {
-              name: "test-double",
-              modules: true,
-              scriptPath: "./test/workers/double.js",
-              compatibilityDate: "2026-08-01",
-            },
-          ],
-        },
-      }),
-    ],
     test: {
-      name: "user-registry",
-      include: ["test/**/*.test.ts"],
-      setupFiles: ["./test/setup.ts"],
-      testTimeout: 30_000,
-      hookTimeout: 30_000,
+      projects: [
+        {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: "./wrangler.toml" },
+              miniflare: {
+                bindings: {
+                  TEST_MIGRATIONS: migrations,
+                  ENVIRONMENT: "test",
+                  ISSUER: "https://user-registry.test",
+                  JWT_PRIVATE_KEYS: JSON.stringify([current]),
+                  TEST_OTHER_KEY: JSON.stringify(other),
+                  BOOTSTRAP_ADMIN_EMAILS: "root@admin.test, second-root@admin.test",
+                  // test/fuzz.test.ts: FUZZ_SEED=<seed> FUZZ_RUNS=200 FUZZ_SHRINK=1 npx vitest run test/fuzz.test.ts
+                  FUZZ_SEED: process.env.FUZZ_SEED ?? "",
+                  FUZZ_RUNS: process.env.FUZZ_RUNS ?? "",
+                  FUZZ_SHRINK: process.env.FUZZ_SHRINK ?? "",
+                },
+                // test/queue.test.ts: a real local queue; the test double consumes it and records the messages.
+                queueProducers: { TEST_NOTIFY_QUEUE: { queueName: "user-registry-test-notify" } },
+                serviceBindings: { CONSUMER: "consumer", DOUBLE: "test-double" },
+                // Outbound fetches (webhooks, siteverify) go to the test double, never to the internet.
+                outboundService: "test-double",
+                workers: [
+                  {
+                    name: "consumer",
+                    modules: true,
+                    scriptPath: "./test/workers/consumer.js",
+                    compatibilityDate: "2026-08-01",
+                    // The Worker under test runs as the pool's runner, named after the project ("user-registry").
+                    serviceBindings: {
+                      AUTH: { name: "vitest-plugin-runner-user-registry", entrypoint: "AuthService" },
+                    },
+                  },
+                  {
+                    name: "test-double",
+                    modules: true,
+                    scriptPath: "./test/workers/double.js",
+                    compatibilityDate: "2026-08-01",
+                    queueConsumers: { "user-registry-test-notify": { maxBatchTimeout: 1 } },
+                  },
+                ],
+              },
+            }),
+          ],
+          test: {
+            name: "user-registry",
+            include: ["test/**/*.test.ts"],
+            setupFiles: ["./test/setup.ts"],
+            testTimeout: 30_000,
+            hookTimeout: 30_000,
+          },
+        },
+        {
+          test: {
+            name: "node",
+            environment: "node",
+            include: ["scripts/**/*.test.mjs"],
+            testTimeout: 60_000,
+          },
+        },
+      ],
     },
   };
 });
