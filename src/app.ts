@@ -1,11 +1,11 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
-import { getPath } from "hono/utils/url";
 import { HTTPException } from "hono/http-exception";
+import { getPath } from "hono/utils/url";
 import type { AppEnv } from "./context";
 import { ApiError, errorBody } from "./errors";
 import { IP_LIMITS, ipLimit } from "./middleware/limits";
-import { cors, jsonBody, requestContext } from "./middleware/request";
 import { realmContext, routedPath } from "./middleware/realm";
+import { cors, jsonBody, requestContext } from "./middleware/request";
 import { account } from "./routes/account";
 import { admin } from "./routes/admin";
 import { knownRoutes } from "./routes/define";
@@ -113,11 +113,15 @@ export function buildApp() {
             : 'Bearer realm="user-registry"',
         );
       }
-      if (err.status >= 500) console.error(JSON.stringify({ level: "error", request_id: c.get("requestId"), code: err.code, message: err.message }));
+      if (err.status >= 500)
+        console.error(
+          JSON.stringify({ level: "error", request_id: c.get("requestId"), code: err.code, message: err.message }),
+        );
       return c.json(errorBody(err.code, err.message, err.fields), err.status as 400);
     }
     if (err instanceof HTTPException) {
-      const code = err.status === 415 ? "unsupported_media_type" : err.status === 413 ? "payload_too_large" : "invalid_json";
+      const code =
+        err.status === 415 ? "unsupported_media_type" : err.status === 413 ? "payload_too_large" : "invalid_json";
       return c.json(errorBody(code), err.status === 415 || err.status === 413 ? err.status : 400);
     }
     // Unexpected: log everything we know (never secrets: the error carries no request data), answer nothing internal.

@@ -42,9 +42,7 @@ export async function scheduledCleanup(env: Env, now: number): Promise<CleanupRe
   return report;
 }
 
-export type VerifyResult =
-  | { ok: true; claims: Record<string, unknown> }
-  | { ok: false; code: string; message: string };
+export type VerifyResult = { ok: true; claims: Record<string, unknown> } | { ok: false; code: string; message: string };
 
 /**
  * The RPC entrypoint for other Workers and Pages (api.md §7): verify tokens and read users

@@ -106,7 +106,10 @@ export const SignUpBody = z
     profile: Profile.optional(),
     captcha_token: z.string().max(4096).optional(),
     device_id: DeviceIdInput,
-    roles: z.array(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/)).max(16).optional(),
+    roles: z
+      .array(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/))
+      .max(16)
+      .optional(),
   })
   .refine((b) => b.password_confirmation === undefined || b.password_confirmation === b.password, {
     path: ["password_confirmation"],
@@ -176,9 +179,7 @@ export const UserPatchBody = z
   })
   .openapi("UserUpdate");
 
-export const EmailChangeBody = z
-  .object({ email: Email, current_password: CurrentPassword })
-  .openapi("EmailChange");
+export const EmailChangeBody = z.object({ email: Email, current_password: CurrentPassword }).openapi("EmailChange");
 
 export const PasswordChangeBody = z
   .object({

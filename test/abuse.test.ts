@@ -37,7 +37,9 @@ describe("login throttling per account", () => {
 
   it("caps the lock at 15 minutes", async () => {
     const { lockoutMs } = await import("../src/storage/throttle");
-    expect([0, 1, 2, 3, 4, 5, 10].map(lockoutMs)).toEqual([30_000, 60_000, 120_000, 240_000, 480_000, 900_000, 900_000]);
+    expect([0, 1, 2, 3, 4, 5, 10].map(lockoutMs)).toEqual([
+      30_000, 60_000, 120_000, 240_000, 480_000, 900_000, 900_000,
+    ]);
   });
 
   it("20 parallel wrong passwords judge at most 5", async () => {
@@ -66,7 +68,9 @@ describe("login throttling per account", () => {
     expect(asked.status).toBe(202);
     let code: string | undefined;
     for (let i = 0; i < 100 && !code; i++) {
-      const line = log.mock.calls.map((c) => String(c[0])).find((l) => l.includes('"notification"') && l.includes(email));
+      const line = log.mock.calls
+        .map((c) => String(c[0]))
+        .find((l) => l.includes('"notification"') && l.includes(email));
       code = line ? JSON.parse(line).code : undefined;
       if (!code) await new Promise((r) => setTimeout(r, 10));
     }
@@ -162,7 +166,9 @@ describe("CORS and security headers", () => {
   });
 
   it("never allows credentials with *", async () => {
-    const res = await apiWithEnv({ CORS_ORIGINS: "*" }, "GET", "/health", { headers: { Origin: "https://any.example" } });
+    const res = await apiWithEnv({ CORS_ORIGINS: "*" }, "GET", "/health", {
+      headers: { Origin: "https://any.example" },
+    });
     expect(res.headers.get("Access-Control-Allow-Origin")).toBe("*");
     expect(res.headers.get("Access-Control-Allow-Credentials")).toBeNull();
   });

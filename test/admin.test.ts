@@ -1,5 +1,5 @@
 import { env } from "cloudflare:workers";
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { api, apiWithEnv, createRealm, login, PASSWORD, signUp, uniqueEmail, withPrefix } from "./helpers";
 
 /** A realm of its own with a bootstrapped admin (root@admin.test is in BOOTSTRAP_ADMIN_EMAILS). */
@@ -8,7 +8,8 @@ async function realmWithAdmin(settings: Parameters<typeof createRealm>[0] = {}) 
   const prefix = `/v1/realms/${realm}`;
   const admin = await signUp("root@admin.test", {}, prefix);
   const pair = await login("root@admin.test", { prefix });
-  if (settings.captcha_required) await env.DB.prepare("UPDATE realms SET captcha_required = 1 WHERE id = ?").bind(realm).run();
+  if (settings.captcha_required)
+    await env.DB.prepare("UPDATE realms SET captcha_required = 1 WHERE id = ?").bind(realm).run();
   return { realm, prefix, admin, token: pair.access_token as string, p: (path: string) => withPrefix(prefix, path) };
 }
 
@@ -52,9 +53,7 @@ describe("admins and roles", () => {
     ]);
     const statuses = [a.status, b.status].sort();
     expect(statuses).not.toEqual([200, 200]);
-    const admins = await env.DB.prepare(
-      `SELECT count(*) AS n FROM users WHERE realm = ? AND roles LIKE '%"admin"%'`,
-    )
+    const admins = await env.DB.prepare(`SELECT count(*) AS n FROM users WHERE realm = ? AND roles LIKE '%"admin"%'`)
       .bind(r.realm)
       .first<{ n: number }>();
     expect(admins?.n).toBeGreaterThanOrEqual(1);
@@ -89,7 +88,15 @@ describe("listing users", () => {
       stmts.push(
         env.DB.prepare(
           "INSERT INTO users (id, realm, email, full_name, roles, status, source, profile, created_at, updated_at) VALUES (?, ?, ?, ?, '[\"user\"]', ?, 'admin', '{}', ?, ?)",
-        ).bind(`seed${String(i).padStart(6, "0")}`, r.realm, `p${i}@${i % 2 ? "odd.test" : "even.test"}`, `Person ${i}`, i % 10 === 0 ? "pending" : "active", at, at),
+        ).bind(
+          `seed${String(i).padStart(6, "0")}`,
+          r.realm,
+          `p${i}@${i % 2 ? "odd.test" : "even.test"}`,
+          `Person ${i}`,
+          i % 10 === 0 ? "pending" : "active",
+          at,
+          at,
+        ),
       );
     }
     for (let i = 0; i < stmts.length; i += 500) await env.DB.batch(stmts.slice(i, i + 500));
@@ -152,7 +159,13 @@ describe("listing users", () => {
     const query = getDb(env.DB)
       .select({ id: users.id })
       .from(users)
-      .where(listWhere("default", { limit: 50, cursor: btoa(JSON.stringify(["2026-01-01T00:00:00.000Z", "x"])).replace(/=+$/, ""), q: "a" }, { kind: "admin", userId: "x" }))
+      .where(
+        listWhere(
+          "default",
+          { limit: 50, cursor: btoa(JSON.stringify(["2026-01-01T00:00:00.000Z", "x"])).replace(/=+$/, ""), q: "a" },
+          { kind: "admin", userId: "x" },
+        ),
+      )
       .orderBy(asc(users.createdAt), asc(users.id))
       .limit(51)
       .toSQL();
@@ -214,7 +227,9 @@ describe("domain authority tokens", () => {
     expect(list.status).toBe(200);
     expect(list.body.users.map((u: { id: string }) => u.id)).toEqual([mine.id]);
     expect((await api("GET", r.p("/v1/users?domain=other.test"), { token: authority })).status).toBe(403);
-    expect((await api("POST", r.p(`/v1/users/${mine.id}/deactivate`), { token: authority })).body.status).toBe("disabled");
+    expect((await api("POST", r.p(`/v1/users/${mine.id}/deactivate`), { token: authority })).body.status).toBe(
+      "disabled",
+    );
     expect((await api("POST", r.p(`/v1/users/${mine.id}/activate`), { token: authority })).body.status).toBe("active");
     for (const [method, path, body] of [
       ["POST", `/v1/users/${theirs.id}/deactivate`, undefined],
@@ -234,7 +249,9 @@ describe("domain authority tokens", () => {
     const other = await realmWithAdmin();
     expect((await api("GET", other.p("/v1/users"), { token: authority })).body.error.code).toBe("invalid_token");
 
-    const revoked = await api("DELETE", r.p(`/v1/domains/acme.test/authority-token/${created.body.id}`), { token: r.token });
+    const revoked = await api("DELETE", r.p(`/v1/domains/acme.test/authority-token/${created.body.id}`), {
+      token: r.token,
+    });
     expect(revoked.status).toBe(204);
     const after = await api("GET", r.p("/v1/users"), { token: authority });
     expect(after.status).toBe(401);
@@ -270,7 +287,9 @@ describe("realms", () => {
   it("admins of realm default create realms; users, rules and tokens never leak across realms", async () => {
     const { token } = await (async () => {
       // The default realm's admin: second-root@admin.test is reserved for this file's default-realm use.
-      const existing = await env.DB.prepare("SELECT id FROM users WHERE realm = 'default' AND email = 'second-root@admin.test'").first();
+      const existing = await env.DB.prepare(
+        "SELECT id FROM users WHERE realm = 'default' AND email = 'second-root@admin.test'",
+      ).first();
       if (!existing) await signUp("second-root@admin.test");
       return { token: (await login("second-root@admin.test")).access_token as string };
     })();
@@ -300,7 +319,9 @@ describe("realms", () => {
     const denied = await api("GET", r.p("/v1/realms"), { token: r.token });
     expect(denied.status).toBe(403);
     // Unknown realm.
-    const unknown = await api("POST", "/v1/realms/nope-nope/users", { body: { email, password: PASSWORD, full_name: "x" } });
+    const unknown = await api("POST", "/v1/realms/nope-nope/users", {
+      body: { email, password: PASSWORD, full_name: "x" },
+    });
     expect(unknown.status).toBe(404);
     expect(unknown.body.error.code).toBe("realm_not_found");
     const badName = await api("PUT", "/v1/realms/Bad_Name", {
@@ -314,7 +335,11 @@ describe("realms", () => {
 describe("admin-created users, approval notices and captcha", () => {
   const HOOK = { NOTIFY_WEBHOOK_URL: "https://hooks.test/notify", NOTIFY_WEBHOOK_SECRET: "webhook-secret-for-tests" };
   const received = async () =>
-    (await (await env.DOUBLE.fetch("http://double/__double/received")).json()) as { url: string; headers: Record<string, string>; body: string }[];
+    (await (await env.DOUBLE.fetch("http://double/__double/received")).json()) as {
+      url: string;
+      headers: Record<string, string>;
+      body: string;
+    }[];
   const FAILING_HOOK = { ...HOOK, NOTIFY_WEBHOOK_URL: "https://fail.hooks.test/notify" };
 
   it("an admin creates an active user; without a password a welcome code is sent, and an undelivered one leaves nothing", async () => {
@@ -327,7 +352,10 @@ describe("admin-created users, approval notices and captcha", () => {
     expect(withPassword.body).toMatchObject({ source: "admin", status: "active", roles: ["user", "support"] });
 
     const email = uniqueEmail();
-    const welcomed = await apiWithEnv(HOOK, "POST", r.p("/v1/users"), { token: r.token, body: { email, full_name: "Welcome" } });
+    const welcomed = await apiWithEnv(HOOK, "POST", r.p("/v1/users"), {
+      token: r.token,
+      body: { email, full_name: "Welcome" },
+    });
     expect(welcomed.status).toBe(201);
     const hook = (await received()).find((x) => x.url.startsWith("https://hooks.test/") && x.body.includes(email));
     const payload = JSON.parse(hook?.body ?? "{}");
@@ -335,13 +363,21 @@ describe("admin-created users, approval notices and captcha", () => {
     expect(payload.code).toMatch(/^\d{8}$/);
     // The code sets the first password.
     const set = await api("PUT", r.p("/v1/users/reset"), {
-      body: { email, code: payload.code, password: "a brand new password", password_confirmation: "a brand new password" },
+      body: {
+        email,
+        code: payload.code,
+        password: "a brand new password",
+        password_confirmation: "a brand new password",
+      },
     });
     expect(set.status).toBe(204);
     await login(email, { prefix: r.prefix, password: "a brand new password" });
 
     const lost = uniqueEmail();
-    const failed = await apiWithEnv(FAILING_HOOK, "POST", r.p("/v1/users"), { token: r.token, body: { email: lost, full_name: "Lost" } });
+    const failed = await apiWithEnv(FAILING_HOOK, "POST", r.p("/v1/users"), {
+      token: r.token,
+      body: { email: lost, full_name: "Lost" },
+    });
     expect(failed.status).toBe(502);
     expect(failed.body.error.code).toBe("delivery_failed");
     const row = await env.DB.prepare("SELECT id FROM users WHERE realm = ? AND email = ?").bind(r.realm, lost).first();
@@ -351,7 +387,9 @@ describe("admin-created users, approval notices and captcha", () => {
   it("a sign-up awaiting approval notifies the realm's admins", async () => {
     const r = await realmWithAdmin({ approval_required: true });
     const email = uniqueEmail();
-    const res = await apiWithEnv(HOOK, "POST", r.p("/v1/users"), { body: { email, password: PASSWORD, full_name: "Waiting" } });
+    const res = await apiWithEnv(HOOK, "POST", r.p("/v1/users"), {
+      body: { email, password: PASSWORD, full_name: "Waiting" },
+    });
     expect(res.status).toBe(201);
     expect(res.body.status).toBe("pending");
     const notices = (await received()).map((x) => JSON.parse(x.body)).filter((b) => b.type === "approval_needed");
@@ -361,7 +399,12 @@ describe("admin-created users, approval notices and captcha", () => {
 
   it("captcha: required when TURNSTILE_SECRET is set; missing or rejected 400; siteverify down 503", async () => {
     const secret = { TURNSTILE_SECRET: "1x0000000000000000000000000000000AA" };
-    const body = (extra: Record<string, unknown>) => ({ email: uniqueEmail(), password: PASSWORD, full_name: "C", ...extra });
+    const body = (extra: Record<string, unknown>) => ({
+      email: uniqueEmail(),
+      password: PASSWORD,
+      full_name: "C",
+      ...extra,
+    });
     const missing = await apiWithEnv(secret, "POST", "/v1/users", { body: body({}) });
     expect(missing.status).toBe(400);
     expect(missing.body.error.code).toBe("captcha_failed");
@@ -383,7 +426,9 @@ describe("admin-created users, approval notices and captcha", () => {
 
   it("a realm that requires captcha without a secret answers 503; with one it checks", async () => {
     const r = await realmWithAdmin({ captcha_required: true });
-    const res = await api("POST", r.p("/v1/users"), { body: { email: uniqueEmail(), password: PASSWORD, full_name: "C" } });
+    const res = await api("POST", r.p("/v1/users"), {
+      body: { email: uniqueEmail(), password: PASSWORD, full_name: "C" },
+    });
     expect(res.status).toBe(503);
     expect(res.body.error.code).toBe("captcha_unavailable");
     const none = await apiWithEnv({ TURNSTILE_SECRET: "s" }, "POST", r.p("/v1/users"), {

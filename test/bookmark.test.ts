@@ -9,8 +9,10 @@ describe("D1 Sessions API: read-your-writes across requests with a bookmark", ()
     const afterWrite = signed.headers.get("X-D1-Bookmark");
     expect(afterWrite).toMatch(/^[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{32}$/);
 
-
-    const pair = await api("POST", "/v1/tokens", { body: { email, password: PASSWORD }, headers: { "X-D1-Bookmark": afterWrite as string } });
+    const pair = await api("POST", "/v1/tokens", {
+      body: { email, password: PASSWORD },
+      headers: { "X-D1-Bookmark": afterWrite as string },
+    });
     expect(pair.status).toBe(200);
     const me = await api("GET", "/v1/users/me", {
       token: pair.body.access_token,
@@ -23,7 +25,12 @@ describe("D1 Sessions API: read-your-writes across requests with a bookmark", ()
   });
 
   it("ignores a bookmark it cannot use instead of failing", async () => {
-    for (const bogus of ["not a bookmark!", "x".repeat(300), "0000", "ffffffff-ffffffff-ffffffff-ffffffffffffffffffffffffffffffff"]) {
+    for (const bogus of [
+      "not a bookmark!",
+      "x".repeat(300),
+      "0000",
+      "ffffffff-ffffffff-ffffffff-ffffffffffffffffffffffffffffffff",
+    ]) {
       const res = await api("POST", "/v1/users", {
         body: { email: uniqueEmail(), password: PASSWORD, full_name: "B" },
         headers: { "X-D1-Bookmark": bogus },

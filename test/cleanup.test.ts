@@ -1,8 +1,8 @@
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
-import worker from "../src/index";
 import { loadConfig } from "../src/config";
+import worker from "../src/index";
 import { runCleanup } from "../src/services/cleanup";
 import { getDb } from "../src/storage/db";
 import { newSession } from "./helpers";
@@ -35,8 +35,14 @@ async function seed(tag: string) {
     env.DB.prepare(
       "INSERT INTO devices (user_id, device_id, realm, session_id, created_at, last_seen_at, expires_at) VALUES (?, ?, 'default', 's', ?, ?, ?)",
     ).bind(user.id, `expired${tag}`.padEnd(32, "x"), iso(NOW - 40 * DAY), iso(NOW - 31 * DAY), iso(NOW - DAY)),
-    env.DB.prepare("INSERT INTO audit_events (at, realm, type) VALUES (?, 'default', ?)").bind(iso(NOW - 91 * DAY), `old${tag}`),
-    env.DB.prepare("INSERT INTO audit_events (at, realm, type) VALUES (?, 'default', ?)").bind(iso(NOW - 89 * DAY), `recent${tag}`),
+    env.DB.prepare("INSERT INTO audit_events (at, realm, type) VALUES (?, 'default', ?)").bind(
+      iso(NOW - 91 * DAY),
+      `old${tag}`,
+    ),
+    env.DB.prepare("INSERT INTO audit_events (at, realm, type) VALUES (?, 'default', ?)").bind(
+      iso(NOW - 89 * DAY),
+      `recent${tag}`,
+    ),
     env.DB.prepare(
       "INSERT INTO login_throttle (realm, subject, failures, lockouts, locked_until, updated_at) VALUES ('default', ?, 2, 0, NULL, ?)",
     ).bind(`idle${tag}@x.test`, iso(NOW - 2 * DAY)),
@@ -57,7 +63,14 @@ describe("scheduled cleanup", () => {
     await waitOnExecutionContext(ctx);
     const line = log.mock.calls.map((c) => String(c[0])).find((l) => l.includes('"cleanup"'));
     log.mockRestore();
-    expect(JSON.parse(line ?? "{}")).toMatchObject({ event: "cleanup", codes: 1, authorityTokens: 1, devices: 1, auditEvents: 1, loginThrottle: 1 });
+    expect(JSON.parse(line ?? "{}")).toMatchObject({
+      event: "cleanup",
+      codes: 1,
+      authorityTokens: 1,
+      devices: 1,
+      auditEvents: 1,
+      loginThrottle: 1,
+    });
 
     expect(await count("verification_codes", "subject = '+1555a1'")).toBe(0);
     expect(await count("verification_codes", "subject = '+1555a2'")).toBe(1);
@@ -79,7 +92,9 @@ describe("scheduled cleanup", () => {
 
   it("is bounded per run: a backlog drains over several runs", async () => {
     const rows = Array.from({ length: 25 }, (_, i) =>
-      env.DB.prepare("INSERT INTO audit_events (at, realm, type) VALUES (?, 'default', 'backlog')").bind(iso(NOW - (200 + i) * DAY)),
+      env.DB.prepare("INSERT INTO audit_events (at, realm, type) VALUES (?, 'default', 'backlog')").bind(
+        iso(NOW - (200 + i) * DAY),
+      ),
     );
     await env.DB.batch(rows);
     const config = loadConfig(env);
@@ -93,7 +108,9 @@ describe("scheduled cleanup", () => {
   });
 
   it("respects AUDIT_RETENTION_DAYS", async () => {
-    await env.DB.prepare("INSERT INTO audit_events (at, realm, type) VALUES (?, 'default', 'retention')").bind(iso(NOW - 10 * DAY)).run();
+    await env.DB.prepare("INSERT INTO audit_events (at, realm, type) VALUES (?, 'default', 'retention')")
+      .bind(iso(NOW - 10 * DAY))
+      .run();
     const config = loadConfig({ ...env, AUDIT_RETENTION_DAYS: "7" });
     if (!config.ok) throw new Error(config.problems.join());
     await runCleanup(getDb(env.DB), config.config, NOW);

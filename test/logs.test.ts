@@ -20,7 +20,10 @@ async function captureLogs(fn: () => Promise<void>): Promise<string[]> {
 
 async function webhookCode(to: string, type: string): Promise<string> {
   for (let i = 0; i < 200; i++) {
-    const all = (await (await env.DOUBLE.fetch("http://double/__double/received")).json()) as { url: string; body: string }[];
+    const all = (await (await env.DOUBLE.fetch("http://double/__double/received")).json()) as {
+      url: string;
+      body: string;
+    }[];
     const hit = all
       .filter((r) => r.url.startsWith("https://hooks.test/logs"))
       .map((r) => JSON.parse(r.body))
@@ -49,7 +52,8 @@ describe("structured logs", () => {
       secrets.push(pair.access_token, pair.refresh_token);
       const me = await call("GET", "/v1/users/me", { token: pair.access_token });
       expect(me.status).toBe(200);
-      const refreshed = (await call("POST", "/v1/tokens/refresh", { body: { refresh_token: pair.refresh_token } })).body;
+      const refreshed = (await call("POST", "/v1/tokens/refresh", { body: { refresh_token: pair.refresh_token } }))
+        .body;
       secrets.push(refreshed.access_token, refreshed.refresh_token);
       expect((await call("POST", "/v1/logout", { token: refreshed.access_token, body: {} })).status).toBe(204);
       expect((await call("POST", "/v1/users/reset", { body: { email } })).status).toBe(202);
@@ -62,12 +66,15 @@ describe("structured logs", () => {
       expect((await call("POST", "/v1/otp", { body: { phone_number: phone } })).status).toBe(202);
       const otp = await webhookCode(phone, "otp");
       secrets.push(otp);
-      const otpPair = (await call("POST", "/v1/otp/verify", { body: { phone_number: phone, otp, name: "Phone" } })).body;
+      const otpPair = (await call("POST", "/v1/otp/verify", { body: { phone_number: phone, otp, name: "Phone" } }))
+        .body;
       secrets.push(otpPair.access_token, otpPair.refresh_token);
       requests = 9;
     });
 
-    const row = await env.DB.prepare("SELECT password_hash FROM users WHERE email = ?").bind(email).first<{ password_hash: string }>();
+    const row = await env.DB.prepare("SELECT password_hash FROM users WHERE email = ?")
+      .bind(email)
+      .first<{ password_hash: string }>();
     const hashParts = (row?.password_hash ?? "").split("$");
     secrets.push(row?.password_hash as string, hashParts[2] as string, hashParts[3] as string);
 
@@ -96,6 +103,8 @@ describe("structured logs", () => {
     expect(me.device_id).toMatch(/^[A-Za-z0-9]{32}$/);
 
     const security = lines.filter((l) => l.includes('"event":"security"')).map((l) => JSON.parse(l).type);
-    expect(security).toEqual(expect.arrayContaining(["signup", "login", "logout", "reset_requested", "reset_completed", "otp_sent"]));
+    expect(security).toEqual(
+      expect.arrayContaining(["signup", "login", "logout", "reset_requested", "reset_completed", "otp_sent"]),
+    );
   });
 });

@@ -28,7 +28,14 @@ async function consume(overrides: Record<string, string>, messages: { id: string
 describe("queued delivery: the consumer", () => {
   it("posts the signed webhook and acknowledges", async () => {
     const to = uniqueEmail();
-    const payload = { type: "reset", channel: "email", to, code: "12345678", realm: "default", expires_at: "2026-01-01T00:00:00.000Z" };
+    const payload = {
+      type: "reset",
+      channel: "email",
+      to,
+      code: "12345678",
+      realm: "default",
+      expires_at: "2026-01-01T00:00:00.000Z",
+    };
     const result = await consume(HOOK, [{ id: "m1", attempts: 1, body: { v: 1, payload } }]);
     expect(result.explicitAcks).toEqual(["m1"]);
     expect(result.retryMessages).toEqual([]);

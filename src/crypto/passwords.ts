@@ -41,7 +41,11 @@ async function derive(
 ): Promise<Uint8Array<ArrayBuffer>> {
   const input = pepper ? await hmacSha256(pepper, password) : utf8(password);
   const key = await crypto.subtle.importKey("raw", input, "PBKDF2", false, ["deriveBits"]);
-  const bits = await crypto.subtle.deriveBits({ name: "PBKDF2", hash: "SHA-256", salt, iterations }, key, HASH_BYTES * 8);
+  const bits = await crypto.subtle.deriveBits(
+    { name: "PBKDF2", hash: "SHA-256", salt, iterations },
+    key,
+    HASH_BYTES * 8,
+  );
   return new Uint8Array(bits);
 }
 

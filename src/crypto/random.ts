@@ -46,7 +46,10 @@ export async function sha256Hex(s: string): Promise<string> {
 }
 
 /** HMAC-SHA-256 of `data` under `key`. */
-export async function hmacSha256(key: string | Uint8Array<ArrayBuffer>, data: string): Promise<Uint8Array<ArrayBuffer>> {
+export async function hmacSha256(
+  key: string | Uint8Array<ArrayBuffer>,
+  data: string,
+): Promise<Uint8Array<ArrayBuffer>> {
   const k = await crypto.subtle.importKey(
     "raw",
     typeof key === "string" ? utf8(key) : key,
@@ -60,7 +63,9 @@ export async function hmacSha256(key: string | Uint8Array<ArrayBuffer>, data: st
 /** Compares two byte strings in constant time for equal lengths (no early exit on the first difference). */
 export function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.byteLength !== b.byteLength) return false;
-  const subtle = crypto.subtle as SubtleCrypto & { timingSafeEqual?: (x: ArrayBufferView, y: ArrayBufferView) => boolean };
+  const subtle = crypto.subtle as SubtleCrypto & {
+    timingSafeEqual?: (x: ArrayBufferView, y: ArrayBufferView) => boolean;
+  };
   if (typeof subtle.timingSafeEqual === "function") return subtle.timingSafeEqual(a, b);
   let diff = 0;
   for (let i = 0; i < a.byteLength; i++) diff |= (a[i] as number) ^ (b[i] as number);

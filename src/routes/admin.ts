@@ -1,4 +1,4 @@
-import { OpenAPIHono, z } from "@hono/zod-openapi";
+import { OpenAPIHono, type RouteHandler, z } from "@hono/zod-openapi";
 import type { AppEnv } from "../context";
 import { adminAccess, adminOnly } from "../middleware/admin";
 import { deps } from "../middleware/auth";
@@ -21,6 +21,29 @@ const RolesBody = z
   .object({ roles: z.array(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/)).max(16) })
   .openapi("RolesUpdate");
 
+/** POST /v1/users/{id}/activate and /deactivate: an admin, or an authority token of the user's domain. */
+function statusRoute(action: "activate" | "deactivate", status: "active" | "disabled", summary: string) {
+  const definition = route({
+    method: "post",
+    path: `/v1/users/{id}/${action}`,
+    tags: ["admin"],
+    summary,
+    security: bearerAuth,
+    middleware: [adminAccess({ authority: true })] as const,
+    request: { params: IdParam },
+    responses: { 200: json("The user", UserSchema) },
+  });
+  const handler: RouteHandler<typeof definition, AppEnv> = async (c) => {
+    const { id } = c.req.valid("param");
+    const d = await deps(c);
+    const principal = c.get("principal");
+    const user = await setStatus(d, c.get("realm"), id, status, principal);
+    audit(d, c, { type: `user_${action}d`, realm: c.get("realm"), userId: id, detail: { by: principal.kind } });
+    return c.json(toUser(user), 200);
+  };
+  return [definition, handler] as const;
+}
+
 /** Administration of users (api.md §6): listing, approval, deactivation, roles. */
 export const admin = new OpenAPIHono<AppEnv>()
   .openapi(
@@ -42,44 +65,8 @@ export const admin = new OpenAPIHono<AppEnv>()
       return c.json(await listUsers(await deps(c), c.get("realm"), query, c.get("principal")), 200);
     },
   )
-  .openapi(
-    route({
-      method: "post",
-      path: "/v1/users/{id}/activate",
-      tags: ["admin"],
-      summary: "Activate a user (approve a pending one)",
-      security: bearerAuth,
-      middleware: [adminAccess({ authority: true })] as const,
-      request: { params: IdParam },
-      responses: { 200: json("The user", UserSchema) },
-    }),
-    async (c) => {
-      const { id } = c.req.valid("param");
-      const d = await deps(c);
-      const user = await setStatus(d, c.get("realm"), id, "active", c.get("principal"));
-      audit(d, c, { type: "user_activated", realm: c.get("realm"), userId: id, detail: { by: c.get("principal").kind } });
-      return c.json(toUser(user), 200);
-    },
-  )
-  .openapi(
-    route({
-      method: "post",
-      path: "/v1/users/{id}/deactivate",
-      tags: ["admin"],
-      summary: "Deactivate a user; every session ends at once",
-      security: bearerAuth,
-      middleware: [adminAccess({ authority: true })] as const,
-      request: { params: IdParam },
-      responses: { 200: json("The user", UserSchema) },
-    }),
-    async (c) => {
-      const { id } = c.req.valid("param");
-      const d = await deps(c);
-      const user = await setStatus(d, c.get("realm"), id, "disabled", c.get("principal"));
-      audit(d, c, { type: "user_deactivated", realm: c.get("realm"), userId: id, detail: { by: c.get("principal").kind } });
-      return c.json(toUser(user), 200);
-    },
-  )
+  .openapi(...statusRoute("activate", "active", "Activate a user (approve a pending one)"))
+  .openapi(...statusRoute("deactivate", "disabled", "Deactivate a user; every session ends at once"))
   .openapi(
     route({
       method: "put",

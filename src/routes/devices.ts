@@ -57,7 +57,13 @@ export const devices = new OpenAPIHono<AppEnv>()
       if (!(await endSession(d, claims.realm, claims.sub, device_id))) {
         throw new ApiError("not_found", "No such device on this account");
       }
-      audit(d, c, { type: "logout", realm: claims.realm, userId: claims.sub, deviceId: device_id, detail: { by: claims.did } });
+      audit(d, c, {
+        type: "logout",
+        realm: claims.realm,
+        userId: claims.sub,
+        deviceId: device_id,
+        detail: { by: claims.did },
+      });
       return c.body(null, 204);
     },
   );

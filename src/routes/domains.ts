@@ -5,9 +5,9 @@ import { ApiError } from "../errors";
 import { adminAccess, adminOnly } from "../middleware/admin";
 import { deps } from "../middleware/auth";
 import { Domain, DomainRuleBody, DomainRuleSchema } from "../schemas";
+import { audit } from "../services/audit";
 import { createAuthorityToken, revokeAuthorityToken } from "../services/authority";
 import { domainRules } from "../storage/schema";
-import { audit } from "../services/audit";
 import { bearerAuth, json, jsonBody, route } from "./define";
 
 const DomainParam = z.object({ domain: Domain });
@@ -108,7 +108,12 @@ export const domains = new OpenAPIHono<AppEnv>()
       const d = await deps(c);
       const createdBy = principal.kind === "admin" ? principal.userId : "";
       const created = await createAuthorityToken(d, c.get("realm"), domain, createdBy, body.expires_in_days ?? 90);
-      audit(d, c, { type: "authority_token_created", realm: c.get("realm"), userId: createdBy, detail: { domain, id: created.id } });
+      audit(d, c, {
+        type: "authority_token_created",
+        realm: c.get("realm"),
+        userId: createdBy,
+        detail: { domain, id: created.id },
+      });
       return c.json(created, 201);
     },
   )

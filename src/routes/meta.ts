@@ -1,12 +1,24 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
-import type { AppEnv } from "../context";
 import { loadConfig } from "../config";
+import type { AppEnv } from "../context";
 import { ApiError, errorBody } from "../errors";
 import { deps } from "../middleware/auth";
 import { json, route } from "./define";
 
 const JwksSchema = z
-  .object({ keys: z.array(z.object({ kty: z.string(), crv: z.string(), x: z.string(), y: z.string(), kid: z.string(), alg: z.string(), use: z.string() })) })
+  .object({
+    keys: z.array(
+      z.object({
+        kty: z.string(),
+        crv: z.string(),
+        x: z.string(),
+        y: z.string(),
+        kid: z.string(),
+        alg: z.string(),
+        use: z.string(),
+      }),
+    ),
+  })
   .openapi("JWKS");
 
 export const meta = new OpenAPIHono<AppEnv>()

@@ -1,13 +1,19 @@
-import { OpenAPIHono } from "@hono/zod-openapi";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppContext, AppEnv } from "../context";
 import { verifyToken } from "../crypto/jwt";
 import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
 import { LoginBody, LogoutBody, PublicTokenBody, RefreshBody, TokenPairSchema } from "../schemas";
-import { z } from "@hono/zod-openapi";
-import { bearer } from "../services/auth";
 import { audit } from "../services/audit";
-import { endAllSessions, endSession, mintPublicToken, refreshSession, resolveDeviceId, startSession } from "../services/sessions";
+import { bearer } from "../services/auth";
+import {
+  endAllSessions,
+  endSession,
+  mintPublicToken,
+  refreshSession,
+  resolveDeviceId,
+  startSession,
+} from "../services/sessions";
 import { authenticate } from "../services/users";
 import { bearerAuth, json, jsonBody, route } from "./define";
 
@@ -104,7 +110,13 @@ export const tokens = new OpenAPIHono<AppEnv>()
       const d = await deps(c);
       if (body.all) await endAllSessions(d, claims.realm, claims.sub);
       await endSession(d, claims.realm, claims.sub, claims.did);
-      audit(d, c, { type: "logout", realm: claims.realm, userId: claims.sub, deviceId: claims.did, detail: { all: !!body.all } });
+      audit(d, c, {
+        type: "logout",
+        realm: claims.realm,
+        userId: claims.sub,
+        deviceId: claims.did,
+        detail: { all: !!body.all },
+      });
       return c.body(null, 204);
     },
   );

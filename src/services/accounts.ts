@@ -7,12 +7,12 @@ import { type CodeRef, checkCode, codeSecret, consumeCode, deleteCodes, hashCode
 import { isUniqueViolation } from "../storage/db";
 import { findRealm } from "../storage/realms";
 import { userEmails, users } from "../storage/schema";
-import { findUserByEmail, findUserById, findUserByPhone, type UserRecord } from "../storage/users";
 import { clearLoginFailures } from "../storage/throttle";
+import { findUserByEmail, findUserById, findUserByPhone, type UserRecord } from "../storage/users";
 import type { Deps } from "./deps";
-import { provePhone } from "./otp";
 import { assertEmailAllowed } from "./domains";
 import { deliveryAvailable, notify } from "./notifier";
+import { provePhone } from "./otp";
 import { endAllSessions } from "./sessions";
 import { requireUser } from "./users";
 
@@ -54,9 +54,13 @@ export async function updateUser(deps: Deps, claims: AccessClaims, id: string, p
     const holder = await findUserByPhone(deps.db, target.realm, patch.phone_number);
     if (holder && holder.id !== target.id) throw new ApiError("phone_in_use");
     if (!patch.phone_otp) {
-      throw new ApiError("validation_failed", "Prove the new number: request a code with POST /v1/otp, then send it as phone_otp", {
-        fields: { phone_otp: "is required to add or change a phone number" },
-      });
+      throw new ApiError(
+        "validation_failed",
+        "Prove the new number: request a code with POST /v1/otp, then send it as phone_otp",
+        {
+          fields: { phone_otp: "is required to add or change a phone number" },
+        },
+      );
     }
     await provePhone(deps, target.realm, patch.phone_number, patch.phone_otp);
   }

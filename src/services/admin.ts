@@ -29,7 +29,8 @@ export interface ListQuery {
 const escapeLike = (s: string) => s.replace(/[\\%_]/g, (ch) => `\\${ch}`);
 
 /** Encodes the position after a row; keyset pagination on (created_at, id) stays correct under inserts and deletes. */
-const encodeCursor = (createdAt: string, id: string) => b64url(new TextEncoder().encode(JSON.stringify([createdAt, id])));
+const encodeCursor = (createdAt: string, id: string) =>
+  b64url(new TextEncoder().encode(JSON.stringify([createdAt, id])));
 
 function decodeCursor(cursor: string): [string, string] {
   const bytes = fromB64url(cursor);
@@ -46,7 +47,8 @@ function decodeCursor(cursor: string): [string, string] {
 export function listWhere(realm: string, query: ListQuery, principal: Principal): SQL {
   const where: (SQL | undefined)[] = [eq(users.realm, realm)];
   const domain = principal.kind === "authority" ? principal.domain : query.domain;
-  if (principal.kind === "authority" && query.domain && query.domain !== principal.domain) throw new ApiError("forbidden");
+  if (principal.kind === "authority" && query.domain && query.domain !== principal.domain)
+    throw new ApiError("forbidden");
   if (domain) where.push(sql`${users.email} LIKE ${`%@${escapeLike(domain)}`} ESCAPE '\\'`);
   if (query.status) where.push(eq(users.status, query.status));
   if (query.q) {
@@ -107,7 +109,10 @@ export async function setStatus(
   const user = await managedUser(deps, realm, id, principal);
   if (status === "disabled" && user.roles.includes("admin")) await assertNotLastAdmin(deps, realm, id);
   const updatedAt = new Date(deps.now).toISOString();
-  await deps.db.update(users).set({ status, updatedAt }).where(and(eq(users.id, id), eq(users.realm, realm)));
+  await deps.db
+    .update(users)
+    .set({ status, updatedAt })
+    .where(and(eq(users.id, id), eq(users.realm, realm)));
   if (status === "disabled") await endAllSessions(deps, realm, id);
   return { ...user, status, updatedAt };
 }
@@ -116,7 +121,14 @@ async function assertNotLastAdmin(deps: Deps, realm: string, exceptId: string) {
   const rows = await deps.db
     .select({ n: sql<number>`count(*)` })
     .from(users)
-    .where(and(eq(users.realm, realm), eq(users.status, "active"), like(users.roles, '%"admin"%'), sql`${users.id} != ${exceptId}`));
+    .where(
+      and(
+        eq(users.realm, realm),
+        eq(users.status, "active"),
+        like(users.roles, '%"admin"%'),
+        sql`${users.id} != ${exceptId}`,
+      ),
+    );
   if (!rows[0]?.n) throw new ApiError("last_admin");
 }
 

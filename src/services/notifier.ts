@@ -104,7 +104,7 @@ export async function deliverBatch(
   const { NOTIFY_WEBHOOK_URL: url, NOTIFY_WEBHOOK_SECRET: secret } = config;
   for (const msg of batch.messages) {
     const body = msg.body as Partial<QueuedNotification> | null;
-    if (!body || body.v !== 1 || typeof body.payload !== "object" || body.payload === null) {
+    if (body?.v !== 1 || typeof body.payload !== "object" || body.payload === null) {
       console.error(JSON.stringify({ level: "error", event: "notification_dropped", reason: "malformed", id: msg.id }));
       msg.ack();
       continue;
@@ -119,7 +119,13 @@ export async function deliverBatch(
     } catch {
       // Never the payload: it may hold a code.
       console.error(
-        JSON.stringify({ level: "warn", event: "notification_retry", id: msg.id, attempts: msg.attempts, type: body.payload.type }),
+        JSON.stringify({
+          level: "warn",
+          event: "notification_retry",
+          id: msg.id,
+          attempts: msg.attempts,
+          type: body.payload.type,
+        }),
       );
       msg.retry({ delaySeconds: retryDelaySeconds(msg.attempts) });
     }

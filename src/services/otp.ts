@@ -1,4 +1,4 @@
-import { newId, randomDigits } from "../crypto/random";
+import { randomDigits } from "../crypto/random";
 import { ApiError } from "../errors";
 import {
   type CodeRef,
@@ -12,7 +12,7 @@ import {
 } from "../storage/codes";
 import { isUniqueViolation } from "../storage/db";
 import { findRealm } from "../storage/realms";
-import { findUserByPhone, insertUser, type UserRecord } from "../storage/users";
+import { findUserByPhone, insertUser, newUserRow, type UserRecord } from "../storage/users";
 import { checkCaptcha } from "./captcha";
 import type { Deps } from "./deps";
 import { deliveryAvailable, notify } from "./notifier";
@@ -191,22 +191,16 @@ async function findOrCreatePhoneUser(
   if (!realm) throw new ApiError("realm_not_found");
   if (realm.registration !== "open") return { reason: "registration_closed" };
 
-  const now = iso(deps.now);
-  const row = {
-    id: newId(deps.now),
+  const row = newUserRow(deps.now, {
     realm: realmId,
     email: null,
     phoneNumber: phone,
     passwordHash: null,
     fullName: name ?? null,
-    imageUrl: null,
     roles: ["user"],
-    status: (realm.approvalRequired ? "pending" : "active") as UserRecord["status"],
-    source: "phone" as const,
-    profile: {},
-    createdAt: now,
-    updatedAt: now,
-  };
+    status: realm.approvalRequired ? "pending" : "active",
+    source: "phone",
+  });
   try {
     await insertUser(deps.db, row);
   } catch (e) {

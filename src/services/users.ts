@@ -1,12 +1,11 @@
 import { and, eq, like } from "drizzle-orm";
 import { dummyVerify, hashPassword, verifyPassword } from "../crypto/passwords";
-import { newId } from "../crypto/random";
 import { ApiError } from "../errors";
 import { isUniqueViolation, violatedColumn } from "../storage/db";
 import { findRealm } from "../storage/realms";
-import { clearLoginFailures, recordLoginFailure, reserveLoginAttempt } from "../storage/throttle";
 import { users } from "../storage/schema";
-import { findUserByEmail, findUserById, insertUser, type UserRecord } from "../storage/users";
+import { clearLoginFailures, recordLoginFailure, reserveLoginAttempt } from "../storage/throttle";
+import { findUserByEmail, findUserById, insertUser, newUserRow, type UserRecord } from "../storage/users";
 import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
 import { notify } from "./notifier";
@@ -54,7 +53,13 @@ export function noticeApprovalNeeded(deps: Deps, user: UserRecord): void {
           data: { user_id: user.id, user_email: user.email },
         }).catch((e) => {
           console.error(
-            JSON.stringify({ level: "error", event: "notification_failed", type: "approval_needed", realm: user.realm, error: e instanceof ApiError ? e.code : "internal_error" }),
+            JSON.stringify({
+              level: "error",
+              event: "notification_failed",
+              type: "approval_needed",
+              realm: user.realm,
+              error: e instanceof ApiError ? e.code : "internal_error",
+            }),
           );
         });
       }
@@ -91,26 +96,21 @@ export async function signUp(
   await assertEmailAllowed(deps.db, realm, input.email, { byAdmin: opts.byAdmin || bootstrapAdmin });
   if (await findUserByEmail(deps.db, realmId, input.email)) throw new ApiError("user_exists");
 
-  const now = new Date(deps.now).toISOString();
   const roles = new Set(opts.byAdmin && input.roles?.length ? input.roles : ["user"]);
   if (bootstrapAdmin) roles.add("admin");
   // Bootstrap admins are the approvers: they never wait for approval themselves.
   const pending = realm.approvalRequired && !opts.byAdmin && !bootstrapAdmin;
-  const row = {
-    id: newId(deps.now),
+  const row = newUserRow(deps.now, {
     realm: realmId,
     email: input.email,
     phoneNumber: input.phone_number ?? null,
     passwordHash: input.password ? await hashPassword(input.password, deps.config.PASSWORD_PEPPER) : null,
     fullName: input.full_name,
-    imageUrl: null,
     roles: [...roles],
-    status: (pending ? "pending" : "active") as UserRecord["status"],
-    source: (opts.byAdmin ? "admin" : "password") as UserRecord["source"],
+    status: pending ? "pending" : "active",
+    source: opts.byAdmin ? "admin" : "password",
     profile: input.profile ?? {},
-    createdAt: now,
-    updatedAt: now,
-  };
+  });
   try {
     await insertUser(deps.db, row);
   } catch (e) {
@@ -118,7 +118,7 @@ export async function signUp(
     if (violatedColumn(e) === "phone_number") throw new ApiError("phone_in_use");
     throw new ApiError("user_exists");
   }
-  return { ...row, emails: [{ email: input.email, current: true, added_at: now }] };
+  return { ...row, emails: [{ email: input.email, current: true, added_at: row.createdAt }] };
 }
 
 /**
@@ -127,13 +127,16 @@ export async function signUp(
  */
 export async function authenticate(deps: Deps, realmId: string, email: string, password: string): Promise<UserRecord> {
   // Throttled per email tried, known or not, so a 429 says nothing about whether an account exists.
-  const attempt = await reserveLoginAttempt(deps.db, realmId, email, deps.now);
+  // The lookup does not depend on the reservation: both go to D1 at once (one round trip of waiting).
+  const [attempt, user] = await Promise.all([
+    reserveLoginAttempt(deps.db, realmId, email, deps.now),
+    findUserByEmail(deps.db, realmId, email),
+  ]);
   if (!attempt.ok) {
     throw new ApiError("too_many_attempts", "Too many failed logins. Please try again later or reset your password", {
       headers: { "Retry-After": String(Math.ceil(attempt.retryAfterMs / 1000)) },
     });
   }
-  const user = await findUserByEmail(deps.db, realmId, email);
   const check = user?.passwordHash
     ? await verifyPassword(password, user.passwordHash, deps.config.PASSWORD_PEPPER)
     : await dummyVerify(password).then(() => ({ ok: false, needsRehash: false }));
@@ -141,7 +144,9 @@ export async function authenticate(deps: Deps, realmId: string, email: string, p
     await recordLoginFailure(deps.db, realmId, email, attempt, deps.now);
     throw new ApiError("invalid_credentials");
   }
-  await clearLoginFailures(deps.db, realmId, email);
+  // The reset is written while the session starts, and may land just after the answer: it is sent
+  // to D1 before this request answers, so the account's next attempt is counted after it.
+  deps.defer(clearLoginFailures(deps.db, realmId, email));
   // Status is revealed only to someone who knows the password.
   if (user.status === "pending") throw new ApiError("account_pending");
   if (user.status === "disabled") throw new ApiError("account_disabled");

@@ -15,8 +15,7 @@ export const kvKeys = {
 };
 
 /** The Durable Object name of one device's session. */
-export const deviceSessionName = (realm: string, userId: string, deviceId: string) =>
-  `${realm}:${userId}:${deviceId}`;
+export const deviceSessionName = (realm: string, userId: string, deviceId: string) => `${realm}:${userId}:${deviceId}`;
 
 /** KV refuses expirationTtl below 60 seconds. */
 export const kvTtl = (seconds: number) => Math.max(60, Math.ceil(seconds));

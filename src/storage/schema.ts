@@ -10,7 +10,9 @@ import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "driz
 /** Tenants. The row `default` is seeded by the first migration. */
 export const realms = sqliteTable("realms", {
   id: text("id").primaryKey(),
-  registration: text("registration", { enum: ["open", "allowlist", "closed"] }).notNull().default("open"),
+  registration: text("registration", { enum: ["open", "allowlist", "closed"] })
+    .notNull()
+    .default("open"),
   approvalRequired: integer("approval_required", { mode: "boolean" }).notNull().default(false),
   captchaRequired: integer("captcha_required", { mode: "boolean" }).notNull().default(false),
   createdAt: text("created_at").notNull(),
@@ -30,7 +32,9 @@ export const users = sqliteTable(
     fullName: text("full_name"),
     imageUrl: text("image_url"),
     roles: text("roles", { mode: "json" }).$type<string[]>().notNull().default(sql`'["user"]'`),
-    status: text("status", { enum: ["active", "pending", "disabled"] }).notNull().default("active"),
+    status: text("status", { enum: ["active", "pending", "disabled"] })
+      .notNull()
+      .default("active"),
     source: text("source", { enum: ["password", "phone", "admin"] }).notNull(),
     profile: text("profile", { mode: "json" }).$type<Record<string, unknown>>().notNull().default(sql`'{}'`),
     createdAt: text("created_at").notNull(),

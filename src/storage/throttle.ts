@@ -38,13 +38,25 @@ export async function reserveLoginAttempt(db: Db, realm: string, subject: string
     })
     .returning({ failures: t.failures, lockouts: t.lockouts });
   if (rows[0]) return { ok: true, ...rows[0] };
-  const row = (await db.select().from(t).where(and(eq(t.realm, realm), eq(t.subject, subject))).limit(1))[0];
+  const row = (
+    await db
+      .select()
+      .from(t)
+      .where(and(eq(t.realm, realm), eq(t.subject, subject)))
+      .limit(1)
+  )[0];
   const until = row?.lockedUntil ? Date.parse(row.lockedUntil) : now + lockoutMs(row?.lockouts ?? 0);
   return { ok: false, retryAfterMs: Math.max(1000, until - now) };
 }
 
 /** After a failed check: the attempt that reached the limit locks the account, for longer each time. */
-export async function recordLoginFailure(db: Db, realm: string, subject: string, r: { failures: number; lockouts: number }, now: number) {
+export async function recordLoginFailure(
+  db: Db,
+  realm: string,
+  subject: string,
+  r: { failures: number; lockouts: number },
+  now: number,
+) {
   if (r.failures < MAX_LOGIN_FAILURES) return;
   const t = loginThrottle;
   await db

@@ -1,4 +1,5 @@
-import { and, eq, sql } from "drizzle-orm";
+import { and, eq, type SQL, sql } from "drizzle-orm";
+import { newId } from "../crypto/random";
 import type { Db } from "./db";
 import { type UserRow, userEmails, users } from "./schema";
 
@@ -23,34 +24,38 @@ function withEmails(row: UserRow & { emailsJson: string | null }): UserRecord {
   };
 }
 
-/** A user by id within a realm, with their email history; null when there is none. */
-export async function findUserById(db: Db, realm: string, id: string): Promise<UserRecord | null> {
+async function findOne(db: Db, where: SQL | undefined): Promise<UserRecord | null> {
   const rows = await db
     .select({ ...userColumns, emailsJson })
     .from(users)
-    .where(and(eq(users.id, id), eq(users.realm, realm)))
+    .where(where)
     .limit(1);
   return rows[0] ? withEmails(rows[0]) : null;
 }
+
+/** A user by id within a realm, with their email history; null when there is none. */
+export const findUserById = (db: Db, realm: string, id: string) =>
+  findOne(db, and(eq(users.id, id), eq(users.realm, realm)));
 
 /** A user by current email within a realm. */
-export async function findUserByEmail(db: Db, realm: string, email: string): Promise<UserRecord | null> {
-  const rows = await db
-    .select({ ...userColumns, emailsJson })
-    .from(users)
-    .where(and(eq(users.realm, realm), eq(users.email, email)))
-    .limit(1);
-  return rows[0] ? withEmails(rows[0]) : null;
-}
+export const findUserByEmail = (db: Db, realm: string, email: string) =>
+  findOne(db, and(eq(users.realm, realm), eq(users.email, email)));
 
 /** A user by phone number within a realm. */
-export async function findUserByPhone(db: Db, realm: string, phone: string): Promise<UserRecord | null> {
-  const rows = await db
-    .select({ ...userColumns, emailsJson })
-    .from(users)
-    .where(and(eq(users.realm, realm), eq(users.phoneNumber, phone)))
-    .limit(1);
-  return rows[0] ? withEmails(rows[0]) : null;
+export const findUserByPhone = (db: Db, realm: string, phone: string) =>
+  findOne(db, and(eq(users.realm, realm), eq(users.phoneNumber, phone)));
+
+/** A new user row with the defaults every source shares (id, timestamps, no image, empty profile). */
+export function newUserRow(
+  now: number,
+  fields: Pick<
+    UserRow,
+    "realm" | "email" | "phoneNumber" | "passwordHash" | "fullName" | "roles" | "status" | "source"
+  > &
+    Partial<Pick<UserRow, "profile">>,
+): UserRow {
+  const at = new Date(now).toISOString();
+  return { id: newId(now), imageUrl: null, profile: {}, createdAt: at, updatedAt: at, ...fields };
 }
 
 /** Inserts a user and their first email in one batch (D1 has no transactions; a batch is atomic). */
