@@ -16,7 +16,13 @@ export function routedPath(pathname: string): string {
 /** The realm a path addresses; `default` for plain `/v1`. */
 export function realmOf(pathname: string): string {
   const m = REALM_PREFIX.exec(pathname);
-  return m ? decodeURIComponent(m[1] as string) : "default";
+  if (!m) return "default";
+  try {
+    return decodeURIComponent(m[1] as string);
+  } catch {
+    // A malformed escape (`%ZZ`, an encoded lone surrogate) names no realm: left as is, it fails REALM_ID (404).
+    return m[1] as string;
+  }
 }
 
 // Realms are created rarely; remembering that one exists for a few seconds saves a D1 read per request.

@@ -1,6 +1,10 @@
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
+import { routePath } from "hono/route";
+import { getPath } from "hono/utils/url";
 import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
+import { knownRoutes } from "../routes/define";
+import { routedPath } from "./realm";
 
 export const MAX_BODY_BYTES = 16 * 1024;
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -11,8 +15,12 @@ export const requestContext: MiddlewareHandler<AppEnv> = async (c, next) => {
   const given = c.req.header("X-Request-Id");
   const requestId = given && SANE_REQUEST_ID.test(given) ? given : crypto.randomUUID();
   c.set("requestId", requestId);
-  c.set("now", Date.now());
+  const started = Date.now();
+  c.set("now", started);
   await next();
+  const bookmark = c.get("d1Session")?.getBookmark();
+  if (bookmark) c.header("X-D1-Bookmark", bookmark);
+  logRequest(c, started);
   c.header("X-Request-Id", requestId);
   c.header("X-Content-Type-Options", "nosniff");
   c.header("Referrer-Policy", "no-referrer");
@@ -26,13 +34,44 @@ export const requestContext: MiddlewareHandler<AppEnv> = async (c, next) => {
 };
 
 /**
+ * One JSON line per request: ids, route pattern, status, duration, who and where. Never a
+ * header, body, token or query string (those can hold secrets); the route is the pattern, not
+ * the path, so ids in paths stay out as well.
+ */
+function logRequest(c: Context<AppEnv>, started: number): void {
+  const claims = c.get("claims");
+  const principal = c.get("principal");
+  const cf = (c.req.raw as { cf?: { colo?: unknown } }).cf;
+  console.log(
+    JSON.stringify({
+      level: "info",
+      event: "request",
+      request_id: c.get("requestId"),
+      method: c.req.method,
+      // After next(), routeIndex is that of the handler that answered.
+      route: routePath(c),
+      status: c.res.status,
+      duration_ms: Date.now() - started,
+      realm: c.get("realm") ?? null,
+      user_id: claims?.sub ?? (principal?.kind === "admin" ? principal.userId : null),
+      device_id: claims?.did ?? null,
+      ip: c.req.header("CF-Connecting-IP") ?? null,
+      colo: typeof cf?.colo === "string" ? cf.colo : null,
+    }),
+  );
+}
+
+/**
  * JSON bodies (api.md §1): non-JSON content type 415, more than 16 KiB 413 (counted while
  * streaming, so a missing or lying Content-Length does not help), unparsable 400 invalid_json.
  * The parsed body is cached on the request for the route's validator. An empty body reads as {}.
+ * Only for a route that exists: an unknown path is 404 and a wrong method 405, whatever the body.
  */
 export const jsonBody: MiddlewareHandler<AppEnv> = async (c, next) => {
   const method = c.req.method;
   if (method !== "POST" && method !== "PUT" && method !== "PATCH" && method !== "DELETE") return next();
+  const path = routedPath(getPath(c.req.raw));
+  if (!knownRoutes.some((r) => r.method === method && r.pattern.test(path))) return next();
   const declared = Number(c.req.header("Content-Length") ?? "0");
   if (declared > MAX_BODY_BYTES) throw new ApiError("payload_too_large");
   const bytes = await readCapped(c.req.raw.body, MAX_BODY_BYTES);
@@ -51,6 +90,9 @@ export const jsonBody: MiddlewareHandler<AppEnv> = async (c, next) => {
     throw new ApiError("unsupported_media_type");
   }
   c.req.bodyCache.json = Promise.resolve(value);
+  // The bytes as read, for anything that asks whether there was a body (the route's media-type gate).
+  const cache = c.req.bodyCache as { arrayBuffer?: Promise<ArrayBuffer> };
+  cache.arrayBuffer = Promise.resolve(bytes.buffer as ArrayBuffer);
   return next();
 };
 
@@ -99,7 +141,7 @@ export const cors: MiddlewareHandler<AppEnv> = async (c, next) => {
     const headers: Record<string, string> = {
       "Access-Control-Allow-Origin": allowOrigin,
       "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE",
-      "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Request-Id",
+      "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Request-Id, X-D1-Bookmark",
       "Access-Control-Max-Age": "600",
       Vary: "Origin",
     };
@@ -109,7 +151,7 @@ export const cors: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
   if (allowOrigin) {
     c.header("Access-Control-Allow-Origin", allowOrigin);
-    c.header("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, WWW-Authenticate");
+    c.header("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, WWW-Authenticate, X-D1-Bookmark");
     if (listed) c.header("Access-Control-Allow-Credentials", "true");
     c.header("Vary", "Origin", { append: true });
   }
