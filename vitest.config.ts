@@ -1,4 +1,5 @@
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
 /** A throwaway P-256 signing key per test run, plus a second one to test rotation and foreign keys. */
@@ -64,6 +65,8 @@ export default defineConfig(async () => {
               },
             }),
           ],
+          // The tests load the same trimmed zod as the deployed bundle (wrangler.toml [alias]).
+          resolve: { alias: [{ find: /^zod$/, replacement: fileURLToPath(new URL("./build/zod.js", import.meta.url)) }] },
           test: {
             name: "user-registry",
             include: ["test/**/*.test.ts"],
