@@ -1,5 +1,4 @@
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
-import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
 /** A throwaway P-256 signing key per test run, plus a second one to test rotation and foreign keys. */
@@ -66,7 +65,9 @@ export default defineConfig(async () => {
             }),
           ],
           // The tests load the same trimmed zod as the deployed bundle (wrangler.toml [alias]).
-          resolve: { alias: [{ find: /^zod$/, replacement: fileURLToPath(new URL("./build/zod.js", import.meta.url)) }] },
+          resolve: {
+            alias: [{ find: /^zod$/, replacement: `${process.cwd()}/build/zod.js` }],
+          },
           test: {
             name: "user-registry",
             include: ["test/**/*.test.ts"],

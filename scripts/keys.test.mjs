@@ -29,7 +29,13 @@ describe("npm run keys", () => {
     // The key really signs and verifies.
     const { kid: _kid, ...jwk } = r.json[0];
     const priv = await crypto.subtle.importKey("jwk", jwk, { name: "ECDSA", namedCurve: "P-256" }, false, ["sign"]);
-    const pub = await crypto.subtle.importKey("jwk", { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, { name: "ECDSA", namedCurve: "P-256" }, false, ["verify"]);
+    const pub = await crypto.subtle.importKey(
+      "jwk",
+      { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y },
+      { name: "ECDSA", namedCurve: "P-256" },
+      false,
+      ["verify"],
+    );
     const data = new TextEncoder().encode("rotation");
     const sig = await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, priv, data);
     expect(await crypto.subtle.verify({ name: "ECDSA", hash: "SHA-256" }, pub, sig, data)).toBe(true);

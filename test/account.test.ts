@@ -158,7 +158,10 @@ describe("PATCH /v1/users/{id|me}", () => {
       body: { phone_number: phone, phone_otp: await phoneCode(phone, prefix) },
     });
     expect(first.status).toBe(200);
-    const taken = await api("PATCH", p("/v1/users/me"), { token: b.token, body: { phone_number: phone, phone_otp: "123456" } });
+    const taken = await api("PATCH", p("/v1/users/me"), {
+      token: b.token,
+      body: { phone_number: phone, phone_otp: "123456" },
+    });
     expect(taken.status).toBe(409);
     expect(taken.body.error.code).toBe("phone_in_use");
     // The same number again on its own holder is no conflict (and needs no new proof).
@@ -169,7 +172,10 @@ describe("PATCH /v1/users/{id|me}", () => {
     vi.setSystemTime(Date.now() + 61_000);
     const proof = await phoneCode(phone, prefix);
     vi.useRealTimers();
-    const now = await api("PATCH", p("/v1/users/me"), { token: b.token, body: { phone_number: phone, phone_otp: proof } });
+    const now = await api("PATCH", p("/v1/users/me"), {
+      token: b.token,
+      body: { phone_number: phone, phone_otp: proof },
+    });
     expect(now.status).toBe(200);
     expect(now.body.phone_number).toBe(phone);
     const bad = await api("PATCH", p("/v1/users/me"), { token: b.token, body: { phone_number: "0301234567" } });
@@ -185,20 +191,32 @@ describe("PATCH /v1/users/{id|me}", () => {
     expect(bare.body.error.fields.phone_otp).toBeDefined();
     const code = await phoneCode(phone, prefix);
     const wrongCode = code === "000000" ? "111111" : "000000";
-    const wrong = await api("PATCH", p("/v1/users/me"), { token: a.token, body: { phone_number: phone, phone_otp: wrongCode } });
+    const wrong = await api("PATCH", p("/v1/users/me"), {
+      token: a.token,
+      body: { phone_number: phone, phone_otp: wrongCode },
+    });
     expect(wrong.status).toBe(401);
     expect(wrong.body.error.code).toBe("invalid_otp");
-    const ok = await api("PATCH", p("/v1/users/me"), { token: a.token, body: { phone_number: phone, phone_otp: code } });
+    const ok = await api("PATCH", p("/v1/users/me"), {
+      token: a.token,
+      body: { phone_number: phone, phone_otp: code },
+    });
     expect(ok.status).toBe(200);
     expect(ok.body.phone_number).toBe(phone);
     // The code is used up: it cannot prove the number again.
     const b = await session();
-    const reuse = await api("PATCH", p("/v1/users/me"), { token: b.token, body: { phone_number: `${phone.slice(0, -1)}9`, phone_otp: code } });
+    const reuse = await api("PATCH", p("/v1/users/me"), {
+      token: b.token,
+      body: { phone_number: `${phone.slice(0, -1)}9`, phone_otp: code },
+    });
     expect(reuse.status).toBe(401);
 
     const c = await session();
     const other = `+4420${Math.floor(1e7 + Math.random() * 8e7)}`;
-    const byAdmin = await api("PATCH", p(`/v1/users/${c.user.id}`), { token: admin.token, body: { phone_number: other } });
+    const byAdmin = await api("PATCH", p(`/v1/users/${c.user.id}`), {
+      token: admin.token,
+      body: { phone_number: other },
+    });
     expect(byAdmin.status).toBe(200);
     expect(byAdmin.body.phone_number).toBe(other);
   });

@@ -14,7 +14,8 @@ export const uniqueEmail = (domain = "example.com") =>
   `user${Date.now().toString(36)}${(counter++).toString(36)}${Math.random().toString(36).slice(2, 6)}@${domain}`;
 
 /** A 32-character device id. */
-export const deviceId = (seed = "") => (seed + crypto.randomUUID().replace(/-/g, "") + "x".repeat(32)).slice(0, 32).replace(/[^A-Za-z0-9]/g, "a");
+export const deviceId = (seed = "") =>
+  (seed + crypto.randomUUID().replace(/-/g, "") + "x".repeat(32)).slice(0, 32).replace(/[^A-Za-z0-9]/g, "a");
 
 /** Calls the worker under test as a client would. */
 export async function api<T = any>(
@@ -29,7 +30,9 @@ export async function api<T = any>(
     body = JSON.stringify(opts.body);
     headers["Content-Type"] ??= "application/json";
   }
-  const res = await (exports as unknown as { default: Fetcher }).default.fetch(new Request(`https://registry.test${path}`, { method, headers, body }));
+  const res = await (exports as unknown as { default: Fetcher }).default.fetch(
+    new Request(`https://registry.test${path}`, { method, headers, body }),
+  );
   const text = await res.text();
   let parsed: unknown = text;
   try {
@@ -61,7 +64,10 @@ export async function signUp(email = uniqueEmail(), extra: Record<string, unknow
 }
 
 /** Logs in and returns the TokenPair. */
-export async function login(email: string, opts: { device_id?: string; description?: string; password?: string; prefix?: string } = {}) {
+export async function login(
+  email: string,
+  opts: { device_id?: string; description?: string; password?: string; prefix?: string } = {},
+) {
   const res = await api("POST", withPrefix(opts.prefix ?? "", "/v1/tokens"), {
     body: { email, password: opts.password ?? PASSWORD, device_id: opts.device_id, description: opts.description },
   });
@@ -204,7 +210,10 @@ export async function apiWithEnv<T = any>(
 }
 
 /** Polls `probe` until it returns a value other than undefined/null/false (for work the worker defers). */
-export async function waitFor<T>(probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 3000): Promise<T> {
+export async function waitFor<T>(
+  probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  timeoutMs = 3000,
+): Promise<T> {
   // Counts rounds, not Date.now(): tests may freeze Date with fake timers.
   for (let round = 0; ; round++) {
     const value = await probe();

@@ -30,7 +30,10 @@ export async function makeDeps(
   try {
     keys = await loadKeySet(env.JWT_PRIVATE_KEYS as string, config.JWT_PRIVATE_KEYS);
   } catch {
-    throw new ApiError("config_invalid", "The service is not configured: JWT_PRIVATE_KEYS: a key could not be imported");
+    throw new ApiError(
+      "config_invalid",
+      "The service is not configured: JWT_PRIVATE_KEYS: a key could not be imported",
+    );
   }
   return { env, config, db: getDb(d1), keys, now, defer };
 }

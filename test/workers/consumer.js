@@ -7,7 +7,9 @@ export default {
       return Response.json(await env.AUTH.verify(token, options));
     }
     if (url.pathname === "/user") {
-      return Response.json(await env.AUTH.getUser(url.searchParams.get("id"), url.searchParams.get("realm") ?? undefined));
+      return Response.json(
+        await env.AUTH.getUser(url.searchParams.get("id"), url.searchParams.get("realm") ?? undefined),
+      );
     }
     if (url.pathname.startsWith("/api/auth/")) {
       const target = new URL(url.pathname.slice("/api/auth".length) + url.search, "https://user-registry.internal");
