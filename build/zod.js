@@ -7,8 +7,8 @@
 // Schema import (`z.fromJSONSchema`). This module is zod's own classic API (`zod/v4`, the same
 // modules and classes as `zod`) with those names shadowed, which drops about 50 KiB of gzip.
 //
-// Only the bundle built by wrangler (deploy, dev) uses this file; TypeScript and the tests
-// (vitest) see the real package. Using a shadowed name fails loudly, never silently.
+// The bundle built by wrangler (deploy, dev) and the tests (an alias in vitest.config.ts) use
+// this file; TypeScript sees the real package. Using a shadowed name fails loudly, never silently.
 import en from "zod/v4/locales/en.js";
 import * as z from "./zod.js";
 

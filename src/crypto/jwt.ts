@@ -106,27 +106,66 @@ export interface VerifyOptions {
 }
 
 /**
+ * Signatures already checked in this isolate: token string → its payload, per key set (a new
+ * key set, i.e. a changed JWT_PRIVATE_KEYS, starts empty). A token that verified once verifies
+ * forever as far as its signature goes, so this only saves the ECDSA check and the parsing; the
+ * time claims (`exp`, `nbf`) and every other check below run on each use. Only tokens that
+ * passed are kept, each until its `exp`; at most VERIFIED_MAX of them (the oldest go first).
+ */
+const verified = new WeakMap<KeySet, Map<string, { payload: Readonly<JWTPayload>; issuer: string }>>();
+export const VERIFIED_MAX = 2_000;
+
+function cachedPayload(keys: KeySet, token: string, issuer: string, nowMs: number): JWTPayload | null {
+  const hit = verified.get(keys)?.get(token);
+  if (!hit || hit.issuer !== issuer) return null;
+  // The checks jose makes on the time claims, with its rules (whole seconds, no tolerance).
+  const now = Math.floor(nowMs / 1000);
+  const { exp, nbf } = hit.payload;
+  if (typeof exp === "number" && exp <= now) {
+    verified.get(keys)?.delete(token);
+    throw new ApiError("token_expired");
+  }
+  if (typeof nbf === "number" && nbf > now) throw new ApiError("invalid_token");
+  // A copy: the caller may not change what the next request reads.
+  return { ...hit.payload, ...(Array.isArray(hit.payload.roles) ? { roles: [...hit.payload.roles] } : {}) };
+}
+
+function rememberPayload(keys: KeySet, token: string, issuer: string, payload: JWTPayload): void {
+  if (typeof payload.exp !== "number") return;
+  let map = verified.get(keys);
+  if (!map) {
+    map = new Map();
+    verified.set(keys, map);
+  }
+  if (map.size >= VERIFIED_MAX) map.delete(map.keys().next().value as string);
+  map.set(token, { payload: Object.freeze({ ...payload }), issuer });
+}
+
+/**
  * Verifies a token: the algorithm is pinned to ES256 (so `none` and HS256-with-the-public-key
  * fail), the key is chosen by `kid` among ours only, then issuer, realm and type are checked.
  * Throws ApiError invalid_token or token_expired.
  */
 export async function verifyToken(keys: KeySet, token: string, opts: VerifyOptions): Promise<Claims> {
   if (token.length > 4096) throw new ApiError("invalid_token");
-  let payload: JWTPayload;
-  try {
-    const result = await jwtVerify(
-      token,
-      (header) => {
-        const key = header.kid ? keys.verifyKeys.get(header.kid) : undefined;
-        if (!key) throw new errors.JWKSNoMatchingKey();
-        return key;
-      },
-      { algorithms: [JWT_ALG], issuer: opts.issuer, currentDate: new Date(opts.now) },
-    );
-    payload = result.payload;
-  } catch (e) {
-    if (e instanceof errors.JWTExpired) throw new ApiError("token_expired");
-    throw new ApiError("invalid_token");
+  let payload = cachedPayload(keys, token, opts.issuer, opts.now);
+  if (!payload) {
+    try {
+      const result = await jwtVerify(
+        token,
+        (header) => {
+          const key = header.kid ? keys.verifyKeys.get(header.kid) : undefined;
+          if (!key) throw new errors.JWKSNoMatchingKey();
+          return key;
+        },
+        { algorithms: [JWT_ALG], issuer: opts.issuer, currentDate: new Date(opts.now) },
+      );
+      payload = result.payload;
+    } catch (e) {
+      if (e instanceof errors.JWTExpired) throw new ApiError("token_expired");
+      throw new ApiError("invalid_token");
+    }
+    rememberPayload(keys, token, opts.issuer, payload);
   }
   if (payload.type !== opts.type || payload.realm !== opts.realm) throw new ApiError("invalid_token");
   if (typeof payload.jti !== "string" || typeof payload.exp !== "number") throw new ApiError("invalid_token");

@@ -3,6 +3,7 @@ import { verifyToken } from "../crypto/jwt";
 import { ApiError } from "../errors";
 import { kvKeys } from "../storage/keys";
 import type { Deps } from "./deps";
+import { knownNotRevoked, rememberNotRevoked, revocationEpoch } from "./revocation-cache";
 import { sessionStub } from "./sessions";
 
 export interface AuthOptions {
@@ -17,6 +18,10 @@ export interface AuthOptions {
 /**
  * Verifies an access token for a realm: signature and claims, the KV blacklist, and with
  * `strict` the device's session. Throws ApiError with the codes of api.md §2.
+ *
+ * Per isolate, the signature check is remembered per token string (crypto/jwt.ts; expiry is
+ * still checked on every call) and a "not revoked" answer of the blacklist for a few seconds
+ * (revocation-cache.ts). Strict checks ask the Durable Object and KV every time.
  */
 export async function verifyAccess(
   deps: Deps,
@@ -30,6 +35,8 @@ export async function verifyAccess(
     type: "access",
     now: deps.now,
   })) as AccessClaims;
+  if (!opts.strict && knownNotRevoked(claims.jti, deps.now)) return checkClaims(claims, opts);
+  const readAt = revocationEpoch();
   const blacklisted = deps.env.TOKENS.get(kvKeys.blacklist(claims.jti)).then((v) => v !== null);
   if (opts.strict) {
     // Strict: the device's Durable Object is authoritative and immediate; the blacklist is asked too, at the same time.
@@ -41,7 +48,13 @@ export async function verifyAccess(
     if (listed) throw new ApiError("token_revoked");
   } else if (await blacklisted) {
     throw new ApiError("token_revoked");
+  } else {
+    rememberNotRevoked(claims.jti, deps.now, readAt);
   }
+  return checkClaims(claims, opts);
+}
+
+function checkClaims(claims: AccessClaims, opts: AuthOptions): AccessClaims {
   if (opts.fresh && claims.fresh !== true) throw new ApiError("fresh_token_required");
   if (opts.roles?.some((r) => !claims.roles.includes(r))) throw new ApiError("forbidden");
   return claims;

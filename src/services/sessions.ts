@@ -8,6 +8,7 @@ import { devices } from "../storage/schema";
 import type { UserRecord } from "../storage/users";
 import { findUserById } from "../storage/users";
 import type { Deps } from "./deps";
+import { forgetNotRevoked } from "./revocation-cache";
 import { toUser } from "./users";
 
 const DEVICE_ID = /^[A-Za-z0-9]{32}$/;
@@ -28,9 +29,12 @@ export function sessionStub(deps: Deps, realm: string, userId: string, deviceId:
 /** Puts access tokens on the KV blacklist until each would have expired. */
 export async function blacklist(deps: Deps, jtis: LiveJti[]): Promise<void> {
   const nowSec = Math.floor(deps.now / 1000);
+  // This isolate's "not revoked" answers for these tokens go, before and after the writes.
+  forgetNotRevoked(jtis.map((j) => j.jti));
   await Promise.all(
     jtis.map((j) => deps.env.TOKENS.put(kvKeys.blacklist(j.jti), "1", { expirationTtl: kvTtl(j.exp - nowSec) })),
   );
+  forgetNotRevoked(jtis.map((j) => j.jti));
 }
 
 /** An anonymous device token (api.md §3). */
@@ -116,14 +120,15 @@ export async function startSession(
     access: { jti: access.jti, exp: access.exp },
   });
   const device = started.device;
-  await Promise.all([
+  // Signing needs only the session id: it runs while D1 and KV are written.
+  const [accessToken] = await Promise.all([
+    signAccess(deps, user, deviceId, device.sid, access, true),
     blacklist(deps, started.replaced.revoked),
     deps.db
       .insert(devices)
       .values({ ...indexRow(device), userId: user.id, realm: user.realm })
       .onConflictDoUpdate({ target: [devices.userId, devices.deviceId], set: indexRow(device) }),
   ]);
-  const accessToken = await signAccess(deps, user, deviceId, device.sid, access, true);
   return tokenPair(deps, user, deviceId, accessToken, started.refreshToken);
 }
 
