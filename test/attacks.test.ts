@@ -31,6 +31,7 @@ import {
   configuredKey,
   createRealm,
   deviceId,
+  loggedNotifications,
   login,
   otherKey,
   PASSWORD,
@@ -817,17 +818,7 @@ describe("refresh tokens on POST /v1/tokens/refresh", () => {
 // ---------------------------------------------------------------------------------------------
 // One-time codes and races.
 
-/** The notifications the development notifier logged (no webhook in tests). */
-function notifications(spy: { mock: { calls: unknown[][] } }): Record<string, any>[] {
-  return spy.mock.calls.flatMap((args) => {
-    try {
-      const m = JSON.parse(String(args[0]));
-      return m && m.event === "notification" ? [m] : [];
-    } catch {
-      return [];
-    }
-  });
-}
+const notifications = loggedNotifications;
 
 describe("replays and races", () => {
   it("a reset code works once: reused (also with another password, or for another email) it is 400 invalid_code", async () => {

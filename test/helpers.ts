@@ -1,5 +1,6 @@
 import { env, exports } from "cloudflare:workers";
 import { importJWK, type JWK, SignJWT } from "jose";
+import { vi } from "vitest";
 
 export interface ApiResponse<T = any> {
   status: number;
@@ -228,7 +229,6 @@ export async function waitFor<T>(
  * log line (no webhook is configured in tests). Used to prove a number before adding it.
  */
 export async function phoneCode(phone: string, prefix = ""): Promise<string> {
-  const { vi } = await import("vitest");
   const log = vi.spyOn(console, "log");
   try {
     const res = await api("POST", withPrefix(prefix, "/v1/otp"), { body: { phone_number: phone } });
@@ -243,4 +243,41 @@ export async function phoneCode(phone: string, prefix = ""): Promise<string> {
   } finally {
     log.mockRestore();
   }
+}
+
+/**
+ * Freezes the Date the worker sees (the worker and its Durable Objects run in the tests'
+ * isolate) and returns a clock to move it. Undo with vi.useRealTimers().
+ */
+export function frozenClock(start = Date.now()) {
+  vi.useFakeTimers({ toFake: ["Date"] });
+  let now = start;
+  vi.setSystemTime(now);
+  return {
+    get now() {
+      return now;
+    },
+    advance(ms: number) {
+      now += ms;
+      vi.setSystemTime(now);
+      return now;
+    },
+    set(ms: number) {
+      now = ms;
+      vi.setSystemTime(now);
+      return now;
+    },
+  };
+}
+
+/** The notifications the development notifier logged (no webhook in tests), from a console.log spy. */
+export function loggedNotifications(spy: { mock: { calls: unknown[][] } }): Record<string, any>[] {
+  return spy.mock.calls.flatMap((args) => {
+    try {
+      const m = JSON.parse(String(args[0]));
+      return m && m.event === "notification" ? [m] : [];
+    } catch {
+      return [];
+    }
+  });
 }

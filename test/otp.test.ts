@@ -2,7 +2,18 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, type MockInstance, vi } from "vitest";
 import { app } from "../src/index";
-import { api, claimsOf, createRealm, deviceId, login, PASSWORD, signUp, uniqueEmail, withPrefix } from "./helpers";
+import {
+  api,
+  claimsOf,
+  createRealm,
+  deviceId,
+  frozenClock,
+  login,
+  PASSWORD,
+  signUp,
+  uniqueEmail,
+  withPrefix,
+} from "./helpers";
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -13,28 +24,6 @@ let seq = 0;
 const newPhone = () => `+1555${String((Math.floor(Math.random() * 1e7) + seq++) % 1e7).padStart(7, "0")}`;
 
 const codeOf = (res: { body: any }): string | undefined => res.body?.error?.code;
-
-/** Freezes the Date the worker sees (it runs in this isolate) and returns a clock to move it. */
-function frozenClock(start = Date.now()) {
-  vi.useFakeTimers({ toFake: ["Date"] });
-  let now = start;
-  vi.setSystemTime(now);
-  return {
-    get now() {
-      return now;
-    },
-    advance(ms: number) {
-      now += ms;
-      vi.setSystemTime(now);
-      return now;
-    },
-    set(ms: number) {
-      now = ms;
-      vi.setSystemTime(now);
-      return now;
-    },
-  };
-}
 
 let logSpy: MockInstance<typeof console.log>;
 let errorSpy: MockInstance<typeof console.error>;

@@ -1,7 +1,18 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { randomDigits } from "../src/crypto/random";
-import { api, apiWithEnv, claimsOf, deviceId, login, PASSWORD, signUp, uniqueEmail, waitFor } from "./helpers";
+import {
+  api,
+  apiWithEnv,
+  claimsOf,
+  deviceId,
+  loggedNotifications,
+  login,
+  PASSWORD,
+  signUp,
+  uniqueEmail,
+  waitFor,
+} from "./helpers";
 
 const NEW_PASSWORD = "reset to this password";
 
@@ -10,17 +21,7 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-/** Notifications the worker wrote to the development log (no webhook configured in tests). */
-function logged(spy: { mock: { calls: unknown[][] } }): Record<string, any>[] {
-  return spy.mock.calls.flatMap((args) => {
-    try {
-      const m = JSON.parse(String(args[0]));
-      return m && m.event === "notification" ? [m] : [];
-    } catch {
-      return [];
-    }
-  });
-}
+const logged = loggedNotifications;
 
 /** Asks for a reset code and returns it, as read from the development log. */
 async function requestCode(email: string, headers: Record<string, string> = {}): Promise<string> {

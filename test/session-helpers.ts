@@ -1,6 +1,5 @@
 // Helpers for the device-session tests (sessions, device-object, rpc).
 import { env } from "cloudflare:workers";
-import { vi } from "vitest";
 import { deviceSessionName } from "../src/storage/keys";
 import { api } from "./helpers";
 
@@ -8,25 +7,7 @@ export const SECOND = 1000;
 export const MINUTE = 60 * SECOND;
 export const DAY = 24 * 60 * MINUTE;
 
-/**
- * Freezes Date at the real current time and returns a clock to move it. The worker and its
- * Durable Objects run in the tests' isolate, so they see the same Date. Undo with vi.useRealTimers().
- */
-export function frozenClock() {
-  vi.useFakeTimers({ toFake: ["Date"] });
-  let now = Date.now();
-  vi.setSystemTime(now);
-  return {
-    get now() {
-      return now;
-    },
-    advance(ms: number) {
-      now += ms;
-      vi.setSystemTime(now);
-      return now;
-    },
-  };
-}
+export { frozenClock } from "./helpers";
 
 /** POST /v1/tokens/refresh. */
 export const refresh = (refreshToken: unknown) =>
