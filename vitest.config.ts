@@ -72,6 +72,8 @@ export default defineConfig(async () => {
             name: "user-registry",
             include: ["test/**/*.test.ts"],
             setupFiles: ["./test/setup.ts"],
+            // The worker logs a JSON line per request; show test output only for failures.
+            silent: "passed-only",
             testTimeout: 30_000,
             hookTimeout: 30_000,
           },
