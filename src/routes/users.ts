@@ -7,9 +7,7 @@ import { PublicUserSchema, SignUpBody, UserSchema } from "../schemas";
 import { sendWelcome } from "../services/accounts";
 import { audit } from "../services/audit";
 import { bearer } from "../services/auth";
-import { checkCaptcha } from "../services/captcha";
 import { noticeApprovalNeeded, requireUser, signUp, toPublicUser, toUser } from "../services/users";
-import { findRealm } from "../storage/realms";
 import { findUserById } from "../storage/users";
 import { bearerAuth, json, jsonBody, route } from "./define";
 
@@ -42,12 +40,7 @@ export const users = new OpenAPIHono<AppEnv>()
           byAdmin = true;
         }
       }
-      if (!byAdmin) {
-        const realmRow = await findRealm(d.db, realm);
-        if (!realmRow) throw new ApiError("realm_not_found");
-        await checkCaptcha(d, realmRow, body.captcha_token, clientIp(c));
-      }
-      const user = await signUp(d, realm, body, { byAdmin });
+      const user = await signUp(d, realm, body, { byAdmin, ip: clientIp(c) });
       if (byAdmin && !body.password) await sendWelcome(d, user);
       if (user.status === "pending") noticeApprovalNeeded(d, user);
       audit(d, c, { type: "signup", realm, userId: user.id, deviceId, detail: { by_admin: byAdmin } });

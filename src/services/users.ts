@@ -6,6 +6,7 @@ import { findRealm } from "../storage/realms";
 import { users } from "../storage/schema";
 import { clearLoginFailures, recordLoginFailure, reserveLoginAttempt } from "../storage/throttle";
 import { findUserByEmail, findUserById, insertUser, newUserRow, type UserRecord } from "../storage/users";
+import { checkCaptcha } from "./captcha";
 import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
 import { notify } from "./notifier";
@@ -69,6 +70,7 @@ export function noticeApprovalNeeded(deps: Deps, user: UserRecord): void {
 
 export interface SignUpInput {
   email: string;
+  captcha_token?: string;
   password?: string;
   full_name: string;
   phone_number?: string;
@@ -84,10 +86,12 @@ export async function signUp(
   deps: Deps,
   realmId: string,
   input: SignUpInput,
-  opts: { byAdmin?: boolean } = {},
+  opts: { byAdmin?: boolean; ip?: string | null } = {},
 ): Promise<UserRecord> {
   const realm = await findRealm(deps.db, realmId);
   if (!realm) throw new ApiError("realm_not_found");
+  // Captcha first: a bot's sign-up costs no further reads (admins creating users need none).
+  if (!opts.byAdmin) await checkCaptcha(deps, realm, input.captcha_token, opts.ip ?? null);
   if (!opts.byAdmin && !input.password) {
     throw new ApiError("validation_failed", undefined, { fields: { password: "is required" } });
   }
