@@ -2,7 +2,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { HTTPException } from "hono/http-exception";
 import { getPath } from "hono/utils/url";
 import type { AppEnv } from "./context";
-import { ApiError, errorBody } from "./errors";
+import { ApiError, errorBody, REJECTED_TOKEN_CODES } from "./errors";
 import { IP_LIMITS, ipLimit } from "./middleware/limits";
 import { realmContext, routedPath } from "./middleware/realm";
 import { cors, jsonBody, requestContext } from "./middleware/request";
@@ -17,15 +17,6 @@ import { otp } from "./routes/otp";
 import { realms } from "./routes/realms";
 import { tokens } from "./routes/tokens";
 import { users } from "./routes/users";
-
-const REJECTED_TOKEN = new Set<string>([
-  "invalid_token",
-  "token_expired",
-  "token_revoked",
-  "session_revoked",
-  "refresh_token_reused",
-  "fresh_token_required",
-]);
 
 function validationFields(issues: { path: PropertyKey[]; message: string }[]): Record<string, string> {
   const fields: Record<string, string> = {};
@@ -108,7 +99,7 @@ export function buildApp() {
         // RFC 6750: error="invalid_token" only when a presented token was rejected.
         c.header(
           "WWW-Authenticate",
-          REJECTED_TOKEN.has(err.code)
+          REJECTED_TOKEN_CODES.has(err.code)
             ? `Bearer realm="user-registry", error="invalid_token", error_description="${err.code}"`
             : 'Bearer realm="user-registry"',
         );

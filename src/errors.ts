@@ -73,3 +73,13 @@ export function errorBody(code: ErrorCode, message?: string, fields?: Record<str
   if (fields) error.fields = fields;
   return { error };
 }
+
+/** Codes that mean "a presented token was rejected": RFC 6750 `error="invalid_token"` goes with them. */
+export const REJECTED_TOKEN_CODES: ReadonlySet<string> = new Set<ErrorCode>([
+  "invalid_token",
+  "token_expired",
+  "token_revoked",
+  "session_revoked",
+  "refresh_token_reused",
+  "fresh_token_required",
+]);

@@ -19,9 +19,9 @@
 // throttle aside).
 
 import { env } from "cloudflare:workers";
-import { SignJWT } from "jose";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { sha256Hex } from "../src/crypto/random";
+import { REJECTED_TOKEN_CODES } from "../src/errors";
 import {
   type ApiResponse,
   accessClaimsFor,
@@ -31,10 +31,12 @@ import {
   configuredKey,
   createRealm,
   deviceId,
+  hs256,
   loggedNotifications,
   login,
   otherKey,
   PASSWORD,
+  publicKeySecrets,
   signTestToken,
   signUp,
   type TestJwk,
@@ -85,11 +87,6 @@ function flipBit(token: string, part: 0 | 1 | 2, byte = 20): string {
 const unsigned = (alg: string, claims: Record<string, unknown>, signature = "") =>
   `${b64u(JSON.stringify({ alg, typ: "JWT", kid: configuredKey().kid }))}.${b64u(JSON.stringify(claims))}.${signature}`;
 
-const hs256 = (claims: Record<string, unknown>, secret: string) =>
-  new SignJWT(claims)
-    .setProtectedHeader({ alg: "HS256", typ: "JWT", kid: configuredKey().kid })
-    .sign(new TextEncoder().encode(secret));
-
 /** A keyset of both test keys: test-1 (the configured one) and test-2, both real kids. */
 const twoKeys = (): Env => ({ JWT_PRIVATE_KEYS: JSON.stringify([configuredKey(), otherKey()]) });
 
@@ -110,21 +107,11 @@ async function snapshot(): Promise<Record<string, string>> {
   return Object.fromEntries(tables.map((t, i) => [t, `${rows[i]?.results[0]?.n}/${rows[i]?.results[0]?.r}`]));
 }
 
-/** Codes that mean "the presented token was rejected" (RFC 6750 error="invalid_token"). */
-const TOKEN_REJECTED = new Set([
-  "invalid_token",
-  "token_expired",
-  "token_revoked",
-  "session_revoked",
-  "refresh_token_reused",
-  "fresh_token_required",
-]);
-
 /** A 401 (or 403) with this code, the error shape, and for a rejected token RFC 6750's header. */
 function expectRefused(res: ApiResponse, code: string, status = 401) {
   expect({ status: res.status, code: res.body?.error?.code }, res.text.slice(0, 300)).toEqual({ status, code });
   expect(Object.keys(res.body.error).sort()).toEqual(["code", "message"]);
-  if (status === 401 && TOKEN_REJECTED.has(code)) {
+  if (status === 401 && REJECTED_TOKEN_CODES.has(code)) {
     const www = res.headers.get("WWW-Authenticate") ?? "";
     expect(www).toMatch(/^Bearer /);
     expect(www).toContain('error="invalid_token"');
@@ -373,15 +360,8 @@ const JWT_ATTACKS: Attack[] = [
     "HS256 signed with the public key (x, y, the JWK, the JWKS)",
     async (s) => {
       const jwks = (await call("GET", "/.well-known/jwks.json")).body;
-      const pub = jwks.keys[0];
       const claims = claimsOf(s.token);
-      for (const secret of [
-        pub.x,
-        pub.y,
-        JSON.stringify(pub),
-        JSON.stringify(jwks),
-        JSON.stringify({ kty: pub.kty, crv: pub.crv, x: pub.x, y: pub.y }),
-      ]) {
+      for (const secret of publicKeySecrets(jwks)) {
         await refused(s, await hs256(claims, secret));
       }
       // Another asymmetric algorithm name on the ES256 signature.

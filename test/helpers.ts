@@ -281,3 +281,22 @@ export function loggedNotifications(spy: { mock: { calls: unknown[][] } }): Reco
     }
   });
 }
+
+/** A JWT signed with HMAC-SHA-256 under `secret`: the classic algorithm-confusion attack. */
+export function hs256(claims: Record<string, unknown>, secret: string, kid = configuredKey().kid): Promise<string> {
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: "HS256", typ: "JWT", kid })
+    .sign(new TextEncoder().encode(secret));
+}
+
+/** What an attacker might use as an HMAC secret, taken from the public JWKS. */
+export function publicKeySecrets(jwks: { keys: Record<string, string>[] }): string[] {
+  const pub = jwks.keys[0] as Record<string, string>;
+  return [
+    pub.x as string,
+    pub.y as string,
+    JSON.stringify(pub),
+    JSON.stringify(jwks),
+    JSON.stringify({ kty: pub.kty, crv: pub.crv, x: pub.x, y: pub.y }),
+  ];
+}
