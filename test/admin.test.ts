@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { api, apiWithEnv, createRealm, login, PASSWORD, signUp, uniqueEmail, withPrefix } from "./helpers";
+import { api, apiWithEnv, claimsOf, createRealm, login, PASSWORD, signUp, uniqueEmail, withPrefix } from "./helpers";
 
 /** A realm of its own with a bootstrapped admin (root@admin.test is in BOOTSTRAP_ADMIN_EMAILS). */
 async function realmWithAdmin(settings: Parameters<typeof createRealm>[0] = {}) {
@@ -41,6 +41,29 @@ describe("admins and roles", () => {
     const refused = await api("GET", r.p("/v1/users"), { token: r.token });
     expect(refused.status).toBe(403);
     expect(refused.body.error.code).toBe("forbidden");
+  });
+
+  it("a role change reaches the user's next refresh at once", async () => {
+    const r = await realmWithAdmin();
+    const email = uniqueEmail();
+    const other = await signUp(email, {}, r.prefix);
+    const pairs = [await login(email, { prefix: r.prefix }), await login(email, { prefix: r.prefix })];
+    const refresh = (token: string) =>
+      api("POST", r.p("/v1/tokens/refresh"), { body: { refresh_token: token } }).then((res) => res.body);
+    // Each session has rotated once, so each holds its copy of the account.
+    const rotated = await Promise.all(pairs.map((p) => refresh(p.refresh_token)));
+    expect(rotated.map((b) => claimsOf(b.access_token).roles)).toEqual([["user"], ["user"]]);
+
+    const promoted = await api("PUT", r.p(`/v1/users/${other.id}/roles`), {
+      token: r.token,
+      body: { roles: ["support", "user"] },
+    });
+    expect(promoted.status).toBe(200);
+    for (const b of rotated) {
+      const next = await refresh(b.refresh_token);
+      expect(claimsOf(next.access_token).roles).toEqual(["support", "user"]);
+      expect(next.user.roles).toEqual(["support", "user"]);
+    }
   });
 
   it("two admins demoting each other at once never leave the realm without one", async () => {

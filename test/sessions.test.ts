@@ -1,9 +1,11 @@
 // Device sessions (api.md §2, §3): public tokens, login, refresh rotation with a 10 s grace and
 // reuse detection, logout, devices. Every test makes its own users and devices.
+import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { b64url, fromB64url } from "../src/crypto/encoding";
-import { api, claimsOf, deviceId, login, newSession, signUp, uniqueEmail } from "./helpers";
+import { INDEX_EVERY_MS, USER_MAX_AGE_MS } from "../src/storage/device-session";
+import { api, claimsOf, deviceId, login, newSession, signUp, uniqueEmail, waitFor } from "./helpers";
 import {
   codeOf,
   DAY,
@@ -324,6 +326,80 @@ function tamper(token: string, change: { counter?: (c: string) => string; mac?: 
 }
 
 const flipChar = (s: string, i: number) => s.slice(0, i) + (s[i] === "A" ? "B" : "A") + s.slice(i + 1);
+
+describe("the account kept by the session (refresh without D1)", () => {
+  const setInD1 = (sql: string, ...args: unknown[]) =>
+    env.DB.prepare(sql)
+      .bind(...args)
+      .run();
+
+  it("a change made through the API reaches the next refresh at once", async () => {
+    const { pair } = await newSession();
+    const rotated = (await refresh(pair.refresh_token)).body;
+    const patched = await api("PATCH", "/v1/users/me", { token: pair.access_token, body: { full_name: "Renamed" } });
+    expect(patched.status).toBe(200);
+    const next = await refresh(rotated.refresh_token);
+    expect(next.status).toBe(200);
+    expect(claimsOf(next.body.access_token).name).toBe("Renamed");
+    expect(next.body.user).toMatchObject({ full_name: "Renamed", updated_at: patched.body.updated_at });
+  });
+
+  it("reads the account from D1 at most once a minute: a write behind its back shows after USER_MAX_AGE_MS", async () => {
+    const clock = frozenClock();
+    const { pair, user } = await newSession();
+    // Written straight into D1, past every API route: no session hears of it.
+    await setInD1("UPDATE users SET full_name = ? WHERE id = ?", "Behind", user.id);
+    clock.advance(USER_MAX_AGE_MS - SECOND);
+    const cached = await refresh(pair.refresh_token);
+    expect(cached.status).toBe(200);
+    expect(claimsOf(cached.body.access_token).name).toBe(user.full_name);
+
+    clock.advance(2 * SECOND);
+    const reread = await refresh(cached.body.refresh_token);
+    expect(claimsOf(reread.body.access_token).name).toBe("Behind");
+    expect(reread.body.user.full_name).toBe("Behind");
+    expect(reread.body.user).not.toHaveProperty("passwordHash");
+    expect(reread.body.user).not.toHaveProperty("password_hash");
+  });
+
+  it("an account found disabled or gone when re-read ends the session: 401 session_revoked, tokens and index row go", async () => {
+    const clock = frozenClock();
+    for (const change of ["UPDATE users SET status = 'disabled' WHERE id = ?", "DELETE FROM users WHERE id = ?"]) {
+      const { email, pair, user } = await newSession();
+      const watcher = await login(email, { device_id: deviceId("watch") });
+      await setInD1(change, user.id);
+      clock.advance(USER_MAX_AGE_MS);
+      expect401(await refresh(pair.refresh_token), "session_revoked", false);
+      // The object ended the session: its access token is blacklisted and its index row is gone.
+      expect401(await strictProbe(pair.access_token), "session_revoked");
+      expect401(await me(pair.access_token), "token_revoked");
+      const rows = await env.DB.prepare("SELECT device_id FROM devices WHERE user_id = ?").bind(user.id).all();
+      expect(rows.results.map((r) => r.device_id)).not.toContain(pair.device_id);
+      expect(rows.results.length).toBe(change.startsWith("DELETE") ? 0 : 1);
+      // The other device of the account meets the same answer on its next refresh.
+      expect401(await refresh(watcher.refresh_token), "session_revoked", false);
+    }
+  });
+
+  it("moves the device index's last_seen_at at most once a minute from refresh", async () => {
+    const clock = frozenClock();
+    const { pair } = await newSession();
+    const iso = (ms: number) => new Date(ms).toISOString();
+    const lastSeen = async (token: string) => (await listDevices(token)).body.devices[0].last_seen_at;
+    const loggedInAt = iso(clock.now);
+
+    clock.advance(INDEX_EVERY_MS - SECOND);
+    const early = await refresh(pair.refresh_token);
+    expect(early.status).toBe(200);
+    expect(await lastSeen(early.body.access_token)).toBe(loggedInAt);
+
+    const later = clock.advance(SECOND);
+    const due = await refresh(early.body.refresh_token);
+    expect(due.status).toBe(200);
+    // The index write runs after the response.
+    await waitFor(async () => (await lastSeen(due.body.access_token)) === iso(later));
+  });
+});
 
 describe("tampered and garbage refresh tokens", () => {
   it("a tampered token is 401 invalid_token and does not revoke the session", async () => {

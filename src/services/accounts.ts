@@ -13,7 +13,7 @@ import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
 import { deliveryAvailable, notify } from "./notifier";
 import { provePhone } from "./otp";
-import { endAllSessions } from "./sessions";
+import { accountChanged, endAllSessions, sessionStub } from "./sessions";
 import { requireUser } from "./users";
 
 /** Reset codes: 8 digits, valid 15 minutes (api.md §4). */
@@ -78,6 +78,7 @@ export async function updateUser(deps: Deps, claims: AccessClaims, id: string, p
     if (isUniqueViolation(e)) throw new ApiError("phone_in_use");
     throw e;
   }
+  await accountChanged(deps, target.realm, target.id);
   return reload(deps, target);
 }
 
@@ -129,6 +130,7 @@ export async function changeEmail(
     if (isUniqueViolation(e)) throw new ApiError("email_in_use");
     throw e;
   }
+  await accountChanged(deps, claims.realm, user.id);
   return { user: await reload(deps, user), changed: true };
 }
 
@@ -148,7 +150,9 @@ export async function changePassword(
       .where(eq(users.id, user.id)),
     deleteCodes(deps.db, claims.realm, [user.id], "reset"),
   ]);
+  // Every other session ends; this one keeps going with the account's new updated_at.
   await endAllSessions(deps, claims.realm, user.id, claims.did);
+  await sessionStub(deps, claims.realm, user.id, claims.did).forgetUser();
   return { firstPassword: !user.passwordHash };
 }
 

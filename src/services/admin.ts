@@ -4,7 +4,7 @@ import { ApiError } from "../errors";
 import { users } from "../storage/schema";
 import { findUserById, type UserRecord, userColumns } from "../storage/users";
 import type { Deps } from "./deps";
-import { endAllSessions } from "./sessions";
+import { accountChanged, endAllSessions } from "./sessions";
 import { toUser } from "./users";
 
 /** Who acts: an admin of the realm, or the holder of an authority token for one email domain. */
@@ -114,6 +114,7 @@ export async function setStatus(
     .set({ status, updatedAt })
     .where(and(eq(users.id, id), eq(users.realm, realm)));
   if (status === "disabled") await endAllSessions(deps, realm, id);
+  else await accountChanged(deps, realm, id);
   return { ...user, status, updatedAt };
 }
 
@@ -157,5 +158,6 @@ export async function setRoles(deps: Deps, realm: string, id: string, roles: str
     )
     .returning({ id: users.id });
   if (!rows.length) throw new ApiError("last_admin");
+  await accountChanged(deps, realm, id);
   return { ...user, roles: next, updatedAt };
 }

@@ -2,11 +2,16 @@ import { and, eq } from "drizzle-orm";
 import { type AccessClaims, type PublicClaims, signToken } from "../crypto/jwt";
 import { newDeviceId, randomString } from "../crypto/random";
 import { ApiError } from "../errors";
-import { type DeviceView, type LiveJti, parseRefreshToken } from "../storage/device-session";
+import {
+  type DeviceView,
+  type LiveJti,
+  parseRefreshToken,
+  type RefreshResult,
+  type UserSnapshot,
+  userSnapshot,
+} from "../storage/device-session";
 import { deviceSessionName, kvKeys, kvTtl } from "../storage/keys";
 import { devices } from "../storage/schema";
-import type { UserRecord } from "../storage/users";
-import { findUserById } from "../storage/users";
 import type { Deps } from "./deps";
 import { forgetNotRevoked } from "./revocation-cache";
 import { toUser } from "./users";
@@ -61,7 +66,7 @@ function newAccess(deps: Deps): LiveJti & { iat: number } {
 
 async function signAccess(
   deps: Deps,
-  user: UserRecord,
+  user: UserSnapshot,
   deviceId: string,
   sid: string,
   access: LiveJti & { iat: number },
@@ -85,7 +90,7 @@ async function signAccess(
   return signToken(deps.keys, claims);
 }
 
-function tokenPair(deps: Deps, user: UserRecord, deviceId: string, accessToken: string, refreshToken: string) {
+function tokenPair(deps: Deps, user: UserSnapshot, deviceId: string, accessToken: string, refreshToken: string) {
   return {
     access_token: accessToken,
     refresh_token: refreshToken,
@@ -103,7 +108,7 @@ function tokenPair(deps: Deps, user: UserRecord, deviceId: string, accessToken: 
  */
 export async function startSession(
   deps: Deps,
-  user: UserRecord,
+  user: UserSnapshot,
   deviceId: string,
   opts: { description?: string | null; pushToken?: string | null } = {},
 ) {
@@ -118,6 +123,7 @@ export async function startSession(
     now: deps.now,
     refreshTtlMs: deps.config.REFRESH_TTL_SECONDS * 1000,
     access: { jti: access.jti, exp: access.exp },
+    user: userSnapshot(user),
   });
   const device = started.device;
   // Signing needs only the session id: it runs while D1 and KV are written.
@@ -145,43 +151,42 @@ function indexRow(d: DeviceView) {
   };
 }
 
-/** Rotates a refresh token (api.md §3); the Durable Object of the device decides. */
+/**
+ * Rotates a refresh token (api.md §3). The Durable Object of the device decides, and holds the
+ * account's claims (see UserSnapshot), so the usual refresh touches neither D1 nor KV.
+ */
 export async function refreshSession(deps: Deps, realm: string, refreshToken: string) {
   const loc = parseRefreshToken(refreshToken);
   if (!loc || loc.realm !== realm) throw new ApiError("invalid_token");
-  const user = await findUserById(deps.db, realm, loc.userId);
-  // The account is gone, and its sessions with it: answer without waking an object for a token that cannot be checked.
-  if (!user) throw new ApiError("session_revoked");
-  if (user.status !== "active") {
-    // The account is locked: the session cannot continue.
-    await endSession(deps, realm, loc.userId, loc.deviceId);
-    throw new ApiError("session_revoked");
-  }
   const access = newAccess(deps);
   const stub = sessionStub(deps, realm, loc.userId, loc.deviceId);
-  const result = await stub.refresh({
+  // Cast: the RPC stub's type of the result drops the account's `profile` (a Record of unknown).
+  const result = (await stub.refresh({
     sid: loc.sid,
     counter: loc.counter,
     mac: loc.mac,
     now: deps.now,
     refreshTtlMs: deps.config.REFRESH_TTL_SECONDS * 1000,
     access: { jti: access.jti, exp: access.exp },
-  });
+  })) as RefreshResult;
   if (!result.ok) {
     if (result.revoked.length) await blacklist(deps, result.revoked);
-    if (result.code === "refresh_token_reused" || result.code === "token_expired") {
+    // The object ended the session (theft, expiry, or an account gone or locked): its index row goes too.
+    if (result.ended) {
       await deleteIndexRow(deps, loc.userId, loc.deviceId, loc.sid);
     }
     throw new ApiError(result.code);
   }
-  const accessToken = await signAccess(deps, user, loc.deviceId, result.device.sid, access, false);
-  deps.defer(
-    deps.db
-      .update(devices)
-      .set({ lastSeenAt: iso(result.device.lastSeenAt), expiresAt: iso(result.device.expiresAt) })
-      .where(and(eq(devices.userId, loc.userId), eq(devices.deviceId, loc.deviceId))),
-  );
-  return tokenPair(deps, user, loc.deviceId, accessToken, result.refreshToken);
+  const accessToken = await signAccess(deps, result.user, loc.deviceId, result.device.sid, access, false);
+  if (result.reindex) {
+    deps.defer(
+      deps.db
+        .update(devices)
+        .set({ lastSeenAt: iso(result.device.lastSeenAt), expiresAt: iso(result.device.expiresAt) })
+        .where(and(eq(devices.userId, loc.userId), eq(devices.deviceId, loc.deviceId))),
+    );
+  }
+  return tokenPair(deps, result.user, loc.deviceId, accessToken, result.refreshToken);
 }
 
 async function deleteIndexRow(deps: Deps, userId: string, deviceId: string, sid?: string | null) {
@@ -197,6 +202,15 @@ export async function endSession(deps: Deps, realm: string, userId: string, devi
   const ended = await sessionStub(deps, realm, userId, deviceId).end({ now: deps.now });
   await Promise.all([blacklist(deps, ended.revoked), deleteIndexRow(deps, userId, deviceId)]);
   return ended.ended;
+}
+
+/**
+ * After a change to an account: every session of it drops its copy of the account, so the next
+ * refresh puts the new email, name or roles into its tokens.
+ */
+export async function accountChanged(deps: Deps, realm: string, userId: string): Promise<void> {
+  const rows = await deps.db.select({ deviceId: devices.deviceId }).from(devices).where(eq(devices.userId, userId));
+  await Promise.all(rows.map((r) => sessionStub(deps, realm, userId, r.deviceId).forgetUser()));
 }
 
 /** Ends every session of a user, except `keepDeviceId` when given. */

@@ -12,7 +12,7 @@ import { assertEmailAllowed } from "./domains";
 import { notify } from "./notifier";
 
 /** The User of api.md §4. Never includes the password hash. */
-export function toUser(u: UserRecord) {
+export function toUser(u: Omit<UserRecord, "passwordHash">) {
   return {
     id: u.id,
     realm: u.realm,
@@ -31,7 +31,11 @@ export function toUser(u: UserRecord) {
 }
 
 /** The part of a User anyone signed in may see. */
-export const toPublicUser = (u: UserRecord) => ({ id: u.id, full_name: u.fullName, image_url: u.imageUrl });
+export const toPublicUser = (u: Omit<UserRecord, "passwordHash">) => ({
+  id: u.id,
+  full_name: u.fullName,
+  image_url: u.imageUrl,
+});
 
 /**
  * Tells the realm's active admins that a new account waits for approval (api.md §6). Runs after

@@ -2,6 +2,8 @@ import { DurableObject } from "cloudflare:workers";
 import { b64url, fromB64url } from "../crypto/encoding";
 import { hmacSha256, newSecret, randomString, timingSafeEqual } from "../crypto/random";
 import type { Env } from "../env";
+import { getDb } from "./db";
+import { findUserById, type UserRecord } from "./users";
 
 /** A retry of the refresh token rotated away less than this long ago succeeds (api.md §3). */
 export const REFRESH_GRACE_MS = 10_000;
@@ -11,6 +13,19 @@ export interface LiveJti {
   /** Expiry in seconds since the epoch, as in the JWT (`now` values here are milliseconds). */
   exp: number;
 }
+
+/**
+ * The account as refresh puts it into tokens and the TokenPair (no password hash). The object
+ * keeps a copy so that a refresh needs no D1 read: every change to an account drops the copies of
+ * its sessions (`forgetUser`, called by the change), and a copy older than USER_MAX_AGE_MS is read
+ * again anyway, which bounds staleness if a change ever misses a session (one that logged in
+ * while the change was being made).
+ */
+export type UserSnapshot = Omit<UserRecord, "passwordHash">;
+export const USER_MAX_AGE_MS = 60_000;
+
+/** The D1 device index gets last-seen and expiry from a refresh at most this often. */
+export const INDEX_EVERY_MS = 60_000;
 
 /** Whether an access token is still live at `nowMs`. */
 const live = (j: LiveJti, nowMs: number) => j.exp * 1000 > nowMs;
@@ -38,6 +53,11 @@ export interface SessionState {
   pushTokenUpdatedAt: number | null;
   /** Access tokens minted for this session that have not expired yet. */
   jtis: LiveJti[];
+  /** The account, as read at `userAt` (ms); absent once a change to it dropped the copy. */
+  user?: UserSnapshot;
+  userAt?: number;
+  /** When the D1 device index last got this session's last-seen and expiry (ms). */
+  indexedAt?: number;
 }
 
 export interface DeviceView {
@@ -60,13 +80,25 @@ export interface StartInput {
   now: number;
   refreshTtlMs: number;
   access: LiveJti;
+  /** The account as the login read it. */
+  user: UserSnapshot;
 }
 
 export type RefreshResult =
-  | { ok: true; refreshToken: string; device: DeviceView; rotated: boolean }
+  | {
+      ok: true;
+      refreshToken: string;
+      device: DeviceView;
+      rotated: boolean;
+      user: UserSnapshot;
+      /** The D1 device index should get `device`'s last-seen and expiry (see INDEX_EVERY_MS). */
+      reindex: boolean;
+    }
   | {
       ok: false;
       code: "session_revoked" | "refresh_token_reused" | "invalid_token" | "token_expired";
+      /** This call ended the session (the caller drops its index row). */
+      ended?: true;
       revoked: LiveJti[];
     };
 
@@ -136,6 +168,12 @@ function macFor(s: SessionState, counter: number): Promise<Uint8Array<ArrayBuffe
   return hmacSha256(key, `${s.sid}.${counter}`);
 }
 
+/** The account without its password hash. */
+export function userSnapshot(u: UserSnapshot & { passwordHash?: unknown }): UserSnapshot {
+  const { passwordHash: _, ...rest } = u;
+  return rest;
+}
+
 function view(s: SessionState): DeviceView {
   return {
     deviceId: s.deviceId,
@@ -194,6 +232,9 @@ export class DeviceSession extends DurableObject<Env> {
         pushToken: input.pushToken ?? null,
         pushTokenUpdatedAt: input.pushToken ? input.now : null,
         jtis: [input.access],
+        user: input.user,
+        userAt: input.now,
+        indexedAt: input.now,
       };
       await this.write(s);
       return { refreshToken: await mintRefreshToken(s, 0), device: view(s), replaced };
@@ -225,7 +266,14 @@ export class DeviceSession extends DurableObject<Env> {
       if (input.now >= s.expiresAt) {
         const ended = this.endResult(s, input.now);
         await this.wipe();
-        return { ok: false, code: "token_expired", revoked: ended.revoked };
+        return { ok: false, code: "token_expired", ended: true, revoked: ended.revoked };
+      }
+      const user = await this.currentUser(s, input.now);
+      if (user?.status !== "active") {
+        // The account is gone or locked: the session cannot continue.
+        const ended = this.endResult(s, input.now);
+        await this.wipe();
+        return { ok: false, code: "session_revoked", ended: true, revoked: ended.revoked };
       }
       const inGrace = (s.spent ?? []).filter((x) => input.now - x.at < REFRESH_GRACE_MS);
       let rotated = false;
@@ -242,12 +290,21 @@ export class DeviceSession extends DurableObject<Env> {
         // Rotated away more than 10 s ago: someone else holds (or held) this session's tokens.
         const ended = this.endResult(s, input.now);
         await this.wipe();
-        return { ok: false, code: "refresh_token_reused", revoked: ended.revoked };
+        return { ok: false, code: "refresh_token_reused", ended: true, revoked: ended.revoked };
       }
       s.lastSeenAt = input.now;
       s.jtis = [...s.jtis.filter((j) => live(j, input.now)), input.access];
+      const reindex = input.now - (s.indexedAt ?? 0) >= INDEX_EVERY_MS;
+      if (reindex) s.indexedAt = input.now;
       await this.write(s);
-      return { ok: true, refreshToken: await mintRefreshToken(s, s.counter), device: view(s), rotated };
+      return {
+        ok: true,
+        refreshToken: await mintRefreshToken(s, s.counter),
+        device: view(s),
+        rotated,
+        user,
+        reindex,
+      };
     });
   }
 
@@ -287,8 +344,20 @@ export class DeviceSession extends DurableObject<Env> {
         s.pushTokenUpdatedAt = input.now;
       }
       if (input.description !== undefined) s.description = input.description;
+      s.indexedAt = input.now;
       await this.write(s);
       return view(s);
+    });
+  }
+
+  /** The account changed: the next refresh reads it from D1 again. */
+  forgetUser(): Promise<void> {
+    return this.serial(async () => {
+      const s = this.read();
+      if (!s?.user) return;
+      delete s.user;
+      delete s.userAt;
+      this.ctx.storage.kv.put(KEY, s);
     });
   }
 
@@ -308,6 +377,16 @@ export class DeviceSession extends DurableObject<Env> {
       return;
     }
     await this.ctx.storage.deleteAll();
+  }
+
+  /** The account: the kept copy while it is younger than USER_MAX_AGE_MS, else read from D1 (and kept). */
+  private async currentUser(s: SessionState, now: number): Promise<UserSnapshot | null> {
+    if (s.user && s.userAt !== undefined && now >= s.userAt && now - s.userAt < USER_MAX_AGE_MS) return s.user;
+    const found = await findUserById(getDb(this.env.DB), s.realm, s.userId);
+    if (!found) return null;
+    s.user = userSnapshot(found);
+    s.userAt = now;
+    return s.user;
   }
 
   private endResult(s: SessionState, now: number): EndResult {
