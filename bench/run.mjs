@@ -397,6 +397,12 @@ if (process.env.BENCH_MAIN_ONLY) {
   console.log(
     `verify/hello ${r("verify", "hello")} (floor ${r("rpc_floor", "hello")})  me/d1 ${r("me", "d1")}  refresh/do ${r("refresh", "do")}`,
   );
+  if (only?.includes("login")) {
+    const l = await loginSequential(LOGINS);
+    console.log(
+      `login    p50 ${l.p50_ms.toFixed(2)} ms  p99 ${l.p99_ms.toFixed(2)} ms  hash ${l.hash_ms.toFixed(2)} ms  overhead ${l.overhead_ms.toFixed(2)} ms`,
+    );
+  }
   await mf.dispose();
   process.exit(0);
 }

@@ -5,6 +5,7 @@ import { ApiError } from "../errors";
 import {
   type DeviceView,
   type LiveJti,
+  newDevice,
   parseRefreshToken,
   type RefreshResult,
   type UserSnapshot,
@@ -104,7 +105,8 @@ function tokenPair(deps: Deps, user: UserSnapshot, deviceId: string, accessToken
 
 /**
  * Logs a device in after a credential check: starts (or replaces) its session and returns a
- * TokenPair whose access token is fresh.
+ * TokenPair whose access token is fresh. The session id is drawn here, so the object, the D1
+ * index and the signature are all under way at once.
  */
 export async function startSession(
   deps: Deps,
@@ -113,28 +115,29 @@ export async function startSession(
   opts: { description?: string | null; pushToken?: string | null } = {},
 ) {
   const access = newAccess(deps);
-  const stub = sessionStub(deps, user.realm, user.id, deviceId);
-  const started = await stub.start({
-    realm: user.realm,
-    userId: user.id,
+  const device = newDevice({
     deviceId,
     description: opts.description ?? null,
     pushToken: opts.pushToken ?? null,
     now: deps.now,
     refreshTtlMs: deps.config.REFRESH_TTL_SECONDS * 1000,
-    access: { jti: access.jti, exp: access.exp },
-    user: userSnapshot(user),
   });
-  const device = started.device;
-  // Signing needs only the session id: it runs while D1 and KV are written.
-  const [accessToken] = await Promise.all([
+  const [started, accessToken] = await Promise.all([
+    sessionStub(deps, user.realm, user.id, deviceId).start({
+      realm: user.realm,
+      userId: user.id,
+      device,
+      access: { jti: access.jti, exp: access.exp },
+      user: userSnapshot(user),
+    }),
     signAccess(deps, user, deviceId, device.sid, access, true),
-    blacklist(deps, started.replaced.revoked),
     deps.db
       .insert(devices)
       .values({ ...indexRow(device), userId: user.id, realm: user.realm })
       .onConflictDoUpdate({ target: [devices.userId, devices.deviceId], set: indexRow(device) }),
   ]);
+  // A session this login replaced: its access tokens stop working now.
+  if (started.replaced.revoked.length) await blacklist(deps, started.replaced.revoked);
   return tokenPair(deps, user, deviceId, accessToken, started.refreshToken);
 }
 

@@ -74,14 +74,31 @@ export interface DeviceView {
 export interface StartInput {
   realm: string;
   userId: string;
-  deviceId: string;
-  description: string | null;
-  pushToken?: string | null;
-  now: number;
-  refreshTtlMs: number;
+  /** The new session as newDevice() made it (the worker writes the same to the D1 index meanwhile). */
+  device: DeviceView;
   access: LiveJti;
   /** The account as the login read it. */
   user: UserSnapshot;
+}
+
+/** A new session of a device, starting at `now`, with a new session id. */
+export function newDevice(input: {
+  deviceId: string;
+  description: string | null;
+  pushToken: string | null;
+  now: number;
+  refreshTtlMs: number;
+}): DeviceView {
+  return {
+    deviceId: input.deviceId,
+    sid: randomString(24),
+    description: input.description,
+    createdAt: input.now,
+    lastSeenAt: input.now,
+    pushToken: input.pushToken,
+    pushTokenUpdatedAt: input.pushToken ? input.now : null,
+    expiresAt: input.now + input.refreshTtlMs,
+  };
 }
 
 export type RefreshResult =
@@ -212,32 +229,26 @@ export class DeviceSession extends DurableObject<Env> {
   }
 
   /** Starts (or replaces) the session of this device; returns the first refresh token. */
-  start(input: StartInput): Promise<{ refreshToken: string; device: DeviceView; replaced: EndResult }> {
+  start(input: StartInput): Promise<{ refreshToken: string; replaced: EndResult }> {
     return this.serial(async () => {
+      const d = input.device;
       const old = this.read();
-      const replaced = old ? this.endResult(old, input.now) : { ended: false, sid: null, revoked: [] };
+      const replaced = old ? this.endResult(old, d.createdAt) : { ended: false, sid: null, revoked: [] };
       const s: SessionState = {
+        ...d,
         realm: input.realm,
         userId: input.userId,
-        deviceId: input.deviceId,
-        sid: randomString(24),
         secret: newSecret(32),
         counter: 0,
-        rotatedAt: input.now,
+        rotatedAt: d.createdAt,
         spent: [],
-        createdAt: input.now,
-        lastSeenAt: input.now,
-        expiresAt: input.now + input.refreshTtlMs,
-        description: input.description,
-        pushToken: input.pushToken ?? null,
-        pushTokenUpdatedAt: input.pushToken ? input.now : null,
         jtis: [input.access],
         user: input.user,
-        userAt: input.now,
-        indexedAt: input.now,
+        userAt: d.createdAt,
+        indexedAt: d.createdAt,
       };
       await this.write(s);
-      return { refreshToken: await mintRefreshToken(s, 0), device: view(s), replaced };
+      return { refreshToken: await mintRefreshToken(s, 0), replaced };
     });
   }
 
