@@ -209,11 +209,19 @@ export async function endSession(deps: Deps, realm: string, userId: string, devi
 
 /**
  * After a change to an account: every session of it drops its copy of the account, so the next
- * refresh puts the new email, name or roles into its tokens.
+ * refresh puts the new email, name or roles into its tokens. The change is already written, so a
+ * session that cannot be reached does not fail the request: it is logged, and that session's copy
+ * is read again within USER_MAX_AGE_MS anyway.
  */
 export async function accountChanged(deps: Deps, realm: string, userId: string): Promise<void> {
   const rows = await deps.db.select({ deviceId: devices.deviceId }).from(devices).where(eq(devices.userId, userId));
-  await Promise.all(rows.map((r) => sessionStub(deps, realm, userId, r.deviceId).forgetUser()));
+  const results = await Promise.allSettled(rows.map((r) => sessionStub(deps, realm, userId, r.deviceId).forgetUser()));
+  const failed = results.filter((r) => r.status === "rejected").length;
+  if (failed) {
+    console.error(
+      JSON.stringify({ level: "error", event: "account_copy_not_dropped", realm, user_id: userId, failed }),
+    );
+  }
 }
 
 /** Ends every session of a user, except `keepDeviceId` when given. */
