@@ -59,10 +59,25 @@ describe("admins and roles", () => {
       body: { roles: ["support", "user"] },
     });
     expect(promoted.status).toBe(200);
+    const promotedPairs = [];
     for (const b of rotated) {
       const next = await refresh(b.refresh_token);
       expect(claimsOf(next.access_token).roles).toEqual(["support", "user"]);
       expect(next.user.roles).toEqual(["support", "user"]);
+      promotedPairs.push(next);
+    }
+
+    // Taking a role away, and an admin's edit of the profile, reach the next refresh just as fast.
+    const demoted = await api("PUT", r.p(`/v1/users/${other.id}/roles`), { token: r.token, body: { roles: ["user"] } });
+    expect(demoted.status).toBe(200);
+    const renamed = await api("PATCH", r.p(`/v1/users/${other.id}`), {
+      token: r.token,
+      body: { full_name: "By Admin" },
+    });
+    expect(renamed.status).toBe(200);
+    for (const b of promotedPairs) {
+      const next = await refresh(b.refresh_token);
+      expect(claimsOf(next.access_token)).toMatchObject({ roles: ["user"], name: "By Admin" });
     }
   });
 

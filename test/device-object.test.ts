@@ -65,6 +65,17 @@ describe("DeviceSession storage", () => {
     expect(Buffer.from(session!.secret, "base64url").byteLength).toBe(32);
   });
 
+  it("keeps the account as its first refresh read it, without the password hash", async () => {
+    const { user, pair, stub } = await loggedIn();
+    // The login's own read of the account is not kept: the first refresh reads D1.
+    expect((await stored(stub)).session).not.toHaveProperty("user");
+    await refresh(pair.refresh_token);
+    const { session } = await stored(stub);
+    expect(session?.user).toMatchObject({ id: user.id, email: user.email, roles: user.roles, status: "active" });
+    expect(session?.user).not.toHaveProperty("passwordHash");
+    expect(JSON.stringify(session)).not.toContain("pbkdf2");
+  });
+
   it("keeps the jtis of live access tokens and drops expired ones", async () => {
     const clock = frozenClock();
     const { pair, stub } = await loggedIn();

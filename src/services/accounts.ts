@@ -13,7 +13,7 @@ import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
 import { deliveryAvailable, notify } from "./notifier";
 import { provePhone } from "./otp";
-import { accountChanged, endAllSessions, sessionStub } from "./sessions";
+import { accountChanged, endAllSessions } from "./sessions";
 import { requireUser } from "./users";
 
 /** Reset codes: 8 digits, valid 15 minutes (api.md §4). */
@@ -150,9 +150,9 @@ export async function changePassword(
       .where(eq(users.id, user.id)),
     deleteCodes(deps.db, claims.realm, [user.id], "reset"),
   ]);
-  // Every other session ends; this one keeps going with the account's new updated_at.
+  // Every other session ends; this one keeps going, with the account's new updated_at.
   await endAllSessions(deps, claims.realm, user.id, claims.did);
-  await sessionStub(deps, claims.realm, user.id, claims.did).forgetUser();
+  await accountChanged(deps, claims.realm, user.id, [claims.did]);
   return { firstPassword: !user.passwordHash };
 }
 

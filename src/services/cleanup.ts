@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import type { Config } from "../config";
 import type { Db } from "../storage/db";
+import { INDEX_EVERY_MS } from "../storage/device-session";
 
 /** Rows removed per table per run: a run stays short, and a backlog drains over a few runs. */
 export const CLEANUP_BATCH = 500;
@@ -34,7 +35,9 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
   const [codes, authorityTokens, devices, auditEvents, loginThrottle] = await Promise.all([
     purge("verification_codes", sql`expires_at <= ${nowIso}`),
     purge("authority_tokens", sql`expires_at <= ${nowIso}`),
-    purge("devices", sql`expires_at <= ${nowIso}`),
+    // With a margin: a refresh moves the row's expiry at most every INDEX_EVERY_MS, so a live
+    // session's row may say it expired up to that long ago (twice, if one index write failed).
+    purge("devices", sql`expires_at <= ${new Date(now - 2 * INDEX_EVERY_MS).toISOString()}`),
     purge("audit_events", sql`at < ${auditBefore}`),
     purge("login_throttle", sql`updated_at < ${idleBefore} AND (locked_until IS NULL OR locked_until <= ${nowIso})`),
   ]);

@@ -9,7 +9,6 @@ import {
   parseRefreshToken,
   type RefreshResult,
   type UserSnapshot,
-  userSnapshot,
 } from "../storage/device-session";
 import { deviceSessionName, kvKeys, kvTtl } from "../storage/keys";
 import { devices } from "../storage/schema";
@@ -34,6 +33,7 @@ export function sessionStub(deps: Deps, realm: string, userId: string, deviceId:
 
 /** Puts access tokens on the KV blacklist until each would have expired. */
 export async function blacklist(deps: Deps, jtis: LiveJti[]): Promise<void> {
+  if (!jtis.length) return;
   const nowSec = Math.floor(deps.now / 1000);
   // This isolate's "not revoked" answers for these tokens go, before and after the writes.
   forgetNotRevoked(jtis.map((j) => j.jti));
@@ -105,8 +105,8 @@ function tokenPair(deps: Deps, user: UserSnapshot, deviceId: string, accessToken
 
 /**
  * Logs a device in after a credential check: starts (or replaces) its session and returns a
- * TokenPair whose access token is fresh. The session id is drawn here, so the object, the D1
- * index and the signature are all under way at once.
+ * TokenPair whose access token is fresh. The session id is drawn here, so the token is signed
+ * while the object starts and the index is written.
  */
 export async function startSession(
   deps: Deps,
@@ -122,23 +122,25 @@ export async function startSession(
     now: deps.now,
     refreshTtlMs: deps.config.REFRESH_TTL_SECONDS * 1000,
   });
-  const [started, accessToken] = await Promise.all([
-    sessionStub(deps, user.realm, user.id, deviceId).start({
-      realm: user.realm,
-      userId: user.id,
-      device,
-      access: { jti: access.jti, exp: access.exp },
-      user: userSnapshot(user),
-    }),
+  const started = sessionStub(deps, user.realm, user.id, deviceId)
+    .start({ realm: user.realm, userId: user.id, device, access: { jti: access.jti, exp: access.exp } })
+    .then(async (r) => {
+      // The session this login replaced: its access tokens stop working now, whatever follows.
+      // Then the index row: it always names a session that was started.
+      await Promise.all([
+        blacklist(deps, r.replaced.revoked),
+        deps.db
+          .insert(devices)
+          .values({ ...indexRow(device), userId: user.id, realm: user.realm })
+          .onConflictDoUpdate({ target: [devices.userId, devices.deviceId], set: indexRow(device) }),
+      ]);
+      return r;
+    });
+  const [{ refreshToken }, accessToken] = await Promise.all([
+    started,
     signAccess(deps, user, deviceId, device.sid, access, true),
-    deps.db
-      .insert(devices)
-      .values({ ...indexRow(device), userId: user.id, realm: user.realm })
-      .onConflictDoUpdate({ target: [devices.userId, devices.deviceId], set: indexRow(device) }),
   ]);
-  // A session this login replaced: its access tokens stop working now.
-  if (started.replaced.revoked.length) await blacklist(deps, started.replaced.revoked);
-  return tokenPair(deps, user, deviceId, accessToken, started.refreshToken);
+  return tokenPair(deps, user, deviceId, accessToken, refreshToken);
 }
 
 function indexRow(d: DeviceView) {
@@ -182,11 +184,13 @@ export async function refreshSession(deps: Deps, realm: string, refreshToken: st
   }
   const accessToken = await signAccess(deps, result.user, loc.deviceId, result.device.sid, access, false);
   if (result.reindex) {
+    // An upsert: the row comes back if it was lost (a failed login write, or purged as expired).
+    const row = indexRow(result.device);
     deps.defer(
       deps.db
-        .update(devices)
-        .set({ lastSeenAt: iso(result.device.lastSeenAt), expiresAt: iso(result.device.expiresAt) })
-        .where(and(eq(devices.userId, loc.userId), eq(devices.deviceId, loc.deviceId))),
+        .insert(devices)
+        .values({ ...row, userId: loc.userId, realm })
+        .onConflictDoUpdate({ target: [devices.userId, devices.deviceId], set: row }),
     );
   }
   return tokenPair(deps, result.user, loc.deviceId, accessToken, result.refreshToken);
@@ -207,29 +211,35 @@ export async function endSession(deps: Deps, realm: string, userId: string, devi
   return ended.ended;
 }
 
-/**
- * After a change to an account: every session of it drops its copy of the account, so the next
- * refresh puts the new email, name or roles into its tokens. The change is already written, so a
- * session that cannot be reached does not fail the request: it is logged, and that session's copy
- * is read again within USER_MAX_AGE_MS anyway.
- */
-export async function accountChanged(deps: Deps, realm: string, userId: string): Promise<void> {
+/** The device ids of a user's sessions, as the D1 index lists them. */
+async function sessionsOf(deps: Deps, userId: string): Promise<string[]> {
   const rows = await deps.db.select({ deviceId: devices.deviceId }).from(devices).where(eq(devices.userId, userId));
-  const results = await Promise.allSettled(rows.map((r) => sessionStub(deps, realm, userId, r.deviceId).forgetUser()));
-  const failed = results.filter((r) => r.status === "rejected").length;
-  if (failed) {
+  return rows.map((r) => r.deviceId);
+}
+
+/**
+ * After a change to an account: its sessions (all, or those of `deviceIds`) drop their copy of the
+ * account, so the next refresh puts the new email, name or roles into its tokens. The change is
+ * already written, so a failure here does not fail the request: it is logged, and the copies are
+ * read again within USER_MAX_AGE_MS anyway.
+ */
+export async function accountChanged(deps: Deps, realm: string, userId: string, deviceIds?: string[]): Promise<void> {
+  try {
+    const ids = deviceIds ?? (await sessionsOf(deps, userId));
+    const results = await Promise.allSettled(ids.map((d) => sessionStub(deps, realm, userId, d).forgetUser()));
+    const failed = results.filter((r) => r.status === "rejected").length;
+    if (failed) throw new Error(`${failed} of ${ids.length} sessions unreachable`);
+  } catch (e) {
     console.error(
-      JSON.stringify({ level: "error", event: "account_copy_not_dropped", realm, user_id: userId, failed }),
+      JSON.stringify({ level: "error", event: "account_copy_not_dropped", realm, user_id: userId, error: String(e) }),
     );
   }
 }
 
 /** Ends every session of a user, except `keepDeviceId` when given. */
 export async function endAllSessions(deps: Deps, realm: string, userId: string, keepDeviceId?: string) {
-  const rows = await deps.db.select({ deviceId: devices.deviceId }).from(devices).where(eq(devices.userId, userId));
-  await Promise.all(
-    rows.filter((r) => r.deviceId !== keepDeviceId).map((r) => endSession(deps, realm, userId, r.deviceId)),
-  );
+  const ids = await sessionsOf(deps, userId);
+  await Promise.all(ids.filter((d) => d !== keepDeviceId).map((d) => endSession(deps, realm, userId, d)));
 }
 
 /** The user's devices, newest first. */

@@ -16,10 +16,12 @@ export interface LiveJti {
 
 /**
  * The account as refresh puts it into tokens and the TokenPair (no password hash). The object
- * keeps a copy so that a refresh needs no D1 read: every change to an account drops the copies of
- * its sessions (`forgetUser`, called by the change), and a copy older than USER_MAX_AGE_MS is read
- * again anyway, which bounds staleness if a change ever misses a session (one that logged in
- * while the change was being made).
+ * keeps a copy, read from D1 by its own first refresh (not taken from the login, which may have
+ * read the account before a change that did not reach this new session yet), so that refreshes
+ * within a minute of that read need no D1 read. Every change to an account drops the copies of
+ * its sessions (`forgetUser`, called by the change; a refresh that is reading D1 holds the object,
+ * so the drop comes after it), and a copy older than USER_MAX_AGE_MS is read again anyway, which
+ * bounds staleness if a drop ever fails or D1 is written behind the API's back.
  */
 export type UserSnapshot = Omit<UserRecord, "passwordHash">;
 export const USER_MAX_AGE_MS = 60_000;
@@ -77,8 +79,6 @@ export interface StartInput {
   /** The new session as newDevice() made it (the worker writes the same to the D1 index meanwhile). */
   device: DeviceView;
   access: LiveJti;
-  /** The account as the login read it. */
-  user: UserSnapshot;
 }
 
 /** A new session of a device, starting at `now`, with a new session id. */
@@ -243,8 +243,6 @@ export class DeviceSession extends DurableObject<Env> {
         rotatedAt: d.createdAt,
         spent: [],
         jtis: [input.access],
-        user: input.user,
-        userAt: d.createdAt,
         indexedAt: d.createdAt,
       };
       await this.write(s);
