@@ -157,8 +157,9 @@ function indexRow(d: DeviceView) {
 }
 
 /**
- * Rotates a refresh token (api.md §3). The Durable Object of the device decides, and holds the
- * account's claims (see UserSnapshot), so the usual refresh touches neither D1 nor KV.
+ * Rotates a refresh token (api.md §3). The Durable Object of the device decides, and keeps a copy
+ * of the account (see UserSnapshot): a refresh within a minute of the object's last read of the
+ * account touches neither D1 nor KV.
  */
 export async function refreshSession(deps: Deps, realm: string, refreshToken: string) {
   const loc = parseRefreshToken(refreshToken);

@@ -76,7 +76,7 @@ export interface DeviceView {
 export interface StartInput {
   realm: string;
   userId: string;
-  /** The new session as newDevice() made it (the worker writes the same to the D1 index meanwhile). */
+  /** The new session as newDevice() made it (the worker writes the same to the D1 index after this call). */
   device: DeviceView;
   access: LiveJti;
 }
@@ -186,7 +186,7 @@ function macFor(s: SessionState, counter: number): Promise<Uint8Array<ArrayBuffe
 }
 
 /** The account without its password hash. */
-export function userSnapshot(u: UserSnapshot & { passwordHash?: unknown }): UserSnapshot {
+function userSnapshot(u: UserSnapshot & { passwordHash?: unknown }): UserSnapshot {
   const { passwordHash: _, ...rest } = u;
   return rest;
 }
