@@ -4,11 +4,16 @@ import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { b64url, fromB64url } from "../src/crypto/encoding";
+import { ApiError } from "../src/errors";
+import { makeDeps } from "../src/services/deps";
+import { startSession } from "../src/services/sessions";
 import { INDEX_EVERY_MS, USER_MAX_AGE_MS } from "../src/storage/device-session";
+import { findUserById } from "../src/storage/users";
 import { api, claimsOf, deviceId, login, newSession, PASSWORD, signUp, uniqueEmail, waitFor } from "./helpers";
 import {
   codeOf,
   DAY,
+  deviceStub,
   frozenClock,
   listDevices,
   MINUTE,
@@ -442,6 +447,55 @@ describe("the account kept by the session (refresh without D1)", () => {
     const out = await api("POST", "/v1/logout", { token: other.access_token, body: { all: true } });
     expect(out.status).toBe(204);
     expect401(await refresh(rotated.body.refresh_token), "session_revoked", false);
+  });
+});
+
+describe("a login racing a password change or a deactivation", () => {
+  // The race itself cannot be timed through HTTP; these call startSession as the login route
+  // does, with the account as its credential check read it, after the change has landed.
+  async function staleLogin(change: (user: { id: string; token: string }) => Promise<unknown>) {
+    const { user, pair } = await newSession();
+    const deps = await makeDeps(env, Date.now(), () => {});
+    const asRead = await findUserById(deps.db, "default", user.id);
+    if (!asRead) throw new Error("no user");
+    await change({ id: user.id, token: pair.access_token });
+    const device = deviceId("racing");
+    const outcome = await startSession(deps, asRead, device).then(
+      () => "started",
+      (e: unknown) => (e instanceof ApiError ? e.code : String(e)),
+    );
+    const rows = await env.DB.prepare("SELECT count(*) AS n FROM devices WHERE user_id = ? AND device_id = ?")
+      .bind(user.id, device)
+      .first<{ n: number }>();
+    return { device, outcome, indexed: rows?.n, session: await deviceStub(user.id, device).get() };
+  }
+
+  it("a password changed after the check: no session, 401 invalid_credentials", async () => {
+    const result = await staleLogin(({ token }) =>
+      api("PUT", "/v1/users/me/password", {
+        token,
+        body: {
+          password: "a changed password",
+          password_confirmation: "a changed password",
+          current_password: PASSWORD,
+        },
+      }).then((r) => expect(r.status).toBe(204)),
+    );
+    expect(result).toMatchObject({ outcome: "invalid_credentials", indexed: 0, session: null });
+  });
+
+  it("an account disabled after the check: no session, 403 account_disabled", async () => {
+    const result = await staleLogin(({ id }) =>
+      env.DB.prepare("UPDATE users SET status = 'disabled' WHERE id = ?").bind(id).run(),
+    );
+    expect(result).toMatchObject({ outcome: "account_disabled", indexed: 0, session: null });
+  });
+
+  it("an account unchanged since the check (a profile edit is not a credential): the session starts", async () => {
+    const result = await staleLogin(({ token }) =>
+      api("PATCH", "/v1/users/me", { token, body: { full_name: "Edited" } }).then((r) => expect(r.status).toBe(200)),
+    );
+    expect(result).toMatchObject({ outcome: "started", indexed: 1, session: { deviceId: result.device } });
   });
 });
 

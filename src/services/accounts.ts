@@ -146,7 +146,7 @@ export async function changePassword(
   await deps.db.batch([
     deps.db
       .update(users)
-      .set({ passwordHash, updatedAt: iso(deps.now) })
+      .set({ passwordHash, updatedAt: iso(deps.now), passwordChangedAt: iso(deps.now) })
       .where(eq(users.id, user.id)),
     deleteCodes(deps.db, claims.realm, [user.id], "reset"),
   ]);
@@ -283,7 +283,7 @@ export async function completeReset(
   const passwordHash = await hashPassword(input.password, deps.config.PASSWORD_PEPPER);
   await deps.db
     .update(users)
-    .set({ passwordHash, updatedAt: iso(deps.now) })
+    .set({ passwordHash, updatedAt: iso(deps.now), passwordChangedAt: iso(deps.now) })
     .where(eq(users.id, user.id));
   // The owner proved control of the email: lift any login lock along with the old password.
   await Promise.all([endAllSessions(deps, realm, user.id), clearLoginFailures(deps.db, realm, input.email)]);

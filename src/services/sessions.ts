@@ -1,4 +1,4 @@
-import { and, eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import { type AccessClaims, type PublicClaims, signToken } from "../crypto/jwt";
 import { newDeviceId, randomString } from "../crypto/random";
 import { ApiError } from "../errors";
@@ -12,6 +12,7 @@ import {
 } from "../storage/device-session";
 import { deviceSessionName, kvKeys, kvTtl } from "../storage/keys";
 import { devices } from "../storage/schema";
+import { findUserById } from "../storage/users";
 import type { Deps } from "./deps";
 import { forgetNotRevoked } from "./revocation-cache";
 import { toUser } from "./users";
@@ -107,6 +108,12 @@ function tokenPair(deps: Deps, user: UserSnapshot, deviceId: string, accessToken
  * Logs a device in after a credential check: starts (or replaces) its session and returns a
  * TokenPair whose access token is fresh. The session id is drawn here, so the token is signed
  * while the object starts and the index is written.
+ *
+ * `user` is the account as the credential check read it. The index row is written only while the
+ * account is still active and its password unchanged since then (one conditional statement): a
+ * password change, reset or deactivation writes the account first and then ends the sessions the
+ * index lists, so a login racing it either has its row listed and ended, or finds the account
+ * changed and ends its own session (401 invalid_credentials, or 403 account_disabled).
  */
 export async function startSession(
   deps: Deps,
@@ -122,25 +129,42 @@ export async function startSession(
     now: deps.now,
     refreshTtlMs: deps.config.REFRESH_TTL_SECONDS * 1000,
   });
-  const started = sessionStub(deps, user.realm, user.id, deviceId)
+  const stub = sessionStub(deps, user.realm, user.id, deviceId);
+  const started = stub
     .start({ realm: user.realm, userId: user.id, device, access: { jti: access.jti, exp: access.exp } })
     .then(async (r) => {
       // The session this login replaced: its access tokens stop working now, whatever follows.
       // Then the index row: it always names a session that was started.
-      await Promise.all([
+      const [, indexed] = await Promise.all([
         blacklist(deps, r.replaced.revoked),
-        deps.db
-          .insert(devices)
-          .values({ ...indexRow(device), userId: user.id, realm: user.realm })
-          .onConflictDoUpdate({ target: [devices.userId, devices.deviceId], set: indexRow(device) }),
+        indexIfUnchanged(deps, user, device),
       ]);
-      return r;
+      return { ...r, indexed };
     });
-  const [{ refreshToken }, accessToken] = await Promise.all([
+  const [{ refreshToken, indexed }, accessToken] = await Promise.all([
     started,
     signAccess(deps, user, deviceId, device.sid, access, true),
   ]);
+  if (!indexed) {
+    const ended = await stub.end({ now: deps.now, sid: device.sid });
+    await blacklist(deps, ended.revoked);
+    const now = await findUserById(deps.db, user.realm, user.id);
+    throw new ApiError(now && now.status !== "active" ? `account_${now.status}` : "invalid_credentials");
+  }
   return tokenPair(deps, user, deviceId, accessToken, refreshToken);
+}
+
+/** Writes the device's index row if the account is still active with the password `user` was read with. */
+async function indexIfUnchanged(deps: Deps, user: UserSnapshot, d: DeviceView): Promise<boolean> {
+  const row = indexRow(d);
+  const res = await deps.db.run(sql`
+    INSERT INTO devices (user_id, device_id, realm, session_id, description, push_token, push_token_updated_at, created_at, last_seen_at, expires_at)
+    SELECT ${user.id}, ${row.deviceId}, ${user.realm}, ${row.sessionId}, ${row.description}, ${row.pushToken}, ${row.pushTokenUpdatedAt}, ${row.createdAt}, ${row.lastSeenAt}, ${row.expiresAt}
+    WHERE EXISTS (SELECT 1 FROM users WHERE id = ${user.id} AND status = 'active' AND password_changed_at IS ${user.passwordChangedAt})
+    ON CONFLICT (user_id, device_id) DO UPDATE SET session_id = excluded.session_id, description = excluded.description,
+      push_token = excluded.push_token, push_token_updated_at = excluded.push_token_updated_at,
+      created_at = excluded.created_at, last_seen_at = excluded.last_seen_at, expires_at = excluded.expires_at`);
+  return ((res as unknown as { meta?: { changes?: number } }).meta?.changes ?? 0) > 0;
 }
 
 function indexRow(d: DeviceView) {

@@ -39,6 +39,8 @@ export const users = sqliteTable(
     profile: text("profile", { mode: "json" }).$type<Record<string, unknown>>().notNull().default(sql`'{}'`),
     createdAt: text("created_at").notNull(),
     updatedAt: text("updated_at").notNull(),
+    /** When a password change or reset last ended the account's sessions; a login that read an older value starts none. */
+    passwordChangedAt: text("password_changed_at"),
   },
   (t) => [
     uniqueIndex("users_realm_email").on(t.realm, t.email),

@@ -103,7 +103,7 @@ export const findUserByPhone = (db: Db, realm: string, phone: string) =>
     },
   );
 
-/** A new user row with the defaults every source shares (id, timestamps, no image, empty profile). */
+/** A new user row with the defaults every source shares (id, timestamps, no image, empty profile, no password change yet). */
 export function newUserRow(
   now: number,
   fields: Pick<
@@ -113,7 +113,15 @@ export function newUserRow(
     Partial<Pick<UserRow, "profile">>,
 ): UserRow {
   const at = new Date(now).toISOString();
-  return { id: newId(now), imageUrl: null, profile: {}, createdAt: at, updatedAt: at, ...fields };
+  return {
+    id: newId(now),
+    imageUrl: null,
+    profile: {},
+    createdAt: at,
+    updatedAt: at,
+    passwordChangedAt: null,
+    ...fields,
+  };
 }
 
 /** Inserts a user and their first email in one batch (D1 has no transactions; a batch is atomic). */
@@ -142,4 +150,5 @@ export const userColumns = {
   profile: users.profile,
   createdAt: users.createdAt,
   updatedAt: users.updatedAt,
+  passwordChangedAt: users.passwordChangedAt,
 };
