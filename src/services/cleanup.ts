@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import type { Config } from "../config";
-import type { Db } from "../storage/db";
+import { changedRows, type Db } from "../storage/db";
 import { INDEX_EVERY_MS } from "../storage/device-session";
 
 /** Rows removed per table per run: a run stays short, and a backlog drains over a few runs. */
@@ -30,7 +30,7 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
     const res = await db.run(
       sql`DELETE FROM ${sql.identifier(table)} WHERE rowid IN (SELECT rowid FROM ${sql.identifier(table)} WHERE ${where} LIMIT ${batch})`,
     );
-    return (res as unknown as { meta?: { changes?: number } }).meta?.changes ?? 0;
+    return changedRows(res);
   };
   const [codes, authorityTokens, devices, auditEvents, loginThrottle] = await Promise.all([
     purge("verification_codes", sql`expires_at <= ${nowIso}`),

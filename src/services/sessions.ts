@@ -2,6 +2,7 @@ import { and, eq, sql } from "drizzle-orm";
 import { type AccessClaims, type PublicClaims, signToken } from "../crypto/jwt";
 import { newDeviceId, randomString } from "../crypto/random";
 import { ApiError } from "../errors";
+import { changedRows } from "../storage/db";
 import {
   type DeviceView,
   type LiveJti,
@@ -164,7 +165,7 @@ async function indexIfUnchanged(deps: Deps, user: UserSnapshot, d: DeviceView): 
     ON CONFLICT (user_id, device_id) DO UPDATE SET session_id = excluded.session_id, description = excluded.description,
       push_token = excluded.push_token, push_token_updated_at = excluded.push_token_updated_at,
       created_at = excluded.created_at, last_seen_at = excluded.last_seen_at, expires_at = excluded.expires_at`);
-  return ((res as unknown as { meta?: { changes?: number } }).meta?.changes ?? 0) > 0;
+  return changedRows(res) > 0;
 }
 
 function indexRow(d: DeviceView) {

@@ -19,6 +19,10 @@ export function getDb(d1: D1Database | D1DatabaseSession): Db {
   return db;
 }
 
+/** How many rows a D1 write (drizzle's `db.run`) changed. */
+export const changedRows = (res: unknown): number =>
+  (res as { meta?: { changes?: number } } | null)?.meta?.changes ?? 0;
+
 /** True when a D1 error is a UNIQUE or PRIMARY KEY violation (a lost race with another writer). */
 export function isUniqueViolation(e: unknown): boolean {
   const text = String((e as { message?: string })?.message ?? e) + String((e as { cause?: unknown })?.cause ?? "");
