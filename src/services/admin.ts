@@ -2,7 +2,7 @@ import { and, asc, eq, gt, like, or, type SQL, sql } from "drizzle-orm";
 import { b64url, fromB64url } from "../crypto/encoding";
 import { ApiError } from "../errors";
 import { users } from "../storage/schema";
-import { findUserById, type UserRecord, userColumns } from "../storage/users";
+import { findUserById, type UserRecord, userColumnsWithEmails, withEmails } from "../storage/users";
 import type { Deps } from "./deps";
 import { accountChanged, endAllSessions } from "./sessions";
 import { toUser } from "./users";
@@ -71,10 +71,7 @@ export function listWhere(realm: string, query: ListQuery, principal: Principal)
 /** A page of users, oldest first, and the cursor of the next page (null at the end). */
 export async function listUsers(deps: Deps, realm: string, query: ListQuery, principal: Principal) {
   const rows = await deps.db
-    .select({
-      ...userColumns,
-      emailsJson: sql<string>`(SELECT json_group_array(json_object('email', e.email, 'added_at', e.added_at)) FROM (SELECT email, added_at FROM user_emails WHERE user_id = ${users.id} ORDER BY added_at, email) e)`,
-    })
+    .select(userColumnsWithEmails)
     .from(users)
     .where(listWhere(realm, query, principal))
     .orderBy(asc(users.createdAt), asc(users.id))
@@ -82,10 +79,7 @@ export async function listUsers(deps: Deps, realm: string, query: ListQuery, pri
   const page = rows.slice(0, query.limit);
   const last = page[page.length - 1];
   return {
-    users: page.map(({ emailsJson, ...u }) => {
-      const list = JSON.parse(emailsJson ?? "[]") as { email: string; added_at: string }[];
-      return toUser({ ...u, emails: list.map((e) => ({ ...e, current: e.email === u.email })) });
-    }),
+    users: page.map((row) => toUser(withEmails(row))),
     next_cursor: rows.length > query.limit && last ? encodeCursor(last.createdAt, last.id) : null,
   };
 }

@@ -16,7 +16,8 @@ export interface UserRecord extends UserRow {
 
 const emailsJson = sql<string>`(SELECT json_group_array(json_object('email', e.email, 'added_at', e.added_at)) FROM (SELECT email, added_at FROM user_emails WHERE user_id = ${users.id} ORDER BY added_at, email) e)`;
 
-function withEmails(row: UserRow & { emailsJson: string | null }): UserRecord {
+/** A row of a select of `userColumnsWithEmails`, as a UserRecord. */
+export function withEmails(row: UserRow & { emailsJson: string | null }): UserRecord {
   const { emailsJson: raw, ...user } = row;
   const list = JSON.parse(raw ?? "[]") as { email: string; added_at: string }[];
   return {
@@ -43,7 +44,7 @@ const p = sql.placeholder;
 function finder(name: string, where: () => SQL | undefined): Finder {
   let f = finders.get(name);
   if (!f) {
-    const selected = { ...userColumns, emailsJson };
+    const selected = userColumnsWithEmails;
     // A drizzle instance only for building SQL: it never runs a query.
     const q = drizzle({} as D1Database)
       .select(selected)
@@ -136,7 +137,7 @@ export async function insertUser(db: Db, row: typeof users.$inferInsert): Promis
   }
 }
 
-export const userColumns = {
+const userColumns = {
   id: users.id,
   realm: users.realm,
   email: users.email,
@@ -152,3 +153,6 @@ export const userColumns = {
   updatedAt: users.updatedAt,
   passwordChangedAt: users.passwordChangedAt,
 };
+
+/** Every column of a user and their email history (as JSON): select these, then map rows with withEmails. */
+export const userColumnsWithEmails = { ...userColumns, emailsJson };
