@@ -356,6 +356,12 @@ describe("realms", () => {
     const r = await realmWithAdmin();
     const denied = await api("GET", r.p("/v1/realms"), { token: r.token });
     expect(denied.status).toBe(403);
+    // Without a token the answer is about the token, in any realm (api.md §2).
+    const anonymous = await api("GET", r.p("/v1/realms"));
+    expect({ status: anonymous.status, code: anonymous.body.error.code }).toEqual({
+      status: 401,
+      code: "missing_token",
+    });
     // Unknown realm.
     const unknown = await api("POST", "/v1/realms/nope-nope/users", {
       body: { email, password: PASSWORD, full_name: "x" },
@@ -379,6 +385,21 @@ describe("admin-created users, approval notices and captcha", () => {
       body: string;
     }[];
   const FAILING_HOOK = { ...HOOK, NOTIFY_WEBHOOK_URL: "https://fail.hooks.test/notify" };
+
+  it("a logged-out admin's access token creates nobody: 401 token_revoked, no row", async () => {
+    const r = await realmWithAdmin();
+    expect((await api("POST", r.p("/v1/logout"), { token: r.token, body: {} })).status).toBe(204);
+    const email = uniqueEmail();
+    const res = await api("POST", r.p("/v1/users"), {
+      token: r.token,
+      body: { email, password: PASSWORD, full_name: "Not Made" },
+    });
+    expect({ status: res.status, code: res.body.error?.code }).toEqual({ status: 401, code: "token_revoked" });
+    const row = await env.DB.prepare("SELECT count(*) AS n FROM users WHERE realm = ? AND email = ?")
+      .bind(r.realm, email)
+      .first<{ n: number }>();
+    expect(row?.n).toBe(0);
+  });
 
   it("an admin creates an active user; without a password a welcome code is sent, and an undelivered one leaves nothing", async () => {
     const r = await realmWithAdmin({ registration: "closed", approval_required: true });

@@ -52,7 +52,7 @@ export const realms = new OpenAPIHono<AppEnv>()
       tags: ["realms"],
       summary: "List realms (admins of realm default)",
       security: bearerAuth,
-      middleware: [defaultRealmOnly, adminOnly] as const,
+      middleware: [adminOnly, defaultRealmOnly] as const,
       responses: { 200: json("Realms", z.object({ realms: z.array(RealmSchema) })) },
     }),
     async (c) => {
@@ -68,7 +68,7 @@ export const realms = new OpenAPIHono<AppEnv>()
       tags: ["realms"],
       summary: "Create a realm or change its settings (admins of realm default)",
       security: bearerAuth,
-      middleware: [defaultRealmOnly, adminOnly] as const,
+      middleware: [adminOnly, defaultRealmOnly] as const,
       request: {
         params: z.object({
           realm: z.string().regex(REALM_ID, { error: "must be 1-32 characters of a-z, 0-9 and -" }),

@@ -1,15 +1,16 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import { type AppEnv, clientIp } from "../context";
-import { peekType, verifyToken } from "../crypto/jwt";
+import { peekType } from "../crypto/jwt";
 import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
 import { PublicUserSchema, SignUpBody, UserSchema } from "../schemas";
 import { sendWelcome } from "../services/accounts";
 import { audit } from "../services/audit";
-import { bearer } from "../services/auth";
+import { bearer, verifyAccess } from "../services/auth";
 import { noticeApprovalNeeded, requireUser, signUp, toPublicUser, toUser } from "../services/users";
 import { findUserById } from "../storage/users";
 import { bearerAuth, json, jsonBody, route } from "./define";
+import { publicTokenDevice } from "./tokens";
 
 export const users = new OpenAPIHono<AppEnv>()
   .openapi(
@@ -30,15 +31,15 @@ export const users = new OpenAPIHono<AppEnv>()
       const token = bearer(c.req.header("Authorization"));
       let byAdmin = false;
       let deviceId: string | undefined;
-      if (token) {
-        const type = peekType(token) === "public" ? "public" : "access";
-        const claims = await verifyToken(d.keys, token, { issuer: d.config.ISSUER, realm, type, now: d.now });
+      if (token && peekType(token) === "public") {
+        deviceId = await publicTokenDevice(c);
+      } else if (token) {
+        // An admin's access token: checked like on every other route, revocation included.
+        const claims = await verifyAccess(d, realm, token);
         deviceId = claims.did;
-        if (claims.type === "access") {
-          const caller = await requireUser(d, realm, claims.sub as string);
-          if (!caller.roles.includes("admin")) throw new ApiError("forbidden");
-          byAdmin = true;
-        }
+        const caller = await requireUser(d, realm, claims.sub);
+        if (!caller.roles.includes("admin")) throw new ApiError("forbidden");
+        byAdmin = true;
       }
       const user = await signUp(d, realm, body, { byAdmin, ip: clientIp(c) });
       if (byAdmin && !body.password) await sendWelcome(d, user);
