@@ -1,5 +1,8 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { ApiError } from "../src/errors";
+import { setStatus } from "../src/services/admin";
+import { makeDeps } from "../src/services/deps";
 import { api, apiWithEnv, claimsOf, createRealm, login, PASSWORD, signUp, uniqueEmail, withPrefix } from "./helpers";
 
 /** A realm of its own with a bootstrapped admin (root@admin.test is in BOOTSTRAP_ADMIN_EMAILS). */
@@ -79,6 +82,28 @@ describe("admins and roles", () => {
       const next = await refresh(b.refresh_token);
       expect(claimsOf(next.access_token)).toMatchObject({ roles: ["user"], name: "By Admin" });
     }
+  });
+
+  it("two admins deactivating each other at once never leave the realm without one", async () => {
+    const r = await realmWithAdmin();
+    const second = await signUp("second-root@admin.test", {}, r.prefix);
+    // Called as the route calls it, both at once: over HTTP the middleware's own reads space them out.
+    const deps = await makeDeps(env, Date.now(), () => {});
+    const as = (userId: string) => ({ kind: "admin" as const, userId });
+    const outcomes = await Promise.allSettled([
+      setStatus(deps, r.realm, second.id, "disabled", as(r.admin.id)),
+      setStatus(deps, r.realm, r.admin.id, "disabled", as(second.id)),
+    ]);
+    expect(outcomes.map((o) => o.status).sort()).toEqual(["fulfilled", "rejected"]);
+    const refused = outcomes.find((o) => o.status === "rejected") as PromiseRejectedResult;
+    expect(refused.reason).toBeInstanceOf(ApiError);
+    expect(refused.reason.code).toBe("last_admin");
+    const active = await env.DB.prepare(
+      `SELECT count(*) AS n FROM users WHERE realm = ? AND status = 'active' AND roles LIKE '%"admin"%'`,
+    )
+      .bind(r.realm)
+      .first<{ n: number }>();
+    expect(active?.n).toBe(1);
   });
 
   it("two admins demoting each other at once never leave the realm without one", async () => {

@@ -8,7 +8,14 @@ import { isUniqueViolation } from "../storage/db";
 import { findRealm } from "../storage/realms";
 import { userEmails, users } from "../storage/schema";
 import { clearLoginFailures } from "../storage/throttle";
-import { findUserByEmail, findUserById, findUserByPhone, type UserRecord } from "../storage/users";
+import {
+  findUserByEmail,
+  findUserById,
+  findUserByPhone,
+  hasAdminRole,
+  otherAdminExists,
+  type UserRecord,
+} from "../storage/users";
 import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
 import { deliveryAvailable, notify } from "./notifier";
@@ -156,10 +163,6 @@ export async function changePassword(
   return { firstPassword: !user.passwordHash };
 }
 
-/** Whether the realm has an active admin other than `exceptId`. */
-const otherAdminExists = (realm: string, exceptId: string) =>
-  sql`EXISTS (SELECT 1 FROM users u2, json_each(u2.roles) r WHERE u2.realm = ${realm} AND u2.id <> ${exceptId} AND u2.status = 'active' AND r.value = 'admin')`;
-
 /**
  * DELETE /v1/users/{id|me}: oneself with a fresh token, or an admin anyone of the realm.
  * Every session ends first, then the rows go (emails and the device index cascade; codes are
@@ -190,7 +193,7 @@ export async function deleteUser(
           eq(users.id, target.id),
           eq(users.realm, target.realm),
           // Decided in the statement too, so two admins deleting each other at once cannot both win.
-          sql`(NOT EXISTS (SELECT 1 FROM json_each(${users.roles}) WHERE value = 'admin') OR ${otherAdminExists(target.realm, target.id)})`,
+          sql`(NOT ${hasAdminRole} OR ${otherAdminExists(target.realm, target.id)})`,
         ),
       )
       .returning({ id: users.id }),

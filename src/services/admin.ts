@@ -1,8 +1,15 @@
-import { and, asc, eq, gt, like, or, type SQL, sql } from "drizzle-orm";
+import { and, asc, eq, gt, or, type SQL, sql } from "drizzle-orm";
 import { b64url, fromB64url } from "../crypto/encoding";
 import { ApiError } from "../errors";
 import { users } from "../storage/schema";
-import { findUserById, type UserRecord, userColumnsWithEmails, withEmails } from "../storage/users";
+import {
+  findUserById,
+  hasAdminRole,
+  otherAdminExists,
+  type UserRecord,
+  userColumnsWithEmails,
+  withEmails,
+} from "../storage/users";
 import type { Deps } from "./deps";
 import { accountChanged, endAllSessions } from "./sessions";
 import { toUser } from "./users";
@@ -101,30 +108,24 @@ export async function setStatus(
   principal: Principal,
 ): Promise<UserRecord> {
   const user = await managedUser(deps, realm, id, principal);
-  if (status === "disabled" && user.roles.includes("admin")) await assertNotLastAdmin(deps, realm, id);
   const updatedAt = new Date(deps.now).toISOString();
-  await deps.db
+  const rows = await deps.db
     .update(users)
     .set({ status, updatedAt })
-    .where(and(eq(users.id, id), eq(users.realm, realm)));
+    .where(
+      and(
+        eq(users.id, id),
+        eq(users.realm, realm),
+        // The realm keeps an active admin: decided in the statement, so two admins deactivating
+        // each other at once cannot both succeed.
+        status === "disabled" ? sql`(NOT ${hasAdminRole} OR ${otherAdminExists(realm, id)})` : undefined,
+      ),
+    )
+    .returning({ id: users.id });
+  if (!rows.length) throw new ApiError("last_admin");
   if (status === "disabled") await endAllSessions(deps, realm, id);
   else await accountChanged(deps, realm, id);
   return { ...user, status, updatedAt };
-}
-
-async function assertNotLastAdmin(deps: Deps, realm: string, exceptId: string) {
-  const rows = await deps.db
-    .select({ n: sql<number>`count(*)` })
-    .from(users)
-    .where(
-      and(
-        eq(users.realm, realm),
-        eq(users.status, "active"),
-        like(users.roles, '%"admin"%'),
-        sql`${users.id} != ${exceptId}`,
-      ),
-    );
-  if (!rows[0]?.n) throw new ApiError("last_admin");
 }
 
 /**
@@ -145,9 +146,7 @@ export async function setRoles(deps: Deps, realm: string, id: string, roles: str
       and(
         eq(users.id, id),
         eq(users.realm, realm),
-        keepsAdmin
-          ? undefined
-          : sql`(${users.roles} NOT LIKE '%"admin"%' OR EXISTS (SELECT 1 FROM users o WHERE o.realm = ${realm} AND o.id != ${id} AND o.status = 'active' AND o.roles LIKE '%"admin"%'))`,
+        keepsAdmin ? undefined : sql`(NOT ${hasAdminRole} OR ${otherAdminExists(realm, id)})`,
       ),
     )
     .returning({ id: users.id });

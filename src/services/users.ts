@@ -1,11 +1,11 @@
-import { and, eq, like } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import { dummyVerify, hashPassword, verifyPassword } from "../crypto/passwords";
 import { ApiError } from "../errors";
 import { isUniqueViolation, violatedColumn } from "../storage/db";
 import { findRealm } from "../storage/realms";
 import { users } from "../storage/schema";
 import { clearLoginFailures, recordLoginFailure, reserveLoginAttempt } from "../storage/throttle";
-import { findUserByEmail, findUserById, insertUser, newUserRow, type UserRecord } from "../storage/users";
+import { findUserByEmail, findUserById, hasAdminRole, insertUser, newUserRow, type UserRecord } from "../storage/users";
 import { checkCaptcha } from "./captcha";
 import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
@@ -47,7 +47,7 @@ export function noticeApprovalNeeded(deps: Deps, user: UserRecord): void {
       const admins = await deps.db
         .select({ email: users.email })
         .from(users)
-        .where(and(eq(users.realm, user.realm), eq(users.status, "active"), like(users.roles, '%"admin"%')));
+        .where(and(eq(users.realm, user.realm), eq(users.status, "active"), hasAdminRole));
       for (const admin of admins) {
         if (!admin.email) continue;
         await notify(deps, {

@@ -156,3 +156,13 @@ const userColumns = {
 
 /** Every column of a user and their email history (as JSON): select these, then map rows with withEmails. */
 export const userColumnsWithEmails = { ...userColumns, emailsJson };
+
+/**
+ * The row's roles include `admin`. Role names match ^[a-z][a-z0-9_-]*$, so the quoted name in the
+ * JSON array matches that role alone.
+ */
+export const hasAdminRole = sql`${users.roles} LIKE '%"admin"%'`;
+
+/** The realm has an active admin other than `exceptId` (for checks decided inside a write). */
+export const otherAdminExists = (realm: string, exceptId: string) =>
+  sql`EXISTS (SELECT 1 FROM users o WHERE o.realm = ${realm} AND o.id <> ${exceptId} AND o.status = 'active' AND o.roles LIKE '%"admin"%')`;
