@@ -83,3 +83,13 @@ export const REJECTED_TOKEN_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "refresh_token_reused",
   "fresh_token_required",
 ]);
+
+/** Whole seconds, rounded up, never 0 (a Retry-After of 0 would invite an immediate retry that fails). */
+export const retryAfterSeconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
+
+/** 429 too_many_attempts with its Retry-After. */
+export function tooMany(retryAfterMs: number, message?: string): ApiError {
+  return new ApiError("too_many_attempts", message, {
+    headers: { "Retry-After": String(retryAfterSeconds(retryAfterMs)) },
+  });
+}

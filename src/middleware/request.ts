@@ -1,9 +1,10 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { routePath } from "hono/route";
 import { getPath } from "hono/utils/url";
-import type { AppEnv } from "../context";
+import { type AppEnv, clientIp } from "../context";
 import { ApiError } from "../errors";
 import { knownRoutes } from "../routes/define";
+import { BOOKMARK_HEADER } from "./auth";
 import { routedPath } from "./realm";
 
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -19,7 +20,7 @@ export const requestContext: MiddlewareHandler<AppEnv> = async (c, next) => {
   c.set("now", started);
   await next();
   const bookmark = c.get("d1Session")?.getBookmark();
-  if (bookmark) c.header("X-D1-Bookmark", bookmark);
+  if (bookmark) c.header(BOOKMARK_HEADER, bookmark);
   logRequest(c, started);
   c.header("X-Request-Id", requestId);
   c.header("X-Content-Type-Options", "nosniff");
@@ -55,7 +56,7 @@ function logRequest(c: Context<AppEnv>, started: number): void {
       realm: c.get("realm") ?? null,
       user_id: claims?.sub ?? (principal?.kind === "admin" ? principal.userId : null),
       device_id: claims?.did ?? null,
-      ip: c.req.header("CF-Connecting-IP") ?? null,
+      ip: clientIp(c),
       colo: typeof cf?.colo === "string" ? cf.colo : null,
     }),
   );

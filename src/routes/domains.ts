@@ -8,6 +8,7 @@ import { Domain, DomainRuleBody, DomainRuleSchema } from "../schemas";
 import { audit } from "../services/audit";
 import { createAuthorityToken, revokeAuthorityToken } from "../services/authority";
 import { domainRules } from "../storage/schema";
+import { iso } from "../time";
 import { bearerAuth, json, jsonBody, route } from "./define";
 
 const DomainParam = z.object({ domain: Domain });
@@ -56,7 +57,7 @@ export const domains = new OpenAPIHono<AppEnv>()
       const { domain } = c.req.valid("param");
       const { rule } = c.req.valid("json");
       const d = await deps(c);
-      const createdAt = new Date(d.now).toISOString();
+      const createdAt = iso(d.now);
       const [row] = await d.db
         .insert(domainRules)
         .values({ realm: c.get("realm"), domain, rule, createdAt })

@@ -8,6 +8,7 @@ import { deps } from "../middleware/auth";
 import { audit } from "../services/audit";
 import { REALM_ID } from "../storage/realms";
 import { type RealmRow, realms as realmsTable } from "../storage/schema";
+import { iso } from "../time";
 import { bearerAuth, json, jsonBody, route } from "./define";
 
 const RealmSchema = z
@@ -81,7 +82,7 @@ export const realms = new OpenAPIHono<AppEnv>()
       const { realm } = c.req.valid("param");
       const body = c.req.valid("json");
       const d = await deps(c);
-      const now = new Date(d.now).toISOString();
+      const now = iso(d.now);
       const settings = {
         registration: body.registration,
         approvalRequired: body.approval_required,

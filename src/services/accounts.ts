@@ -16,6 +16,7 @@ import {
   otherAdminExists,
   type UserRecord,
 } from "../storage/users";
+import { iso } from "../time";
 import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
 import { deliveryAvailable, notify } from "./notifier";
@@ -27,7 +28,6 @@ import { requireUser } from "./users";
 export const RESET_CODE_DIGITS = 8;
 export const RESET_TTL_MS = 15 * 60 * 1000;
 
-const iso = (ms: number) => new Date(ms).toISOString();
 const isAdmin = (u: UserRecord) => u.roles.includes("admin");
 
 /**

@@ -10,6 +10,7 @@ import {
   userColumnsWithEmails,
   withEmails,
 } from "../storage/users";
+import { iso } from "../time";
 import type { Deps } from "./deps";
 import { accountChanged, endAllSessions } from "./sessions";
 import { toUser } from "./users";
@@ -108,7 +109,7 @@ export async function setStatus(
   principal: Principal,
 ): Promise<UserRecord> {
   const user = await managedUser(deps, realm, id, principal);
-  const updatedAt = new Date(deps.now).toISOString();
+  const updatedAt = iso(deps.now);
   const rows = await deps.db
     .update(users)
     .set({ status, updatedAt })
@@ -137,7 +138,7 @@ export async function setRoles(deps: Deps, realm: string, id: string, roles: str
   const user = await findUserById(deps.db, realm, id);
   if (!user) throw new ApiError("not_found", "User not found");
   const next = [...new Set(roles)].sort();
-  const updatedAt = new Date(deps.now).toISOString();
+  const updatedAt = iso(deps.now);
   const keepsAdmin = next.includes("admin");
   const rows = await deps.db
     .update(users)

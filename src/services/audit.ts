@@ -1,6 +1,7 @@
 import type { AppContext } from "../context";
 import { clientIp } from "../context";
 import { auditEvents } from "../storage/schema";
+import { iso } from "../time";
 import type { Deps } from "./deps";
 
 export interface AuditEvent {
@@ -31,7 +32,7 @@ export function audit(deps: Deps, c: AppContext | null, e: AuditEvent): void {
   );
   deps.defer(
     deps.db.insert(auditEvents).values({
-      at: new Date(deps.now).toISOString(),
+      at: iso(deps.now),
       realm: e.realm,
       type: e.type,
       userId: e.userId ?? null,

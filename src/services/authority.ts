@@ -3,9 +3,8 @@ import { type AuthorityClaims, signToken, verifyToken } from "../crypto/jwt";
 import { newId, randomString, sha256Hex } from "../crypto/random";
 import { ApiError } from "../errors";
 import { authorityTokens } from "../storage/schema";
+import { DAY_MS, iso } from "../time";
 import type { Deps } from "./deps";
-
-const DAY_MS = 86_400_000;
 
 /** Mints a domain authority token (api.md §6). It is returned once; only its SHA-256 is stored. */
 export async function createAuthorityToken(
@@ -29,14 +28,14 @@ export async function createAuthorityToken(
     exp,
   };
   const token = await signToken(deps.keys, claims);
-  const expiresAt = new Date(deps.now + expiresInDays * DAY_MS).toISOString();
+  const expiresAt = iso(deps.now + expiresInDays * DAY_MS);
   await deps.db.insert(authorityTokens).values({
     id,
     realm,
     domain,
     tokenHash: await sha256Hex(token),
     createdBy,
-    createdAt: new Date(deps.now).toISOString(),
+    createdAt: iso(deps.now),
     expiresAt,
   });
   return { id, token, domain, expires_at: expiresAt };
@@ -46,7 +45,7 @@ export async function createAuthorityToken(
 export async function revokeAuthorityToken(deps: Deps, realm: string, domain: string, id: string): Promise<boolean> {
   const rows = await deps.db
     .update(authorityTokens)
-    .set({ revokedAt: new Date(deps.now).toISOString() })
+    .set({ revokedAt: iso(deps.now) })
     .where(
       and(
         eq(authorityTokens.id, id),
@@ -81,6 +80,6 @@ export async function verifyAuthority(deps: Deps, realm: string, token: string):
     throw new ApiError("invalid_token");
   }
   if (row.revokedAt) throw new ApiError("token_revoked");
-  if (row.expiresAt <= new Date(deps.now).toISOString()) throw new ApiError("token_expired");
+  if (row.expiresAt <= iso(deps.now)) throw new ApiError("token_expired");
   return claims;
 }

@@ -2,10 +2,10 @@ import { sql } from "drizzle-orm";
 import type { Config } from "../config";
 import { changedRows, type Db } from "../storage/db";
 import { INDEX_EVERY_MS } from "../storage/device-session";
+import { DAY_MS, iso } from "../time";
 
 /** Rows removed per table per run: a run stays short, and a backlog drains over a few runs. */
 export const CLEANUP_BATCH = 500;
-const DAY_MS = 86_400_000;
 
 export interface CleanupReport {
   codes: number;
@@ -22,9 +22,9 @@ export interface CleanupReport {
  * each table loses at most `batch` rows per run.
  */
 export async function runCleanup(db: Db, config: Config, now: number, batch = CLEANUP_BATCH): Promise<CleanupReport> {
-  const nowIso = new Date(now).toISOString();
-  const auditBefore = new Date(now - config.AUDIT_RETENTION_DAYS * DAY_MS).toISOString();
-  const idleBefore = new Date(now - DAY_MS).toISOString();
+  const nowIso = iso(now);
+  const auditBefore = iso(now - config.AUDIT_RETENTION_DAYS * DAY_MS);
+  const idleBefore = iso(now - DAY_MS);
   // D1 builds SQLite without DELETE ... LIMIT, so each delete picks its rows in a bounded subquery.
   const purge = async (table: string, where: ReturnType<typeof sql>) => {
     const res = await db.run(
@@ -37,7 +37,7 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
     purge("authority_tokens", sql`expires_at <= ${nowIso}`),
     // With a margin: a refresh moves the row's expiry at most every INDEX_EVERY_MS, so a live
     // session's row may say it expired up to that long ago (twice, if one index write failed).
-    purge("devices", sql`expires_at <= ${new Date(now - 2 * INDEX_EVERY_MS).toISOString()}`),
+    purge("devices", sql`expires_at <= ${iso(now - 2 * INDEX_EVERY_MS)}`),
     purge("audit_events", sql`at < ${auditBefore}`),
     purge("login_throttle", sql`updated_at < ${idleBefore} AND (locked_until IS NULL OR locked_until <= ${nowIso})`),
   ]);

@@ -1,5 +1,5 @@
 import { randomDigits } from "../crypto/random";
-import { ApiError } from "../errors";
+import { ApiError, retryAfterSeconds, tooMany } from "../errors";
 import {
   type CodeRef,
   checkCode,
@@ -13,6 +13,7 @@ import {
 import { isUniqueViolation } from "../storage/db";
 import { findRealm } from "../storage/realms";
 import { findUserByPhone, insertUser, newUserRow, type UserRecord } from "../storage/users";
+import { DAY_MS, iso } from "../time";
 import { checkCaptcha } from "./captcha";
 import type { Deps } from "./deps";
 import { deliveryAvailable, notify } from "./notifier";
@@ -26,16 +27,8 @@ export const OTP_RESEND_MS = 60 * 1000;
 /** At most this many sends per number per UTC day (a bound on SMS cost and on pumping fraud). */
 export const OTP_DAILY_LIMIT = 10;
 
-const DAY_MS = 24 * 60 * 60 * 1000;
-const iso = (ms: number) => new Date(ms).toISOString();
 const otpRef = (realm: string, phone: string): CodeRef => ({ realm, purpose: "otp", subject: phone });
-/** Whole seconds, rounded up, never 0 (a Retry-After of 0 would invite an immediate retry that fails). */
-const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
 const untilNextUtcDay = (now: number) => Math.floor(now / DAY_MS) * DAY_MS + DAY_MS - now;
-
-function tooMany(retryAfterMs: number, message?: string): ApiError {
-  return new ApiError("too_many_attempts", message, { headers: { "Retry-After": String(seconds(retryAfterMs)) } });
-}
 
 /**
  * POST /v1/otp: checks the captcha (when TURNSTILE_SECRET is set or the realm requires one),
@@ -99,7 +92,7 @@ export async function sendOtp(
   }
   const nextSendMs =
     issued.dayCount >= OTP_DAILY_LIMIT ? Math.max(OTP_RESEND_MS, untilNextUtcDay(deps.now)) : OTP_RESEND_MS;
-  return { expires_in: OTP_TTL_MS / 1000, retry_after: seconds(nextSendMs) };
+  return { expires_in: OTP_TTL_MS / 1000, retry_after: retryAfterSeconds(nextSendMs) };
 }
 
 export interface OtpVerifyInput {

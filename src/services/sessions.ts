@@ -14,12 +14,12 @@ import {
 import { deviceSessionName, kvKeys, kvTtl } from "../storage/keys";
 import { devices } from "../storage/schema";
 import { findUserById } from "../storage/users";
+import { iso } from "../time";
 import type { Deps } from "./deps";
 import { forgetNotRevoked } from "./revocation-cache";
 import { toUser } from "./users";
 
 const DEVICE_ID = /^[A-Za-z0-9]{32}$/;
-const iso = (ms: number) => new Date(ms).toISOString();
 
 /** The device id to use: the public token's, else the client's when well-formed, else a new one. */
 export function resolveDeviceId(fromToken: string | undefined, fromBody: string | undefined): string {

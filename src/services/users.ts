@@ -1,6 +1,6 @@
 import { and, eq } from "drizzle-orm";
 import { dummyVerify, hashPassword, verifyPassword } from "../crypto/passwords";
-import { ApiError } from "../errors";
+import { ApiError, tooMany } from "../errors";
 import { isUniqueViolation, violatedColumn } from "../storage/db";
 import { findRealm } from "../storage/realms";
 import { users } from "../storage/schema";
@@ -141,9 +141,7 @@ export async function authenticate(deps: Deps, realmId: string, email: string, p
     findUserByEmail(deps.db, realmId, email),
   ]);
   if (!attempt.ok) {
-    throw new ApiError("too_many_attempts", "Too many failed logins. Please try again later or reset your password", {
-      headers: { "Retry-After": String(Math.ceil(attempt.retryAfterMs / 1000)) },
-    });
+    throw tooMany(attempt.retryAfterMs, "Too many failed logins. Please try again later or reset your password");
   }
   const check = user?.passwordHash
     ? await verifyPassword(password, user.passwordHash, deps.config.PASSWORD_PEPPER)

@@ -2,6 +2,7 @@ import { and, eq, gt, inArray, lt, lte, sql } from "drizzle-orm";
 import type { Config } from "../config";
 import { hex } from "../crypto/encoding";
 import { hmacSha256, timingSafeEqual } from "../crypto/random";
+import { iso } from "../time";
 import type { Db } from "./db";
 import { verificationCodes } from "./schema";
 
@@ -24,8 +25,6 @@ export interface CodeRef {
 
 /** Tries per code (api.md §4, §5); the counter is raised by a conditional UPDATE, so concurrent tries cannot exceed it. */
 export const MAX_CODE_ATTEMPTS = 5;
-
-const iso = (ms: number) => new Date(ms).toISOString();
 
 /**
  * The HMAC key for codes. A keyed hash, not a bare SHA-256: an 8-digit code has only 10^8

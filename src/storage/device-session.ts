@@ -42,8 +42,6 @@ export interface SessionState {
   secret: string;
   /** Index of the one refresh token that rotates next. */
   counter: number;
-  /** When `counter` became current (ms). */
-  rotatedAt: number;
   /** Counters rotated away less than REFRESH_GRACE_MS ago, with when (ms); older ones are theft. */
   spent?: { counter: number; at: number }[];
   createdAt: number;
@@ -106,7 +104,6 @@ export type RefreshResult =
       ok: true;
       refreshToken: string;
       device: DeviceView;
-      rotated: boolean;
       user: UserSnapshot;
       /** The D1 device index should get `device`'s last-seen and expiry (see INDEX_EVERY_MS). */
       reindex: boolean;
@@ -240,7 +237,6 @@ export class DeviceSession extends DurableObject<Env> {
         userId: input.userId,
         secret: newSecret(32),
         counter: 0,
-        rotatedAt: d.createdAt,
         spent: [],
         jtis: [input.access],
         indexedAt: d.createdAt,
@@ -285,14 +281,11 @@ export class DeviceSession extends DurableObject<Env> {
         return { ok: false, code: "session_revoked", ended: true, revoked: ended.revoked };
       }
       const inGrace = (s.spent ?? []).filter((x) => input.now - x.at < REFRESH_GRACE_MS);
-      let rotated = false;
       if (input.counter === s.counter) {
         inGrace.push({ counter: s.counter, at: input.now });
         s.spent = inGrace.slice(-MAX_SPENT);
         s.counter += 1;
-        s.rotatedAt = input.now;
         s.expiresAt = input.now + input.refreshTtlMs;
-        rotated = true;
       } else if (inGrace.some((x) => x.counter === input.counter)) {
         s.spent = inGrace;
       } else {
@@ -310,7 +303,6 @@ export class DeviceSession extends DurableObject<Env> {
         ok: true,
         refreshToken: await mintRefreshToken(s, s.counter),
         device: view(s),
-        rotated,
         user,
         reindex,
       };

@@ -1,4 +1,5 @@
 import { and, eq, isNotNull, isNull, lt, lte, or, sql } from "drizzle-orm";
+import { iso } from "../time";
 import type { Db } from "./db";
 import { loginThrottle } from "./schema";
 
@@ -9,8 +10,6 @@ const LONGEST_LOCK_MS = 15 * 60_000;
 
 /** The lock after the n-th lockout (0-based): 30 s, doubling, at most 15 min. */
 export const lockoutMs = (lockouts: number) => Math.min(FIRST_LOCK_MS * 2 ** lockouts, LONGEST_LOCK_MS);
-
-const iso = (ms: number) => new Date(ms).toISOString();
 
 export type Reservation = { ok: true; failures: number; lockouts: number } | { ok: false; retryAfterMs: number };
 

@@ -1,6 +1,7 @@
 import { and, Column, eq, fillPlaceholders, type SQL, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { newId } from "../crypto/random";
+import { iso } from "../time";
 import type { Db } from "./db";
 import { type UserRow, userEmails, users } from "./schema";
 
@@ -113,7 +114,7 @@ export function newUserRow(
   > &
     Partial<Pick<UserRow, "profile">>,
 ): UserRow {
-  const at = new Date(now).toISOString();
+  const at = iso(now);
   return {
     id: newId(now),
     imageUrl: null,
