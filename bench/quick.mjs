@@ -1,13 +1,13 @@
 // A short measurement of one refresh and one verify over a service binding, sequential, p50/p99.
 // Usage: node bench/quick.mjs   (npm run bench is the full harness)
-import { buildBundle, pct, startRegistry, timeSequential } from "./lib.mjs";
+import { buildBundle, COMPATIBILITY_DATE, pct, startRegistry, timeSequential } from "./lib.mjs";
 
 const N = Number(process.env.N ?? 300);
 const bundle = buildBundle();
 const consumer = {
   name: "consumer",
   modules: true,
-  compatibilityDate: "2026-08-01",
+  compatibilityDate: COMPATIBILITY_DATE,
   serviceBindings: { AUTH: { name: "user-registry", entrypoint: "AuthService" } },
   script: `export default { async fetch(req, env) {
     const token = req.headers.get("authorization").slice(7);
@@ -15,13 +15,12 @@ const consumer = {
   } }`,
 };
 const { mf } = await startRegistry({ script: bundle.script, extraWorkers: [consumer] });
-const call = (path, body, headers = {}, worker = "user-registry") =>
+const call = (path, body) =>
   mf.dispatchFetch(`http://localhost${path}`, {
     method: body ? "POST" : "GET",
-    headers: { "content-type": "application/json", ...headers },
+    headers: { "content-type": "application/json" },
     body: body ? JSON.stringify(body) : undefined,
     cf: {},
-    ...(worker === "consumer" ? {} : {}),
   });
 
 await call("/v1/users", { email: "bench@example.com", password: "correct horse", full_name: "Bench" });

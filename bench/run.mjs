@@ -560,18 +560,7 @@ const ratiosByCpu = {
   me_vs_d1: cpu("d1") / cpu("me"),
   refresh_vs_do: cpu("do") / cpu("refresh"),
 };
-const loginOut = {
-  p50_ms: loginFirst.p50_ms,
-  p99_ms: loginFirst.p99_ms,
-  hash_ms: loginFirst.hash_ms,
-  overhead_ms: loginFirst.p50_ms - loginFirst.hash_ms,
-  hash_in_worker_ms: loginFirst.hash_in_worker_ms,
-  n: loginFirst.n,
-  users: TIERS[0],
-  same_device_p50_ms: loginFirst.same_device_p50_ms,
-  same_device_p99_ms: loginFirst.same_device_p99_ms,
-  same_device_overhead_ms: loginFirst.same_device_overhead_ms,
-};
+const loginOut = { ...loginFirst, users: TIERS[0] };
 const goals = {
   verify_vs_hello: ratios.verify_vs_hello >= GOALS.verify_vs_hello,
   me_vs_d1: ratios.me_vs_d1 >= GOALS.me_vs_d1,
@@ -624,74 +613,28 @@ const f0 = (x) => (x == null ? "-" : Math.round(x).toLocaleString("en-US"));
 const f1 = (x) => (x == null ? "-" : x.toFixed(1));
 const f2 = (x) => (x == null ? "-" : x.toFixed(2));
 const ok = (b) => (b ? "met" : "MISSED");
+/** One scenario's row: its label, req/s, p50, p99, workerd CPU per request, and a comparison. */
+const row = (label, m, vs = "") => [label, f0(m.rps), f1(m.p50_ms), f1(m.p99_ms), f2(m.workerd_cpu_ms_per_req), vs];
 const rows = [
   ["scenario", "req/s", "p50 ms", "p99 ms", "workerd CPU ms/req", "vs baseline"],
-  [
-    "baseline /hello",
-    f0(main.hello.rps),
-    f1(main.hello.p50_ms),
-    f1(main.hello.p99_ms),
-    f2(main.hello.workerd_cpu_ms_per_req),
-    "",
-  ],
-  [
+  row("baseline /hello", main.hello),
+  row(
     "verify over the binding",
-    f0(main.verify.rps),
-    f1(main.verify.p50_ms),
-    f1(main.verify.p99_ms),
-    f2(main.verify.workerd_cpu_ms_per_req),
+    main.verify,
     `${f2(ratios.verify_vs_hello)} × hello (goal ≥ 0.8: ${ok(goals.verify_vs_hello)})`,
-  ],
-  [
-    "(an RPC that does nothing)",
-    f0(main.rpc_floor.rps),
-    f1(main.rpc_floor.p50_ms),
-    f1(main.rpc_floor.p99_ms),
-    f2(main.rpc_floor.workerd_cpu_ms_per_req),
-    `${f2(main.rpc_floor.rps / main.hello.rps)} × hello`,
-  ],
-  ["baseline /d1", f0(main.d1.rps), f1(main.d1.p50_ms), f1(main.d1.p99_ms), f2(main.d1.workerd_cpu_ms_per_req), ""],
-  [
-    "GET /v1/users/me",
-    f0(main.me.rps),
-    f1(main.me.p50_ms),
-    f1(main.me.p99_ms),
-    f2(main.me.workerd_cpu_ms_per_req),
-    `${f2(ratios.me_vs_d1)} × d1 (goal ≥ 0.8: ${ok(goals.me_vs_d1)})`,
-  ],
-  ["baseline /do", f0(main.do.rps), f1(main.do.p50_ms), f1(main.do.p99_ms), f2(main.do.workerd_cpu_ms_per_req), ""],
-  [
+  ),
+  row("(an RPC that does nothing)", main.rpc_floor, `${f2(main.rpc_floor.rps / main.hello.rps)} × hello`),
+  row("baseline /d1", main.d1),
+  row("GET /v1/users/me", main.me, `${f2(ratios.me_vs_d1)} × d1 (goal ≥ 0.8: ${ok(goals.me_vs_d1)})`),
+  row("baseline /do", main.do),
+  row(
     "POST /v1/tokens/refresh",
-    f0(main.refresh.rps),
-    f1(main.refresh.p50_ms),
-    f1(main.refresh.p99_ms),
-    f2(main.refresh.workerd_cpu_ms_per_req),
+    main.refresh,
     `${f2(ratios.refresh_vs_do)} × do (goal ≥ 0.7: ${ok(goals.refresh_vs_do)})`,
-  ],
-  [
-    "GET /v1/devices (1 device)",
-    f0(devices.devices_1.rps),
-    f1(devices.devices_1.p50_ms),
-    f1(devices.devices_1.p99_ms),
-    f2(devices.devices_1.workerd_cpu_ms_per_req),
-    "",
-  ],
-  [
-    "GET /v1/devices (50 devices)",
-    f0(devices.devices_50.rps),
-    f1(devices.devices_50.p50_ms),
-    f1(devices.devices_50.p99_ms),
-    f2(devices.devices_50.workerd_cpu_ms_per_req),
-    `${f2(scaling.devices_50_vs_1)} × 1 device`,
-  ],
-  [
-    "POST /v1/users (sign-up)",
-    f0(signup.signup.rps),
-    f1(signup.signup.p50_ms),
-    f1(signup.signup.p99_ms),
-    f2(signup.signup.workerd_cpu_ms_per_req),
-    "",
-  ],
+  ),
+  row("GET /v1/devices (1 device)", devices.devices_1),
+  row("GET /v1/devices (50 devices)", devices.devices_50, `${f2(scaling.devices_50_vs_1)} × 1 device`),
+  row("POST /v1/users (sign-up)", signup.signup),
 ];
 const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => String(r[c]).length)));
 const line = (r) =>
