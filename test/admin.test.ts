@@ -214,6 +214,23 @@ describe("listing users", () => {
     expect(badCursor.status).toBe(400);
   });
 
+  it("a search D1 cannot run is a 400, and a long domain still filters", async () => {
+    const r = await realmWithAdmin();
+    const longDomain = `${"sub.".repeat(12)}filters.test`; // 60 characters: longer than any LIKE pattern D1 runs
+    const far = await signUp(`far.${Date.now()}@${longDomain}`, {}, r.prefix);
+    await signUp(`near.${Date.now()}@filters.test`, {}, r.prefix);
+    const byDomain = await api("GET", r.p(`/v1/users?domain=${longDomain.toUpperCase()}`), { token: r.token });
+    expect(byDomain.status).toBe(200);
+    expect(byDomain.body.users.map((u: { id: string }) => u.id)).toEqual([far.id]);
+    // 49 bytes of prefix is the most: with the trailing % the pattern is D1's 50-byte limit.
+    expect((await api("GET", r.p(`/v1/users?q=${"a".repeat(49)}`), { token: r.token })).status).toBe(200);
+    for (const q of ["a".repeat(50), "%25".repeat(25), "%F4%8D%BE%BE".repeat(13)]) {
+      const res = await api("GET", r.p(`/v1/users?q=${q}`), { token: r.token });
+      expect({ status: res.status, code: res.body.error?.code }).toEqual({ status: 400, code: "validation_failed" });
+      expect(res.body.error.fields.q).toContain("too long");
+    }
+  });
+
   it("the listing query uses the (realm, created_at, id) index", async () => {
     const { listWhere } = await import("../src/services/admin");
     const { getDb } = await import("../src/storage/db");

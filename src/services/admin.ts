@@ -36,6 +36,22 @@ export interface ListQuery {
 
 const escapeLike = (s: string) => s.replace(/[\\%_]/g, (ch) => `\\${ch}`);
 
+/** D1's SQLite refuses a LIKE pattern longer than this many bytes ("LIKE or GLOB pattern too complex"). */
+const LIKE_PATTERN_MAX_BYTES = 50;
+
+/** The LIKE pattern of a prefix search for `q`, or 400 when D1 could not run it. */
+function prefixPattern(q: string): string {
+  const pattern = `${escapeLike(q)}%`;
+  if (new TextEncoder().encode(pattern).byteLength > LIKE_PATTERN_MAX_BYTES) {
+    throw new ApiError("validation_failed", undefined, {
+      fields: {
+        q: `is too long to search by (at most ${LIKE_PATTERN_MAX_BYTES - 1} bytes once %, _ and \\ are escaped)`,
+      },
+    });
+  }
+  return pattern;
+}
+
 /** Encodes the position after a row; keyset pagination on (created_at, id) stays correct under inserts and deletes. */
 const encodeCursor = (createdAt: string, id: string) =>
   b64url(new TextEncoder().encode(JSON.stringify([createdAt, id])));
@@ -57,10 +73,14 @@ export function listWhere(realm: string, query: ListQuery, principal: Principal)
   const domain = principal.kind === "authority" ? principal.domain : query.domain;
   if (principal.kind === "authority" && query.domain && query.domain !== principal.domain)
     throw new ApiError("forbidden");
-  if (domain) where.push(sql`${users.email} LIKE ${`%@${escapeLike(domain)}`} ESCAPE '\\'`);
+  if (domain) {
+    // A suffix test, not LIKE: a domain may be longer than a LIKE pattern may be (ASCII case folded, as LIKE did).
+    const suffix = `@${domain}`;
+    where.push(sql`lower(substr(${users.email}, -length(${suffix}))) = lower(${suffix})`);
+  }
   if (query.status) where.push(eq(users.status, query.status));
   if (query.q) {
-    const prefix = `${escapeLike(query.q)}%`;
+    const prefix = prefixPattern(query.q);
     where.push(
       or(
         sql`${users.email} LIKE ${prefix} ESCAPE '\\'`,
