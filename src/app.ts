@@ -8,7 +8,7 @@ import { realmContext, routedPath } from "./middleware/realm";
 import { cors, jsonBody, requestContext } from "./middleware/request";
 import { account } from "./routes/account";
 import { admin } from "./routes/admin";
-import { knownRoutes } from "./routes/define";
+import { knownRoutes, methodsFor } from "./routes/define";
 import { devices } from "./routes/devices";
 import { renderDocs } from "./routes/docs";
 import { domains } from "./routes/domains";
@@ -84,7 +84,7 @@ export function buildApp() {
 
   app.notFound((c) => {
     const path = routedPath(new URL(c.req.url).pathname);
-    const allowed = knownRoutes.filter((r) => r.pattern.test(path)).map((r) => r.method);
+    const allowed = methodsFor(path);
     if (allowed.length) {
       c.header("Allow", [...new Set(allowed)].join(", "));
       return c.json(errorBody("method_not_allowed"), 405);

@@ -96,6 +96,9 @@ export const ErrorSchema = z
   })
   .openapi("Error");
 
+/** Role names: lower-case, so `"admin"` in the stored JSON array can only be the role admin. */
+export const Roles = z.array(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/)).max(16);
+
 export const SignUpBody = z
   .object({
     email: Email,
@@ -106,10 +109,7 @@ export const SignUpBody = z
     profile: Profile.optional(),
     captcha_token: z.string().max(4096).optional(),
     device_id: DeviceIdInput,
-    roles: z
-      .array(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/))
-      .max(16)
-      .optional(),
+    roles: Roles.optional(),
   })
   .refine((b) => b.password_confirmation === undefined || b.password_confirmation === b.password, {
     path: ["password_confirmation"],

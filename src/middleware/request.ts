@@ -3,7 +3,7 @@ import { routePath } from "hono/route";
 import { getPath } from "hono/utils/url";
 import { type AppEnv, clientIp } from "../context";
 import { ApiError } from "../errors";
-import { knownRoutes } from "../routes/define";
+import { methodsFor } from "../routes/define";
 import { BOOKMARK_HEADER } from "./auth";
 import { routedPath } from "./realm";
 
@@ -72,7 +72,7 @@ export const jsonBody: MiddlewareHandler<AppEnv> = async (c, next) => {
   const method = c.req.method;
   if (method !== "POST" && method !== "PUT" && method !== "PATCH" && method !== "DELETE") return next();
   const path = routedPath(getPath(c.req.raw));
-  if (!knownRoutes.some((r) => r.method === method && r.pattern.test(path))) return next();
+  if (!methodsFor(path).includes(method)) return next();
   const declared = Number(c.req.header("Content-Length") ?? "0");
   if (declared > MAX_BODY_BYTES) throw new ApiError("payload_too_large");
   const bytes = await readCapped(c.req.raw.body, MAX_BODY_BYTES);

@@ -2,7 +2,7 @@ import { OpenAPIHono, type RouteHandler, z } from "@hono/zod-openapi";
 import type { AppEnv } from "../context";
 import { adminAccess, adminOnly } from "../middleware/admin";
 import { deps } from "../middleware/auth";
-import { Domain, UserSchema } from "../schemas";
+import { Domain, Roles, UserSchema } from "../schemas";
 import { listUsers, setRoles, setStatus } from "../services/admin";
 import { audit } from "../services/audit";
 import { toUser } from "../services/users";
@@ -17,9 +17,7 @@ const ListQuerySchema = z.object({
 });
 
 const IdParam = z.object({ id: z.string().min(1).max(64) });
-const RolesBody = z
-  .object({ roles: z.array(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/)).max(16) })
-  .openapi("RolesUpdate");
+const RolesBody = z.object({ roles: Roles }).openapi("RolesUpdate");
 
 /** POST /v1/users/{id}/activate and /deactivate: an admin, or an authority token of the user's domain. */
 function statusRoute(action: "activate" | "deactivate", status: "active" | "disabled", summary: string) {

@@ -4,6 +4,9 @@ import { ErrorSchema } from "../schemas";
 /** Every documented route's method and path pattern, so a known path with a wrong method answers 405. */
 export const knownRoutes: { method: string; pattern: RegExp }[] = [];
 
+/** The methods some route serves at `path` (a path with the realm prefix taken off). */
+export const methodsFor = (path: string) => knownRoutes.filter((r) => r.pattern.test(path)).map((r) => r.method);
+
 /** createRoute that also records the route for 405 answers. Adds the error shape as the default response. */
 export function route<const R extends RouteConfig>(config: R) {
   knownRoutes.push({
