@@ -19,7 +19,7 @@ import {
 import { iso } from "../time";
 import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
-import { deliveryAvailable, notify } from "./notifier";
+import { deliveryAvailable, notify, notifyQuietly } from "./notifier";
 import { provePhone } from "./otp";
 import { accountChanged, endAllSessions } from "./sessions";
 import { requireUser } from "./users";
@@ -245,20 +245,7 @@ export async function requestReset(deps: Deps, realm: string, email: string): Pr
     return { userId: null };
   }
   const { code, expiresAt } = await issueResetCode(deps, user);
-  deps.defer(
-    notify(deps, { type: "reset", channel: "email", to: email, code, realm, expires_at: expiresAt }).catch((e) => {
-      // Never the code or the address: only what failed.
-      console.error(
-        JSON.stringify({
-          level: "error",
-          event: "notification_failed",
-          type: "reset",
-          realm,
-          error: e instanceof ApiError ? e.code : "internal_error",
-        }),
-      );
-    }),
-  );
+  deps.defer(notifyQuietly(deps, { type: "reset", channel: "email", to: email, code, realm, expires_at: expiresAt }));
   return { userId: user.id };
 }
 

@@ -89,6 +89,24 @@ export async function notify(deps: Deps, n: Notification): Promise<void> {
   await postWebhook(url, secret, payload);
 }
 
+/**
+ * notify() that settles quietly: a failure is logged (the type, the realm and the error code;
+ * never the address or a code) and resolves. For deliveries that run after the response.
+ */
+export function notifyQuietly(deps: Deps, n: Notification): Promise<void> {
+  return notify(deps, n).catch((e) => {
+    console.error(
+      JSON.stringify({
+        level: "error",
+        event: "notification_failed",
+        type: n.type,
+        realm: n.realm,
+        error: e instanceof ApiError ? e.code : "internal_error",
+      }),
+    );
+  });
+}
+
 /** Backoff between queue retries: 10 s, 20 s, 40 s … at most 10 minutes. */
 export const retryDelaySeconds = (attempts: number) => Math.min(10 * 2 ** Math.max(0, attempts - 1), 600);
 

@@ -9,7 +9,7 @@ import { findUserByEmail, findUserById, hasAdminRole, insertUser, newUserRow, ty
 import { checkCaptcha } from "./captcha";
 import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
-import { notify } from "./notifier";
+import { notifyQuietly } from "./notifier";
 
 /** The User of api.md §4. Never includes the password hash. */
 export function toUser(u: Omit<UserRecord, "passwordHash">) {
@@ -50,22 +50,12 @@ export function noticeApprovalNeeded(deps: Deps, user: UserRecord): void {
         .where(and(eq(users.realm, user.realm), eq(users.status, "active"), hasAdminRole));
       for (const admin of admins) {
         if (!admin.email) continue;
-        await notify(deps, {
+        await notifyQuietly(deps, {
           type: "approval_needed",
           channel: "email",
           to: admin.email,
           realm: user.realm,
           data: { user_id: user.id, user_email: user.email },
-        }).catch((e) => {
-          console.error(
-            JSON.stringify({
-              level: "error",
-              event: "notification_failed",
-              type: "approval_needed",
-              realm: user.realm,
-              error: e instanceof ApiError ? e.code : "internal_error",
-            }),
-          );
         });
       }
     })(),
