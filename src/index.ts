@@ -31,7 +31,7 @@ export default {
 } satisfies ExportedHandler<Env>;
 
 /** The cron trigger: bounded, idempotent cleanup; logs one JSON line with what it removed. */
-export async function scheduledCleanup(env: Env, now: number): Promise<CleanupReport | null> {
+async function scheduledCleanup(env: Env, now: number): Promise<CleanupReport | null> {
   const loaded = loadConfig(env);
   if (!loaded.ok) {
     console.error(JSON.stringify({ level: "error", event: "cleanup_skipped", problems: loaded.problems }));

@@ -2,7 +2,7 @@ import { errors, importJWK, type JWTPayload, jwtVerify, SignJWT } from "jose";
 import type { PrivateJwk } from "../config";
 import { ApiError } from "../errors";
 
-export const JWT_ALG = "ES256";
+const JWT_ALG = "ES256";
 
 export type TokenType = "access" | "public" | "authority";
 
@@ -113,7 +113,7 @@ export interface VerifyOptions {
  * passed are kept, each until its `exp`; at most VERIFIED_MAX of them (the oldest go first).
  */
 const verified = new WeakMap<KeySet, Map<string, { payload: Readonly<JWTPayload>; issuer: string }>>();
-export const VERIFIED_MAX = 2_000;
+const VERIFIED_MAX = 2_000;
 
 function cachedPayload(keys: KeySet, token: string, issuer: string, nowMs: number): JWTPayload | null {
   const hit = verified.get(keys)?.get(token);

@@ -8,7 +8,7 @@ export function randomBytes(n: number): Uint8Array<ArrayBuffer> {
 }
 
 /** A uniformly random integer in [0, max): rejection sampling, so no modulo bias. */
-export function randomInt(max: number): number {
+function randomInt(max: number): number {
   if (!Number.isInteger(max) || max <= 0 || max > 2 ** 32) throw new RangeError("max out of range");
   const limit = 2 ** 32 - (2 ** 32 % max);
   const buf = new Uint32Array(1);
@@ -70,13 +70,4 @@ export function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
   let diff = 0;
   for (let i = 0; i < a.byteLength; i++) diff |= (a[i] as number) ^ (b[i] as number);
   return diff === 0;
-}
-
-/** Constant-time comparison of two strings (compares their SHA-256 digests, so lengths leak nothing). */
-export async function timingSafeEqualString(a: string, b: string): Promise<boolean> {
-  const [da, db] = await Promise.all([
-    crypto.subtle.digest("SHA-256", utf8(a)),
-    crypto.subtle.digest("SHA-256", utf8(b)),
-  ]);
-  return timingSafeEqual(new Uint8Array(da), new Uint8Array(db));
 }

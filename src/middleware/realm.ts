@@ -14,7 +14,7 @@ export function routedPath(pathname: string): string {
 }
 
 /** The realm a path addresses; `default` for plain `/v1`. */
-export function realmOf(pathname: string): string {
+function realmOf(pathname: string): string {
   const m = REALM_PREFIX.exec(pathname);
   if (!m) return "default";
   try {

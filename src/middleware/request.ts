@@ -7,7 +7,7 @@ import { methodsFor } from "../routes/define";
 import { BOOKMARK_HEADER } from "./auth";
 import { routedPath } from "./realm";
 
-export const MAX_BODY_BYTES = 16 * 1024;
+const MAX_BODY_BYTES = 16 * 1024;
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const JSON_TYPE = /^application\/([\w.-]+\+)?json$/i;
 
@@ -122,7 +122,7 @@ async function readCapped(body: ReadableStream<Uint8Array> | null, cap: number):
 }
 
 /** The allowed browser origins from CORS_ORIGINS (comma- or space-separated; `*` for any, without credentials). */
-export function corsOrigins(raw: string | undefined): { any: boolean; list: Set<string> } {
+function corsOrigins(raw: string | undefined): { any: boolean; list: Set<string> } {
   const items = (raw ?? "").split(/[\s,]+/).filter(Boolean);
   return { any: items.includes("*"), list: new Set(items.filter((o) => o !== "*").map((o) => o.replace(/\/$/, ""))) };
 }

@@ -25,8 +25,8 @@ import { accountChanged, endAllSessions } from "./sessions";
 import { requireUser } from "./users";
 
 /** Reset codes: 8 digits, valid 15 minutes (api.md §4). */
-export const RESET_CODE_DIGITS = 8;
-export const RESET_TTL_MS = 15 * 60 * 1000;
+const RESET_CODE_DIGITS = 8;
+const RESET_TTL_MS = 15 * 60 * 1000;
 
 const isAdmin = (u: UserRecord) => u.roles.includes("admin");
 
@@ -34,7 +34,7 @@ const isAdmin = (u: UserRecord) => u.roles.includes("admin");
  * The user a `{id|me}` route acts on: oneself, or for an admin anyone of the realm
  * (404 not_found when there is none). Anyone else: 403 forbidden, whether or not the id exists.
  */
-export async function resolveTarget(deps: Deps, caller: UserRecord, id: string): Promise<UserRecord> {
+async function resolveTarget(deps: Deps, caller: UserRecord, id: string): Promise<UserRecord> {
   if (id === "me" || id === caller.id) return caller;
   if (!isAdmin(caller)) throw new ApiError("forbidden");
   const user = await findUserById(deps.db, caller.realm, id);
@@ -215,7 +215,7 @@ function resetRef(realm: string, user: UserRecord | null, email: string): CodeRe
  * Creates (or replaces) a user's reset code. Returns the code for delivery only: it is never
  * put in a response or a log (besides the notifier's development log).
  */
-export async function issueResetCode(deps: Deps, user: UserRecord): Promise<{ code: string; expiresAt: string }> {
+async function issueResetCode(deps: Deps, user: UserRecord): Promise<{ code: string; expiresAt: string }> {
   const code = randomDigits(RESET_CODE_DIGITS);
   const ref = resetRef(user.realm, user, user.email ?? "");
   const codeHash = await hashCode(await codeSecret(deps.config), ref, code);

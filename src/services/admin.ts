@@ -19,10 +19,10 @@ import { toUser } from "./users";
 export type Principal = { kind: "admin"; userId: string } | { kind: "authority"; domain: string; tokenId: string };
 
 /** The domain of an email (after the last @). */
-export const emailDomain = (email: string | null) => (email ? email.slice(email.lastIndexOf("@") + 1) : null);
+const emailDomain = (email: string | null) => (email ? email.slice(email.lastIndexOf("@") + 1) : null);
 
 /** An authority may act only on users whose current email is in its domain (exactly that domain). */
-export function assertMayManage(principal: Principal, user: UserRecord): void {
+function assertMayManage(principal: Principal, user: UserRecord): void {
   if (principal.kind === "authority" && emailDomain(user.email) !== principal.domain) throw new ApiError("forbidden");
 }
 
@@ -113,7 +113,7 @@ export async function listUsers(deps: Deps, realm: string, query: ListQuery, pri
 }
 
 /** Loads a user the principal may manage, or 404 / 403. */
-export async function managedUser(deps: Deps, realm: string, id: string, principal: Principal): Promise<UserRecord> {
+async function managedUser(deps: Deps, realm: string, id: string, principal: Principal): Promise<UserRecord> {
   const user = await findUserById(deps.db, realm, id);
   if (!user) throw new ApiError("not_found", "User not found");
   assertMayManage(principal, user);

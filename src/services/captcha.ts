@@ -2,7 +2,7 @@ import { ApiError } from "../errors";
 import type { RealmRow } from "../storage/schema";
 import type { Deps } from "./deps";
 
-export const SITEVERIFY_URL = "https://challenges.cloudflare.com/turnstile/v0/siteverify";
+const SITEVERIFY_URL = "https://challenges.cloudflare.com/turnstile/v0/siteverify";
 
 /**
  * Turnstile check (api.md §4, §6) for sign-up and OTP send. Required when TURNSTILE_SECRET is

@@ -5,7 +5,7 @@ import { INDEX_EVERY_MS } from "../storage/device-session";
 import { DAY_MS, iso } from "../time";
 
 /** Rows removed per table per run: a run stays short, and a backlog drains over a few runs. */
-export const CLEANUP_BATCH = 500;
+const CLEANUP_BATCH = 500;
 
 export interface CleanupReport {
   codes: number;

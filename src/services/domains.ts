@@ -31,7 +31,7 @@ export function registrationDecision(
 }
 
 /** Loads the rules that could cover an email's domain. */
-export async function rulesFor(db: Db, realm: string, email: string): Promise<Map<string, "allow" | "block">> {
+async function rulesFor(db: Db, realm: string, email: string): Promise<Map<string, "allow" | "block">> {
   const domain = email.slice(email.lastIndexOf("@") + 1);
   const rows = await db
     .select({ domain: domainRules.domain, rule: domainRules.rule })

@@ -26,7 +26,7 @@ export function deliveryAvailable(config: Deps["config"]): boolean {
 }
 
 /** The JSON object posted for a notification (api.md §8). */
-export function notificationPayload(n: Notification): Record<string, unknown> {
+function notificationPayload(n: Notification): Record<string, unknown> {
   const payload: Record<string, unknown> = { type: n.type, channel: n.channel, to: n.to, realm: n.realm };
   if (n.code !== undefined) payload.code = n.code;
   if (n.expires_at !== undefined) payload.expires_at = n.expires_at;
@@ -44,7 +44,7 @@ export interface QueuedNotification {
  * Posts one payload to the webhook, signed. Throws ApiError delivery_failed when the webhook
  * cannot be reached in 10 s or answers other than 2xx.
  */
-export async function postWebhook(url: string, secret: string, payload: Record<string, unknown>): Promise<void> {
+async function postWebhook(url: string, secret: string, payload: Record<string, unknown>): Promise<void> {
   const body = JSON.stringify(payload);
   let res: Response;
   try {

@@ -20,12 +20,12 @@ import { deliveryAvailable, notify } from "./notifier";
 import { startSession } from "./sessions";
 
 /** Phone OTPs (api.md §5): 6 digits, valid 5 minutes, 5 tries (MAX_CODE_ATTEMPTS). */
-export const OTP_DIGITS = 6;
-export const OTP_TTL_MS = 5 * 60 * 1000;
+const OTP_DIGITS = 6;
+const OTP_TTL_MS = 5 * 60 * 1000;
 /** At most one send per number per minute. */
-export const OTP_RESEND_MS = 60 * 1000;
+const OTP_RESEND_MS = 60 * 1000;
 /** At most this many sends per number per UTC day (a bound on SMS cost and on pumping fraud). */
-export const OTP_DAILY_LIMIT = 10;
+const OTP_DAILY_LIMIT = 10;
 
 const otpRef = (realm: string, phone: string): CodeRef => ({ realm, purpose: "otp", subject: phone });
 const untilNextUtcDay = (now: number) => Math.floor(now / DAY_MS) * DAY_MS + DAY_MS - now;

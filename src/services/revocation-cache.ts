@@ -7,8 +7,8 @@
  * never read this cache, and `revoked` answers are never cached (they are read from KV each time).
  * At most NOT_REVOKED_MAX entries (the oldest go first; each is a jti and a time).
  */
-export const NOT_REVOKED_MS = 5_000;
-export const NOT_REVOKED_MAX = 10_000;
+const NOT_REVOKED_MS = 5_000;
+const NOT_REVOKED_MAX = 10_000;
 
 const notRevoked = new Map<string, number>();
 /** Counts blacklistings by this isolate: an answer read from KV before one of them is not kept. */

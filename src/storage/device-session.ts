@@ -6,7 +6,7 @@ import { getDb } from "./db";
 import { findUserById, type UserRecord } from "./users";
 
 /** A retry of the refresh token rotated away less than this long ago succeeds (api.md §3). */
-export const REFRESH_GRACE_MS = 10_000;
+const REFRESH_GRACE_MS = 10_000;
 
 export interface LiveJti {
   jti: string;

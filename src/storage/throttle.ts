@@ -4,7 +4,7 @@ import type { Db } from "./db";
 import { loginThrottle } from "./schema";
 
 /** Consecutive failures allowed before the account answers 429 (api.md §10). */
-export const MAX_LOGIN_FAILURES = 5;
+const MAX_LOGIN_FAILURES = 5;
 const FIRST_LOCK_MS = 30_000;
 const LONGEST_LOCK_MS = 15 * 60_000;
 
