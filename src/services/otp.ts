@@ -132,26 +132,30 @@ export const OTP_FAILURE_CODES = {
  * code up when it matches. Throws 401 invalid_otp or otp_expired like verify does.
  */
 export async function provePhone(deps: Deps, realm: string, phone: string, otp: string): Promise<void> {
-  const ref = otpRef(realm, phone);
-  const codeHash = await hashCode(await codeSecret(deps.config), ref, otp);
-  const checked = await checkCode(deps.db, ref, codeHash, deps.now);
-  if (checked !== "ok") throw new ApiError(OTP_FAILURE_CODES[checked]);
-  if (!(await spendCode(deps.db, ref, codeHash))) throw new ApiError(OTP_FAILURE_CODES.raced);
+  const spent = await spendOtp(deps, realm, phone, otp);
+  if (spent !== "ok") throw new ApiError(OTP_FAILURE_CODES[spent]);
 }
 
 /**
- * POST /v1/otp/verify: spends one try on the number's code (constant-time compare inside
- * checkCode), uses the code up, then finds or creates the user of the number and logs the
- * device in. The user is looked up only after a correct code, so a wrong guess tells nothing
- * about whether the number has an account.
+ * Spends one try on the number's code (constant-time compare inside checkCode) and, when it
+ * matches, uses the code up; of two concurrent correct attempts only one gets "ok".
+ */
+async function spendOtp(deps: Deps, realm: string, phone: string, otp: string) {
+  const ref = otpRef(realm, phone);
+  const codeHash = await hashCode(await codeSecret(deps.config), ref, otp);
+  const checked = await checkCode(deps.db, ref, codeHash, deps.now);
+  if (checked !== "ok") return checked;
+  return (await spendCode(deps.db, ref, codeHash)) ? "ok" : "raced";
+}
+
+/**
+ * POST /v1/otp/verify: spends one try on the number's code and uses it up (spendOtp), then
+ * finds or creates the user of the number and logs the device in. The user is looked up only
+ * after a correct code, so a wrong guess tells nothing about whether the number has an account.
  */
 export async function verifyOtp(deps: Deps, realm: string, input: OtpVerifyInput): Promise<OtpVerifyResult> {
-  const ref = otpRef(realm, input.phone);
-  const codeHash = await hashCode(await codeSecret(deps.config), ref, input.otp);
-  const checked = await checkCode(deps.db, ref, codeHash, deps.now);
-  if (checked !== "ok") return { ok: false, reason: checked, user: null, created: false };
-  // Single use: of two concurrent correct verifies, only one spends the code.
-  if (!(await spendCode(deps.db, ref, codeHash))) return { ok: false, reason: "raced", user: null, created: false };
+  const spent = await spendOtp(deps, realm, input.phone, input.otp);
+  if (spent !== "ok") return { ok: false, reason: spent, user: null, created: false };
 
   const found = await findOrCreatePhoneUser(deps, realm, input.phone, input.name);
   if ("reason" in found) return { ok: false, reason: found.reason, user: null, created: false };
