@@ -233,13 +233,9 @@ export async function phoneCode(phone: string, prefix = ""): Promise<string> {
   try {
     const res = await api("POST", withPrefix(prefix, "/v1/otp"), { body: { phone_number: phone } });
     if (res.status !== 202) throw new Error(`otp send failed: ${res.status} ${res.text}`);
-    for (const call of log.mock.calls) {
-      const line = String(call[0]);
-      if (!line.includes('"notification"') || !line.includes(phone)) continue;
-      const parsed = JSON.parse(line) as { type?: string; to?: string; code?: string };
-      if (parsed.type === "otp" && parsed.to === phone && parsed.code) return parsed.code;
-    }
-    throw new Error("no OTP in the log");
+    const sent = loggedNotifications(log).find((m) => m.type === "otp" && m.to === phone && m.code);
+    if (!sent) throw new Error("no OTP in the log");
+    return sent.code as string;
   } finally {
     log.mockRestore();
   }
