@@ -5,7 +5,8 @@ import { COOKIE, endSessionCookies, readCookies, type TokenPair, tokenCookies } 
 /**
  * Codes after which the tokens in this browser are of no further use: the cookies are cleared
  * and the user is sent to the login page. (`forbidden`, `fresh_token_required`, `429` or a 5xx
- * leave the session alone.)
+ * leave the session alone.) public/app.js keeps the same list for the browser (it has no build
+ * step to import this one): change both together.
  */
 export const SESSION_OVER = new Set([
   "missing_token",

@@ -3,7 +3,11 @@
 
 const CSRF_COOKIE = "__Host-ur_csrf";
 
-/** Codes after which the session in this browser is over: the user is sent to the login page. */
+/**
+ * Codes after which the session in this browser is over: the user is sent to the login page.
+ * The same list as SESSION_OVER in lib/session.ts: this file is served as it is, with no build
+ * step, so it cannot import that module. Change both together.
+ */
 const SESSION_OVER = new Set([
   "missing_token",
   "invalid_token",
