@@ -165,6 +165,22 @@ describe("CORS and security headers", () => {
     expect(evil.headers.get("Access-Control-Allow-Credentials")).toBeNull();
   });
 
+  it("puts the CORS and security headers on error answers too", async () => {
+    const listed = { headers: { Origin: "https://app.example.com" } };
+    const unauthorized = await apiWithEnv(origins, "GET", "/v1/users/me", listed);
+    const invalid = await apiWithEnv(origins, "POST", "/v1/tokens", { ...listed, body: { email: "x" } });
+    const missing = await apiWithEnv(origins, "GET", "/v1/nowhere", listed);
+    expect([unauthorized.status, invalid.status, missing.status]).toEqual([401, 400, 404]);
+    for (const r of [unauthorized, invalid, missing]) {
+      expect(r.headers.get("Access-Control-Allow-Origin")).toBe("https://app.example.com");
+      expect(r.headers.get("Access-Control-Allow-Credentials")).toBe("true");
+      expect(r.headers.get("Vary")).toContain("Origin");
+      expect(r.headers.get("X-Request-Id")).toBeTruthy();
+      expect(r.headers.get("Strict-Transport-Security")).toContain("max-age=");
+      expect(r.headers.get("Cache-Control")).toBe("no-store");
+    }
+  });
+
   it("never allows credentials with *", async () => {
     const res = await apiWithEnv({ CORS_ORIGINS: "*" }, "GET", "/health", {
       headers: { Origin: "https://any.example" },
@@ -185,5 +201,9 @@ describe("CORS and security headers", () => {
       expect(r.headers.get("Content-Security-Policy")).toContain("frame-ancestors 'none'");
     }
     expect(res.headers.get("Cache-Control")).toBe("no-store");
+    // A route's own caching replaces the default.
+    const jwks = await api("GET", "/.well-known/jwks.json");
+    expect(jwks.headers.get("Cache-Control")).toBe("public, max-age=300");
+    expect(jwks.headers.get("X-Content-Type-Options")).toBe("nosniff");
   });
 });

@@ -287,5 +287,8 @@ describe("GET /docs", () => {
     // No scripts, and the CSP says so.
     expect(res.text).not.toMatch(/<script/i);
     expect(res.headers.get("Content-Security-Policy")).toContain("default-src 'none'");
+    // The page's own policy and caching replace the defaults every response starts with.
+    expect(res.headers.get("Content-Security-Policy")).toContain("style-src 'unsafe-inline'");
+    expect(res.headers.get("Cache-Control")).toBe("public, max-age=300");
   });
 });

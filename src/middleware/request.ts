@@ -11,28 +11,40 @@ const MAX_BODY_BYTES = 16 * 1024;
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const JSON_TYPE = /^application\/([\w.-]+\+)?json$/i;
 
-/** Request id (the caller's when sane, else new), request time, and headers every response carries. */
+/**
+ * Request id (the caller's when sane, else new), request time, and headers every response carries.
+ * The headers are set before the route answers: Hono builds the route's response (an error's too)
+ * with them, and a route may still replace Content-Security-Policy or Cache-Control. Set on the
+ * finished response instead, each c.header() would copy the whole Response.
+ */
 export const requestContext: MiddlewareHandler<AppEnv> = async (c, next) => {
   const given = c.req.header("X-Request-Id");
   const requestId = given && SANE_REQUEST_ID.test(given) ? given : crypto.randomUUID();
   c.set("requestId", requestId);
   const started = Date.now();
   c.set("now", started);
-  await next();
-  const bookmark = c.get("d1Session")?.getBookmark();
-  if (bookmark) c.header(BOOKMARK_HEADER, bookmark);
-  logRequest(c, started);
   c.header("X-Request-Id", requestId);
   c.header("X-Content-Type-Options", "nosniff");
   c.header("Referrer-Policy", "no-referrer");
   c.header("X-Frame-Options", "DENY");
   c.header("Strict-Transport-Security", "max-age=31536000; includeSubDomains");
-  if (!c.res.headers.has("Content-Security-Policy")) {
-    c.header("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
-  }
+  c.header("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
   // Tokens and personal data must never sit in a shared or browser cache.
-  if (!c.res.headers.has("Cache-Control")) c.header("Cache-Control", "no-store");
+  c.header("Cache-Control", "no-store");
+  await next();
+  const bookmark = c.get("d1Session")?.getBookmark();
+  if (bookmark) setOnAnswer(c, BOOKMARK_HEADER, bookmark);
+  logRequest(c, started);
 };
+
+/** Sets a header on the finished response in place; a response with immutable headers is copied. */
+function setOnAnswer(c: Context<AppEnv>, name: string, value: string): void {
+  try {
+    c.res.headers.set(name, value);
+  } catch {
+    c.header(name, value);
+  }
+}
 
 /**
  * One JSON line per request: ids, route pattern, status, duration, who and where. Never a
@@ -149,11 +161,12 @@ export const cors: MiddlewareHandler<AppEnv> = async (c, next) => {
     if (listed) headers["Access-Control-Allow-Credentials"] = "true";
     return c.body(null, 204, headers);
   }
-  await next();
+  // Before the route answers, as in requestContext.
   if (allowOrigin) {
     c.header("Access-Control-Allow-Origin", allowOrigin);
     c.header("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, WWW-Authenticate, X-D1-Bookmark");
     if (listed) c.header("Access-Control-Allow-Credentials", "true");
     c.header("Vary", "Origin", { append: true });
   }
+  await next();
 };
