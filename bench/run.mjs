@@ -6,7 +6,8 @@
 // BENCH_ROUNDS (5), BENCH_WARMUP seconds (2), BENCH_LOGINS sequential logins per tier (60),
 // BENCH_ME_SEQUENTIAL sequential /me requests per tier (200), BENCH_TIERS user counts
 // (100,10000,100000), BENCH_OUT (bench/results.json), BENCH_CONFIG (another wrangler.toml to
-// build the worker from, for experiments).
+// build the worker from, for experiments), BENCH_STORAGE (tmpfs; `disk` for Miniflare's default
+// temp dir, see bench/lib.mjs).
 
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, freemem, loadavg, release, totalmem } from "node:os";
@@ -68,7 +69,7 @@ const CONSUMER = "consumer.bench";
 // One more copy of user-registry per user count of the scaling scenarios, each with its own D1
 // database, so the counts are measured side by side, in interleaved rounds.
 const tierName = (n) => `t${n}`;
-const { mf, url, db, dbs } = await startRegistry({
+const { mf, url, db, dbs, storage } = await startRegistry({
   script: bundle.script,
   instances: TIERS.map((n) => ({ name: tierName(n), routes: [`${tierName(n)}.bench/*`] })),
   extraWorkers: [
@@ -97,7 +98,7 @@ const { mf, url, db, dbs } = await startRegistry({
   ],
 });
 const pids = workerdPids();
-log(`serving on ${url} (workerd pid ${pids.join(", ") || "?"})`);
+log(`serving on ${url} (workerd pid ${pids.join(", ") || "?"}; stores on ${storage})`);
 
 /** One request through Miniflare (the sequential timings use this for login and the hash alike). */
 async function call(method, path, { body, token, host } = {}) {
@@ -386,6 +387,11 @@ const main = await measure(
   ].filter((s) => !only?.length || only.includes(s.name)),
 );
 
+// The same comparisons round by round: each round runs the scenarios one after another, so a
+// route and its baseline are a few seconds apart; the median of those per-round ratios moves less
+// with the machine's drift than the ratio of the two medians.
+const paired = (a, b) => median(main[a].rounds_rps.map((x, i) => x / main[b].rounds_rps[i]));
+
 if (process.env.BENCH_MAIN_ONLY) {
   // A shorter run while working on the code: the ratio scenarios only (or those listed), nothing written.
   for (const [k, m] of Object.entries(main)) {
@@ -393,7 +399,8 @@ if (process.env.BENCH_MAIN_ONLY) {
       `${k.padEnd(8)} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50_ms} ms  workerd ${m.workerd_cpu_ms_per_req.toFixed(2)} ms/req  rounds ${m.rounds_rps.join(" ")}`,
     );
   }
-  const r = (a, b) => (main[a] && main[b] ? (main[a].rps / main[b].rps).toFixed(2) : "-");
+  const r = (a, b) =>
+    main[a] && main[b] ? `${(main[a].rps / main[b].rps).toFixed(2)} (by round ${paired(a, b).toFixed(2)})` : "-";
   console.log(
     `verify/hello ${r("verify", "hello")} (floor ${r("rpc_floor", "hello")})  me/d1 ${r("me", "d1")}  refresh/do ${r("refresh", "do")}`,
   );
@@ -551,6 +558,12 @@ const ratios = {
   me_vs_d1: main.me.rps / main.d1.rps,
   refresh_vs_do: main.refresh.rps / main.do.rps,
 };
+const ratiosPaired = {
+  verify_vs_hello: paired("verify", "hello"),
+  rpc_floor_vs_hello: paired("rpc_floor", "hello"),
+  me_vs_d1: paired("me", "d1"),
+  refresh_vs_do: paired("refresh", "do"),
+};
 // The same comparisons by CPU: workerd's CPU time per request (all its threads: both workers,
 // the D1/KV/Durable Object simulators, HTTP). Steadier than req/s when other work shares the cores.
 const cpu = (k) => main[k].workerd_cpu_ms_per_req;
@@ -572,6 +585,7 @@ const goals = {
 };
 const results = {
   ratios,
+  ratios_paired: ratiosPaired,
   ratios_by_cpu: ratiosByCpu,
   login: loginOut,
   scaling,
@@ -590,6 +604,7 @@ const results = {
     os: `Linux ${release()}`,
     node: process.version,
     miniflare: JSON.parse(readFileSync(join(root, "node_modules/miniflare/package.json"), "utf8")).version,
+    storage,
     load_average_before: loadBefore.map((x) => +x.toFixed(2)),
     load_average_after: loadavg().map((x) => +x.toFixed(2)),
     load_tool: "autocannon 9 (same machine, same Node process as Miniflare's controller)",
@@ -640,13 +655,16 @@ const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => String(r[c]).le
 const line = (r) =>
   `| ${r.map((v, c) => (c === 0 || c === 5 ? String(v).padEnd(widths[c]) : String(v).padStart(widths[c]))).join(" | ")} |`;
 console.log(
-  `\nuser-registry benchmark — ${CONNECTIONS} connections, ${ROUNDS} rounds × ${DURATION} s (median), ${cpuCount} cores\n`,
+  `\nuser-registry benchmark — ${CONNECTIONS} connections, ${ROUNDS} rounds × ${DURATION} s (median), ${cpuCount} cores, stores on ${storage}\n`,
 );
 console.log(line(rows[0]));
 console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
 for (const r of rows.slice(1)) console.log(line(r));
 console.log(
-  `\nby CPU per request (hello/verify, d1/me, do/refresh): ${f2(ratiosByCpu.verify_vs_hello)}, ${f2(ratiosByCpu.me_vs_d1)}, ${f2(ratiosByCpu.refresh_vs_do)}; an RPC that does nothing ${f2(ratiosByCpu.rpc_floor_vs_hello)}`,
+  `\nround by round (median of per-round ratios): verify ${f2(ratiosPaired.verify_vs_hello)} × hello (an RPC that does nothing ${f2(ratiosPaired.rpc_floor_vs_hello)}), /me ${f2(ratiosPaired.me_vs_d1)} × d1, refresh ${f2(ratiosPaired.refresh_vs_do)} × do`,
+);
+console.log(
+  `by CPU per request (hello/verify, d1/me, do/refresh): ${f2(ratiosByCpu.verify_vs_hello)}, ${f2(ratiosByCpu.me_vs_d1)}, ${f2(ratiosByCpu.refresh_vs_do)}; an RPC that does nothing ${f2(ratiosByCpu.rpc_floor_vs_hello)}`,
 );
 console.log(
   `\nlogin (sequential, ${loginOut.n}, ${TIERS[0]} users): p50 ${f1(loginOut.p50_ms)} ms, p99 ${f1(loginOut.p99_ms)} ms; password check alone ${f1(loginOut.hash_ms)} ms (in the worker ${f1(loginOut.hash_in_worker_ms)} ms); overhead ${f1(loginOut.overhead_ms)} ms (goal ≤ 3: ${ok(goals.login_overhead)}); again on a device that has a session: p50 ${f1(loginOut.same_device_p50_ms)} ms, overhead ${f1(loginOut.same_device_overhead_ms)} ms`,
