@@ -3,9 +3,9 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { b64url } from "../src/crypto/encoding";
-import { parseRefreshToken, type SessionState } from "../src/storage/device-session";
-import { claimsOf, newSession } from "./helpers";
-import { codeOf, DAY, deviceStub, frozenClock, MINUTE, refresh, SECOND, strictProbe } from "./session-helpers";
+import { MAX_LIVE_JTIS, parseRefreshToken, type SessionState } from "../src/storage/device-session";
+import { apiWithEnv, claimsOf, newSession } from "./helpers";
+import { codeOf, DAY, deviceStub, frozenClock, me, MINUTE, refresh, SECOND, strictProbe } from "./session-helpers";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -94,6 +94,32 @@ describe("DeviceSession storage", () => {
     const ended = await stub.end({ now: clock.now });
     expect(ended).toMatchObject({ ended: true, revoked: [{ jti: jti(r2.body.access_token) }] });
     expect((await stored(stub)).keys).toEqual([]);
+  });
+
+  it("keeps at most MAX_LIVE_JTIS access tokens: a refresh past that revokes the oldest", async () => {
+    const { pair, stub } = await loggedIn();
+    const jti = (t: string) => claimsOf(t).jti;
+    const tokens = [pair.access_token];
+    let refreshToken = pair.refresh_token;
+    for (let i = 0; i < MAX_LIVE_JTIS + 2; i++) {
+      // Waits for the work done after the answer (the blacklist writes) before the next call.
+      const r = await apiWithEnv({}, "POST", "/v1/tokens/refresh", { body: { refresh_token: refreshToken } });
+      expect(r.status).toBe(200);
+      tokens.push(r.body.access_token);
+      refreshToken = r.body.refresh_token;
+    }
+    // The state stays bounded: the newest MAX_LIVE_JTIS, in order.
+    const kept = (await stored(stub)).session!.jtis.map((j) => j.jti);
+    expect(kept).toEqual(tokens.slice(-MAX_LIVE_JTIS).map(jti));
+    // The three pushed out are revoked everywhere, strict or not; the ones kept still work.
+    for (const old of tokens.slice(0, 3)) {
+      expect(codeOf(await me(old))).toBe("token_revoked");
+      expect(codeOf(await strictProbe(old))).toBe("token_revoked");
+    }
+    expect((await me(tokens[3] as string)).status).toBe(200);
+    expect((await strictProbe(tokens.at(-1) as string)).status).toBe(404);
+    // Ending the session hands back only what it kept.
+    expect((await stub.end({ now: Date.now() })).revoked.map((j) => j.jti)).toEqual(kept);
   });
 
   it("a refresh with a wrong MAC changes nothing", async () => {

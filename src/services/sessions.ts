@@ -208,6 +208,8 @@ export async function refreshSession(deps: Deps, realm: string, refreshToken: st
     }
     throw new ApiError(result.code);
   }
+  // The strict check refuses tokens pushed out of the session at once; the blacklist follows.
+  if (result.revoked.length) deps.defer(blacklist(deps, result.revoked));
   const accessToken = await signAccess(deps, result.user, loc.deviceId, result.device.sid, access, false);
   if (result.reindex) {
     // An upsert: the row comes back if it was lost (a failed login write, or purged as expired).

@@ -107,6 +107,8 @@ export type RefreshResult =
       user: UserSnapshot;
       /** The D1 device index should get `device`'s last-seen and expiry (see INDEX_EVERY_MS). */
       reindex: boolean;
+      /** Older access tokens this refresh pushed out (MAX_LIVE_JTIS): the caller blacklists them. */
+      revoked: LiveJti[];
     }
   | {
       ok: false;
@@ -124,6 +126,13 @@ export type CheckResult = "ok" | "session_revoked" | "token_revoked";
 
 /** How many rotated-away counters the grace window remembers (more within 10 s is abuse, not a retry). */
 const MAX_SPENT = 16;
+
+/**
+ * How many live access tokens a session keeps. A refresh that mints one more revokes the oldest
+ * (the caller blacklists it), so a client refreshing in a loop cannot grow the object's state,
+ * the work of every later refresh, or the blacklist writes of a logout without bound.
+ */
+export const MAX_LIVE_JTIS = 16;
 
 export interface EndResult {
   ended: boolean;
@@ -295,7 +304,9 @@ export class DeviceSession extends DurableObject<Env> {
         return { ok: false, code: "refresh_token_reused", ended: true, revoked: ended.revoked };
       }
       s.lastSeenAt = input.now;
-      s.jtis = [...s.jtis.filter((j) => live(j, input.now)), input.access];
+      const jtis = [...s.jtis.filter((j) => live(j, input.now)), input.access];
+      const revoked = jtis.splice(0, Math.max(0, jtis.length - MAX_LIVE_JTIS));
+      s.jtis = jtis;
       const reindex = input.now - (s.indexedAt ?? 0) >= INDEX_EVERY_MS;
       if (reindex) s.indexedAt = input.now;
       await this.write(s);
@@ -305,6 +316,7 @@ export class DeviceSession extends DurableObject<Env> {
         device: view(s),
         user,
         reindex,
+        revoked,
       };
     });
   }
