@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { b64url } from "../src/crypto/encoding";
 import { MAX_LIVE_JTIS, parseRefreshToken, type SessionState } from "../src/storage/device-session";
 import { apiWithEnv, claimsOf, newSession } from "./helpers";
-import { codeOf, DAY, deviceStub, frozenClock, me, MINUTE, refresh, SECOND, strictProbe } from "./session-helpers";
+import { codeOf, DAY, deviceStub, frozenClock, MINUTE, me, refresh, SECOND, strictProbe } from "./session-helpers";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -171,10 +171,18 @@ describe("DeviceSession alarm", () => {
 
     const res = await refresh(pair.refresh_token);
     expect(res.status).toBe(200);
-    // Rotation renews the expiry, and the alarm follows it.
+    // Rotation renews the expiry; the alarm stays where it was and, firing then, sets itself again.
     const renewed = await stored(stub);
     expect(renewed.session!.expiresAt).toBe(clock.now + 30 * DAY);
-    expect(renewed.alarm).toBe(renewed.session!.expiresAt);
+    expect(renewed.alarm).toBe(before!.expiresAt);
+    clock.advance(before!.expiresAt - clock.now + SECOND);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await stored(stub)).toMatchObject({ session: renewed.session, alarm: renewed.session!.expiresAt });
+    expect((await refresh(res.body.refresh_token)).status).toBe(200);
+    // Past the latest expiry it ends the session.
+    clock.advance((await stored(stub)).session!.expiresAt - clock.now + SECOND);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect((await stored(stub)).keys).toEqual([]);
   });
 });
 
@@ -194,6 +202,8 @@ describe("DeviceSession strict check", () => {
       const s = state.storage.kv.get<SessionState>("session")!;
       state.storage.kv.put("session", { ...s, jtis: s.jtis.filter((j) => j.jti !== claims.jti) });
     });
+    // The object keeps the state in memory too; a new instance reads what was written behind its back.
+    await evictDurableObject(stub);
     const refused = await strictProbe(pair.access_token);
     expect({ status: refused.status, code: codeOf(refused) }).toEqual({ status: 401, code: "token_revoked" });
     expect((await strictProbe(r1.body.access_token)).status).toBe(404);

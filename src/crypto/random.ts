@@ -45,20 +45,19 @@ export async function sha256Hex(s: string): Promise<string> {
   return hex(await crypto.subtle.digest("SHA-256", utf8(s)));
 }
 
+/** An HMAC-SHA-256 signing key, for signing several times under one secret. */
+export const hmacKey = (key: string | Uint8Array<ArrayBuffer>): Promise<CryptoKey> =>
+  crypto.subtle.importKey("raw", typeof key === "string" ? utf8(key) : key, { name: "HMAC", hash: "SHA-256" }, false, [
+    "sign",
+  ]);
+
+/** HMAC-SHA-256 of `data` under an imported key. */
+export const hmacSign = async (key: CryptoKey, data: string): Promise<Uint8Array<ArrayBuffer>> =>
+  new Uint8Array(await crypto.subtle.sign("HMAC", key, utf8(data)));
+
 /** HMAC-SHA-256 of `data` under `key`. */
-export async function hmacSha256(
-  key: string | Uint8Array<ArrayBuffer>,
-  data: string,
-): Promise<Uint8Array<ArrayBuffer>> {
-  const k = await crypto.subtle.importKey(
-    "raw",
-    typeof key === "string" ? utf8(key) : key,
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  return new Uint8Array(await crypto.subtle.sign("HMAC", k, utf8(data)));
-}
+export const hmacSha256 = async (key: string | Uint8Array<ArrayBuffer>, data: string) =>
+  hmacSign(await hmacKey(key), data);
 
 /** Compares two byte strings in constant time for equal lengths (no early exit on the first difference). */
 export function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {

@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { b64url, fromB64url } from "../crypto/encoding";
-import { hmacSha256, newSecret, randomString, timingSafeEqual } from "../crypto/random";
+import { hmacKey, hmacSign, newSecret, randomString, timingSafeEqual } from "../crypto/random";
 import type { Env } from "../env";
 import { getDb } from "./db";
 import { findUserById, type UserRecord } from "./users";
@@ -181,16 +181,6 @@ export function parseRefreshToken(token: string): RefreshLocator | null {
   return { realm, userId, deviceId, sid, counter: Number(counterText), mac };
 }
 
-async function mintRefreshToken(s: SessionState, counter: number): Promise<string> {
-  const body = b64url(new TextEncoder().encode([s.realm, s.userId, s.deviceId, s.sid, counter].join("|")));
-  return `rt1.${body}.${b64url(await macFor(s, counter))}`;
-}
-
-function macFor(s: SessionState, counter: number): Promise<Uint8Array<ArrayBuffer>> {
-  const key = fromB64url(s.secret) as Uint8Array<ArrayBuffer>;
-  return hmacSha256(key, `${s.sid}.${counter}`);
-}
-
 /** The account without its password hash. */
 function userSnapshot(u: UserSnapshot & { passwordHash?: unknown }): UserSnapshot {
   const { passwordHash: _, ...rest } = u;
@@ -216,18 +206,51 @@ function view(s: SessionState): DeviceView {
  * runs inside blockConcurrencyWhile, so no other call interleaves with it.
  */
 export class DeviceSession extends DurableObject<Env> {
+  /**
+   * The session as this instance last read or wrote it (undefined: not read yet; null: none).
+   * Storage is written only through this object, and a call that throws resets the object (and
+   * this copy with it), so the copy is what storage holds; it saves decoding the state on every call.
+   */
+  private session: SessionState | null | undefined;
+  /** The alarm this instance set (ms). Expiry only moves later, and an early alarm sets itself again. */
+  private alarmAt: number | undefined;
+  /** The session secret's HMAC key, imported once. */
+  private macKey: { secret: string; key: Promise<CryptoKey> } | undefined;
+
   private read(): SessionState | undefined {
-    return this.ctx.storage.kv.get<SessionState>(KEY);
+    if (this.session === undefined) this.session = this.ctx.storage.kv.get<SessionState>(KEY) ?? null;
+    return this.session ?? undefined;
   }
 
   private async write(s: SessionState): Promise<void> {
     this.ctx.storage.kv.put(KEY, s);
-    await this.ctx.storage.setAlarm(s.expiresAt);
+    this.session = s;
+    // A rotation renews the expiry every time; the alarm moves only when it would fire too late.
+    if (this.alarmAt === undefined || this.alarmAt > s.expiresAt) {
+      await this.ctx.storage.setAlarm(s.expiresAt);
+      this.alarmAt = s.expiresAt;
+    }
   }
 
   private async wipe(): Promise<void> {
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
+    this.session = null;
+    this.alarmAt = undefined;
+  }
+
+  /** HMAC-SHA-256 under the session's secret: the MAC of refresh token `counter`. */
+  private async mac(s: SessionState, counter: number): Promise<Uint8Array<ArrayBuffer>> {
+    if (this.macKey?.secret !== s.secret) {
+      // The secret is the object's own (newSecret), so always valid base64url.
+      this.macKey = { secret: s.secret, key: hmacKey(fromB64url(s.secret) as Uint8Array<ArrayBuffer>) };
+    }
+    return hmacSign(await this.macKey.key, `${s.sid}.${counter}`);
+  }
+
+  private async refreshToken(s: SessionState, counter: number): Promise<string> {
+    const body = b64url(new TextEncoder().encode([s.realm, s.userId, s.deviceId, s.sid, counter].join("|")));
+    return `rt1.${body}.${b64url(await this.mac(s, counter))}`;
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -251,7 +274,7 @@ export class DeviceSession extends DurableObject<Env> {
         indexedAt: d.createdAt,
       };
       await this.write(s);
-      return { refreshToken: await mintRefreshToken(s, 0), replaced };
+      return { refreshToken: await this.refreshToken(s, 0), replaced };
     });
   }
 
@@ -274,7 +297,7 @@ export class DeviceSession extends DurableObject<Env> {
       if (!s || s.sid !== input.sid) return { ok: false, code: "session_revoked", revoked: [] };
       if (input.counter > s.counter) return { ok: false, code: "invalid_token", revoked: [] };
       // Constant time: the MAC is the secret part of the token.
-      if (!timingSafeEqual(await macFor(s, input.counter), input.mac)) {
+      if (!timingSafeEqual(await this.mac(s, input.counter), input.mac)) {
         return { ok: false, code: "invalid_token", revoked: [] };
       }
       if (input.now >= s.expiresAt) {
@@ -312,7 +335,7 @@ export class DeviceSession extends DurableObject<Env> {
       await this.write(s);
       return {
         ok: true,
-        refreshToken: await mintRefreshToken(s, s.counter),
+        refreshToken: await this.refreshToken(s, s.counter),
         device: view(s),
         user,
         reindex,
@@ -387,9 +410,12 @@ export class DeviceSession extends DurableObject<Env> {
     const s = this.read();
     if (s && Date.now() < s.expiresAt) {
       await this.ctx.storage.setAlarm(s.expiresAt);
+      this.alarmAt = s.expiresAt;
       return;
     }
     await this.ctx.storage.deleteAll();
+    this.session = null;
+    this.alarmAt = undefined;
   }
 
   /** The account: the kept copy while it is younger than USER_MAX_AGE_MS, else read from D1 (and kept). */
