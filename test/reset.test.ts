@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { randomDigits } from "../src/crypto/random";
+import { randomDigits, randomString } from "../src/crypto/random";
 import {
   api,
   apiWithEnv,
@@ -280,6 +280,25 @@ describe("reset codes", () => {
     for (const n of counts) {
       expect(n).toBeGreaterThan(1400);
       expect(n).toBeLessThan(1800);
+    }
+  });
+});
+
+describe("random identifiers", () => {
+  it("draw each of the 62 letters and digits uniformly (no modulo bias)", () => {
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 2000; i++) {
+      const s = randomString(32);
+      expect(s).toMatch(/^[A-Za-z0-9]{32}$/);
+      for (const ch of s) counts.set(ch, (counts.get(ch) ?? 0) + 1);
+    }
+    // 64,000 characters: each expected ~1,032 (sd ≈ 32). Taking bytes modulo 62 would give the
+    // first eight ~1,240; 880..1,190 is beyond 4.5 sd either way.
+    expect(counts.size).toBe(alphabet.length);
+    for (const ch of alphabet) {
+      expect(counts.get(ch), ch).toBeGreaterThan(880);
+      expect(counts.get(ch), ch).toBeLessThan(1190);
     }
   });
 });

@@ -7,22 +7,23 @@ export function randomBytes(n: number): Uint8Array<ArrayBuffer> {
   return crypto.getRandomValues(new Uint8Array(n));
 }
 
-/** A uniformly random integer in [0, max): rejection sampling, so no modulo bias. */
-function randomInt(max: number): number {
-  if (!Number.isInteger(max) || max <= 0 || max > 2 ** 32) throw new RangeError("max out of range");
-  const limit = 2 ** 32 - (2 ** 32 % max);
-  const buf = new Uint32Array(1);
-  for (;;) {
-    crypto.getRandomValues(buf);
-    const v = buf[0] as number;
-    if (v < limit) return v % max;
-  }
-}
-
-/** A string of `length` characters drawn uniformly from `alphabet`. */
+/**
+ * A string of `length` characters drawn uniformly from `alphabet` (at most 256 characters): one
+ * CSPRNG draw of bytes, each kept only when below the largest multiple of the alphabet's size
+ * (rejection sampling, so no modulo bias), topped up while too many were rejected.
+ */
 export function randomString(length: number, alphabet = ALNUM): string {
+  const size = alphabet.length;
+  if (size < 1 || size > 256) throw new RangeError("alphabet size out of range");
+  const limit = 256 - (256 % size);
   let out = "";
-  for (let i = 0; i < length; i++) out += alphabet[randomInt(alphabet.length)];
+  while (out.length < length) {
+    for (const b of randomBytes(length - out.length + 8)) {
+      if (b >= limit) continue;
+      out += alphabet[b % size];
+      if (out.length === length) break;
+    }
+  }
   return out;
 }
 
