@@ -1,5 +1,5 @@
 import { env } from "cloudflare:workers";
-import { decodeProtectedHeader } from "jose";
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
   accessClaimsFor,
@@ -301,6 +301,23 @@ describe("JWKS and the tokens login mints", () => {
     ]);
     expect(res.text).not.toContain('"d"');
     expect(res.text).not.toContain(key.d as string);
+  });
+
+  it("a standard JOSE verifier accepts every kind of token against the published JWKS alone", async () => {
+    const jwks = createLocalJWKSet((await api("GET", "/.well-known/jwks.json")).body);
+    const email = uniqueEmail();
+    await signUp(email);
+    const pair = await login(email);
+    const refreshed = (await api("POST", "/v1/tokens/refresh", { body: { refresh_token: pair.refresh_token } })).body;
+    const pub = (await api("POST", "/v1/tokens/public", { body: {} })).body;
+    for (const token of [pair.access_token, refreshed.access_token, pub.token]) {
+      const { payload, protectedHeader } = await jwtVerify(token, jwks, {
+        issuer: "https://user-registry.test",
+        algorithms: ["ES256"],
+      });
+      expect(protectedHeader).toEqual({ alg: "ES256", kid: configuredKey().kid, typ: "JWT" });
+      expect(payload).toEqual(claimsOf(token));
+    }
   });
 
   it("the access token's header names the keyset's kid", async () => {
