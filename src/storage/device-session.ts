@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import { b64url, fromB64url } from "../crypto/encoding";
+import { b64url, fromB64url, utf8 } from "../crypto/encoding";
 import { hmacKey, hmacSign, newSecret, randomString, timingSafeEqual } from "../crypto/random";
 import type { Env } from "../env";
 import { getDb } from "./db";
@@ -249,7 +249,7 @@ export class DeviceSession extends DurableObject<Env> {
   }
 
   private async refreshToken(s: SessionState, counter: number): Promise<string> {
-    const body = b64url(new TextEncoder().encode([s.realm, s.userId, s.deviceId, s.sid, counter].join("|")));
+    const body = b64url(utf8([s.realm, s.userId, s.deviceId, s.sid, counter].join("|")));
     return `rt1.${body}.${b64url(await this.mac(s, counter))}`;
   }
 
