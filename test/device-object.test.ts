@@ -122,6 +122,15 @@ describe("DeviceSession storage", () => {
     expect((await stub.end({ now: Date.now() })).revoked.map((j) => j.jti)).toEqual(kept);
   });
 
+  it("replays within the grace window revoke nothing, even more of them than MAX_LIVE_JTIS", async () => {
+    const { pair, stub } = await loggedIn();
+    const burst = await Promise.all(Array.from({ length: MAX_LIVE_JTIS + 8 }, () => refresh(pair.refresh_token)));
+    expect(burst.map((r) => r.status).every((s) => s === 200)).toBe(true);
+    const tokens = [pair.access_token, ...burst.map((r) => r.body.access_token as string)];
+    expect((await stored(stub)).session!.jtis).toHaveLength(tokens.length);
+    for (const token of tokens) expect((await strictProbe(token)).status).toBe(404);
+  });
+
   it("a refresh with a wrong MAC changes nothing", async () => {
     const { pair, stub } = await loggedIn();
     const before = (await stored(stub)).session;

@@ -134,6 +134,12 @@ const MAX_SPENT = 16;
  */
 export const MAX_LIVE_JTIS = 16;
 
+/**
+ * A replay within the grace window "revokes nothing" (api.md §3), so it only adds its token; only
+ * a burst of replays larger than any retry or set of concurrent callers pushes tokens out.
+ */
+const MAX_LIVE_JTIS_IN_GRACE = 4 * MAX_LIVE_JTIS;
+
 export interface EndResult {
   ended: boolean;
   sid: string | null;
@@ -313,7 +319,8 @@ export class DeviceSession extends DurableObject<Env> {
         return { ok: false, code: "session_revoked", ended: true, revoked: ended.revoked };
       }
       const inGrace = (s.spent ?? []).filter((x) => input.now - x.at < REFRESH_GRACE_MS);
-      if (input.counter === s.counter) {
+      const rotates = input.counter === s.counter;
+      if (rotates) {
         inGrace.push({ counter: s.counter, at: input.now });
         s.spent = inGrace.slice(-MAX_SPENT);
         s.counter += 1;
@@ -328,7 +335,8 @@ export class DeviceSession extends DurableObject<Env> {
       }
       s.lastSeenAt = input.now;
       const jtis = [...s.jtis.filter((j) => live(j, input.now)), input.access];
-      const revoked = jtis.splice(0, Math.max(0, jtis.length - MAX_LIVE_JTIS));
+      const keep = rotates ? MAX_LIVE_JTIS : MAX_LIVE_JTIS_IN_GRACE;
+      const revoked = jtis.splice(0, Math.max(0, jtis.length - keep));
       s.jtis = jtis;
       const reindex = input.now - (s.indexedAt ?? 0) >= INDEX_EVERY_MS;
       if (reindex) s.indexedAt = input.now;
