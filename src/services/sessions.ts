@@ -201,7 +201,7 @@ export async function refreshSession(deps: Deps, realm: string, refreshToken: st
     access: { jti: access.jti, exp: access.exp },
   })) as RefreshResult;
   if (!result.ok) {
-    if (result.revoked.length) await blacklist(deps, result.revoked);
+    await blacklist(deps, result.revoked);
     // The object ended the session (theft, expiry, or an account gone or locked): its index row goes too.
     if (result.ended) {
       await deleteIndexRow(deps, loc.userId, loc.deviceId, loc.sid);
@@ -218,7 +218,12 @@ export async function refreshSession(deps: Deps, realm: string, refreshToken: st
       deps.db
         .insert(devices)
         .values({ ...row, userId: loc.userId, realm })
-        .onConflictDoUpdate({ target: [devices.userId, devices.deviceId], set: row }),
+        // Never over the row of a newer session of the device (a re-login that raced this refresh).
+        .onConflictDoUpdate({
+          target: [devices.userId, devices.deviceId],
+          set: row,
+          setWhere: eq(devices.sessionId, row.sessionId),
+        }),
     );
   }
   return tokenPair(deps, result.user, loc.deviceId, accessToken, result.refreshToken);
