@@ -83,8 +83,8 @@ export function buildApp() {
   });
 
   app.notFound((c) => {
-    const path = routedPath(new URL(c.req.url).pathname);
-    const allowed = methodsFor(path);
+    // The path as the router saw it: realm prefix taken off, percent-escapes decoded.
+    const allowed = methodsFor(c.req.path);
     if (allowed.length) {
       c.header("Allow", [...new Set(allowed)].join(", "));
       return c.json(errorBody("method_not_allowed"), 405);

@@ -223,6 +223,8 @@ describe("404 and 405", () => {
     ["POST", "/.well-known/jwks.json", ["GET"]],
     ["PATCH", "/v1/domains/example.com", ["PUT", "DELETE"]],
     ["GET", "/v1/realms/default/tokens", ["POST"]],
+    // Percent-escapes are decoded as the router decodes them.
+    ["DELETE", "/v1/token%73/refresh", ["POST"]],
   ])("%s %s is 405 with Allow", async (method, path, allowed) => {
     const res = await api(method, path, method === "GET" ? {} : { body: {} });
     expectError(res, 405, "method_not_allowed");

@@ -1,11 +1,9 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { routePath } from "hono/route";
-import { getPath } from "hono/utils/url";
 import { type AppEnv, clientIp } from "../context";
 import { ApiError } from "../errors";
-import { methodsFor } from "../routes/define";
+import { serves } from "../routes/define";
 import { BOOKMARK_HEADER } from "./auth";
-import { routedPath } from "./realm";
 
 const MAX_BODY_BYTES = 16 * 1024;
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -83,8 +81,8 @@ function logRequest(c: Context<AppEnv>, started: number): void {
 export const jsonBody: MiddlewareHandler<AppEnv> = async (c, next) => {
   const method = c.req.method;
   if (method !== "POST" && method !== "PUT" && method !== "PATCH" && method !== "DELETE") return next();
-  const path = routedPath(getPath(c.req.raw));
-  if (!methodsFor(path).includes(method)) return next();
+  // c.req.path is the path the router sees (realm prefix taken off, see app.ts).
+  if (!serves(c.req.path, method)) return next();
   const declared = Number(c.req.header("Content-Length") ?? "0");
   if (declared > MAX_BODY_BYTES) throw new ApiError("payload_too_large");
   const bytes = await readCapped(c.req.raw.body, MAX_BODY_BYTES);

@@ -7,6 +7,10 @@ export const knownRoutes: { method: string; pattern: RegExp }[] = [];
 /** The methods some route serves at `path` (a path with the realm prefix taken off). */
 export const methodsFor = (path: string) => knownRoutes.filter((r) => r.pattern.test(path)).map((r) => r.method);
 
+/** Whether a route serves `method` at `path` (stops at the first match). */
+export const serves = (path: string, method: string) =>
+  knownRoutes.some((r) => r.method === method && r.pattern.test(path));
+
 /** createRoute that also records the route for 405 answers. Adds the error shape as the default response. */
 export function route<const R extends RouteConfig>(config: R) {
   knownRoutes.push({
