@@ -2,7 +2,7 @@ import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../context";
 import { clientIp } from "../context";
 import type { Env } from "../env";
-import { ApiError } from "../errors";
+import { tooMany } from "../errors";
 
 type Limiter = "RL_SIGNUP" | "RL_LOGIN" | "RL_OTP" | "RL_RESET";
 
@@ -31,9 +31,7 @@ export function ipLimit(limiter: keyof Pick<Env, Limiter>): MiddlewareHandler<Ap
     if (binding && ip) {
       const { success } = await binding.limit({ key: `${c.get("realm")}:${ip}` });
       if (!success) {
-        throw new ApiError("too_many_attempts", "Too many requests from this address. Please try again later", {
-          headers: { "Retry-After": String(PERIOD_SECONDS) },
-        });
+        throw tooMany(PERIOD_SECONDS * 1000, "Too many requests from this address. Please try again later");
       }
     }
     await next();
