@@ -1,5 +1,5 @@
 import { and, asc, eq, gt, or, type SQL, sql } from "drizzle-orm";
-import { b64url, fromB64url } from "../crypto/encoding";
+import { b64url, fromB64url, utf8 } from "../crypto/encoding";
 import { ApiError } from "../errors";
 import { users } from "../storage/schema";
 import {
@@ -42,7 +42,7 @@ const LIKE_PATTERN_MAX_BYTES = 50;
 /** The LIKE pattern of a prefix search for `q`, or 400 when D1 could not run it. */
 function prefixPattern(q: string): string {
   const pattern = `${escapeLike(q)}%`;
-  if (new TextEncoder().encode(pattern).byteLength > LIKE_PATTERN_MAX_BYTES) {
+  if (utf8(pattern).byteLength > LIKE_PATTERN_MAX_BYTES) {
     throw new ApiError("validation_failed", undefined, {
       fields: {
         q: `is too long to search by (at most ${LIKE_PATTERN_MAX_BYTES - 1} bytes once %, _ and \\ are escaped)`,
@@ -143,7 +143,12 @@ export async function setStatus(
       ),
     )
     .returning({ id: users.id });
-  if (!rows.length) throw new ApiError("last_admin");
+  if (!rows.length) {
+    // Deleted since it was read, or the realm's last active admin.
+    throw (await findUserById(deps.db, realm, id))
+      ? new ApiError("last_admin")
+      : new ApiError("not_found", "User not found");
+  }
   if (status === "disabled") await endAllSessions(deps, realm, id);
   else await accountChanged(deps, realm, id);
   return { ...user, status, updatedAt };
