@@ -3,7 +3,7 @@ import { type AuthorityClaims, signToken, verifyToken } from "../crypto/jwt";
 import { newId, randomString, sha256Hex } from "../crypto/random";
 import { ApiError } from "../errors";
 import { authorityTokens } from "../storage/schema";
-import { DAY_MS, iso } from "../time";
+import { iso } from "../time";
 import type { Deps } from "./deps";
 
 /** Mints a domain authority token (api.md §6). It is returned once; only its SHA-256 is stored. */
@@ -28,7 +28,8 @@ export async function createAuthorityToken(
     exp,
   };
   const token = await signToken(deps.keys, claims);
-  const expiresAt = iso(deps.now + expiresInDays * DAY_MS);
+  // The row expires with the token (its `exp`, in whole seconds).
+  const expiresAt = iso(exp * 1000);
   await deps.db.insert(authorityTokens).values({
     id,
     realm,
