@@ -36,7 +36,9 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
     purge("verification_codes", sql`expires_at <= ${nowIso}`),
     purge("authority_tokens", sql`expires_at <= ${nowIso}`),
     // With a margin: a refresh moves the row's expiry at most every INDEX_EVERY_MS, so a live
-    // session's row may say it expired up to that long ago (twice, if one index write failed).
+    // session's row may say it expired up to that long ago. A failed index write waits for the
+    // next refresh after INDEX_EVERY_MS; a session idle since then can lose its row here, and
+    // that next refresh puts it back.
     purge("devices", sql`expires_at <= ${iso(now - 2 * INDEX_EVERY_MS)}`),
     purge("audit_events", sql`at < ${auditBefore}`),
     purge("login_throttle", sql`updated_at < ${idleBefore} AND (locked_until IS NULL OR locked_until <= ${nowIso})`),
