@@ -109,15 +109,31 @@ function drainRuntimeOutput(stdout, stderr) {
  * storage is a directory under the system's temp dir, which here is on the VM's disk: every
  * SQLite commit of D1, KV and the session objects then waits for an ext4 fsync, and creating an
  * object's database file costs about 5 ms. The benchmarks measure the code, so by default the
- * stores live on tmpfs (/dev/shm) instead, in a directory removed when the process exits.
+ * stores live on tmpfs (/dev/shm) instead, in a directory removed when the process exits (or by
+ * the next run, if a signal stopped it).
  * BENCH_STORAGE=disk keeps Miniflare's default; BENCH_STORAGE=<dir> puts them under <dir>.
  */
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return e.code === "EPERM";
+  }
+}
+
 function benchStorage() {
   const choice = process.env.BENCH_STORAGE ?? "tmpfs";
   if (choice === "disk") return { kind: "disk", options: {} };
   const parent = choice === "tmpfs" ? "/dev/shm" : choice;
   if (!existsSync(parent)) return { kind: "disk", options: {} };
-  const dir = mkdtempSync(join(parent, "user-registry-bench-"));
+  // A run stopped by a signal may leave its folder behind (in RAM, on tmpfs): remove those of
+  // processes that are gone.
+  for (const name of readdirSync(parent)) {
+    const m = /^user-registry-bench-(\d+)-/.exec(name);
+    if (m && !alive(Number(m[1]))) rmSync(join(parent, name), { recursive: true, force: true });
+  }
+  const dir = mkdtempSync(join(parent, `user-registry-bench-${process.pid}-`));
   process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
   return { kind: choice === "tmpfs" ? "tmpfs" : dir, options: { defaultPersistRoot: dir } };
 }
