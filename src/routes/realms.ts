@@ -5,6 +5,7 @@ import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { adminOnly } from "../middleware/admin";
 import { deps } from "../middleware/auth";
+import { Timestamp } from "../schemas";
 import { audit } from "../services/audit";
 import { REALM_ID } from "../storage/realms";
 import { type RealmRow, realms as realmsTable } from "../storage/schema";
@@ -17,8 +18,8 @@ const RealmSchema = z
     registration: z.enum(["open", "allowlist", "closed"]),
     approval_required: z.boolean(),
     captcha_required: z.boolean(),
-    created_at: z.string(),
-    updated_at: z.string(),
+    created_at: Timestamp,
+    updated_at: Timestamp,
   })
   .openapi("Realm");
 
@@ -50,6 +51,8 @@ export const realms = new OpenAPIHono<AppEnv>()
     route({
       method: "get",
       path: "/v1/realms",
+      operationId: "listRealms",
+      errors: ["forbidden", "user_not_found"],
       tags: ["realms"],
       summary: "List realms (admins of realm default)",
       security: bearerAuth,
@@ -66,6 +69,8 @@ export const realms = new OpenAPIHono<AppEnv>()
     route({
       method: "put",
       path: "/v1/realms/{realm}",
+      operationId: "putRealm",
+      errors: ["forbidden", "user_not_found"],
       tags: ["realms"],
       summary: "Create a realm or change its settings (admins of realm default)",
       security: bearerAuth,
