@@ -166,6 +166,24 @@ export async function startRegistry({ script, extraWorkers = [], bindings = {}, 
   return { mf, url: url.toString().replace(/\/$/, ""), db: dbs["user-registry"], dbs, storage: storage.kind };
 }
 
+/**
+ * The consumer of bench/workers/verifier.js: verifies locally with user-registry/verify, keys
+ * and revocations over its AUTH binding to user-registry. Built with wrangler into `outdir`.
+ */
+export function verifierWorker(outdir, { issuer, routes } = {}) {
+  const bundle = buildBundle(outdir, { config: join(root, "bench/workers/verifier.toml"), entry: "verifier.js" });
+  return {
+    name: "verifier",
+    modules: true,
+    scriptPath: bundle.script,
+    compatibilityDate: COMPATIBILITY_DATE,
+    compatibilityFlags: ["nodejs_compat"],
+    ...(routes ? { routes } : {}),
+    bindings: { ISSUER: issuer ?? "https://user-registry.bench" },
+    serviceBindings: { AUTH: { name: "user-registry", entrypoint: "AuthService" } },
+  };
+}
+
 /** Percentile of a sorted-ascending array. */
 export const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 
