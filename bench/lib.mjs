@@ -141,9 +141,17 @@ function benchStorage() {
 /**
  * Starts Miniflare with user-registry (plus extra workers, and `instances`: more copies of
  * user-registry, each with its own stores, e.g. `{ name: "t100", routes: ["t100.bench/*"] }`) and
- * applies the migrations to every copy's D1 database. Returns the D1 handles by worker name too.
+ * applies the migrations to every copy's D1 database. `registry`: more Miniflare options of the
+ * user-registry worker (e.g. queues). Returns the D1 handles by worker name too.
  */
-export async function startRegistry({ script, extraWorkers = [], bindings = {}, options = {}, instances = [] }) {
+export async function startRegistry({
+  script,
+  extraWorkers = [],
+  bindings = {},
+  options = {},
+  instances = [],
+  registry = {},
+}) {
   const key = await benchKey();
   const copies = instances.map((i) =>
     registryWorker(script, key, bindings, { name: i.name, store: i.name, routes: i.routes }),
@@ -155,7 +163,7 @@ export async function startRegistry({ script, extraWorkers = [], bindings = {}, 
     handleRuntimeStdio: drainRuntimeOutput,
     ...storage.options,
     ...options,
-    workers: [registryWorker(script, key, bindings), ...copies, ...extraWorkers],
+    workers: [{ ...registryWorker(script, key, bindings), ...registry }, ...copies, ...extraWorkers],
   });
   const url = await mf.ready;
   const dbs = {};
