@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import {
   accessClaimsFor,
   api,
+  apiWithEnv,
   b64u,
   claimsOf,
   configuredKey,
@@ -432,6 +433,21 @@ describe("JWKS and the tokens login mints", () => {
     // A new login is a new credential check.
     const later = claimsOf((await login(email, { device_id: pair.device_id })).access_token);
     expect(later.auth_time).toBeGreaterThan(first.auth_time);
+  });
+
+  it("TOKEN_AUDIENCE: a comma-separated list becomes aud; a token for another audience is refused", async () => {
+    const listed = { TOKEN_AUDIENCE: "https://api-a.test, https://api-b.test" } as Partial<Cloudflare.Env>;
+    const email = uniqueEmail();
+    await signUp(email);
+    const pair = (await apiWithEnv(listed, "POST", "/v1/tokens", { body: { email, password: PASSWORD } })).body;
+    expect(claimsOf(pair.access_token).aud).toEqual(["https://api-a.test", "https://api-b.test"]);
+    expect((await apiWithEnv(listed, "GET", ME, { token: pair.access_token })).status).toBe(200);
+    // The default audience (the issuer) is not one of those: a token minted for it is refused there, and back.
+    expect((await apiWithEnv(listed, "GET", ME, { token: realToken })).body.error.code).toBe("invalid_token");
+    expect((await api("GET", ME, { token: pair.access_token })).body.error.code).toBe("invalid_token");
+    // The authority audience can never be an access audience.
+    const bad = { TOKEN_AUDIENCE: "https://user-registry.test/authority" } as Partial<Cloudflare.Env>;
+    expect((await apiWithEnv(bad, "GET", "/health")).status).toBe(503);
   });
 
   it("public and authority tokens carry their own typ and audience", async () => {
