@@ -119,6 +119,7 @@ export interface LoginInput {
 export interface UserPatch {
   full_name?: string;
   phone_number?: string | null;
+  /** The OTP sent to a new phone_number (POST /v1/otp), proving the caller holds it. */
   phone_otp?: string;
   image_url?: string | null;
   profile?: Record<string, unknown>;
