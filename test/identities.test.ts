@@ -397,6 +397,22 @@ describe("verification codes (api.md §11)", () => {
     expect(codeOf(guess)).toBe("invalid_code");
   });
 
+  it("resends and proofs are limited per client IP too (the reset limiter)", async () => {
+    const ip = `203.0.113.${Math.floor(Math.random() * 250) + 1}`;
+    const statuses: number[] = [];
+    // Fixed 60 s windows of 10: the first 429 comes after at least 10 and at most 20 requests.
+    for (let i = 0; i < 21 && !statuses.includes(429); i++) {
+      const res = await api(i % 2 ? "PUT" : "POST", "/v1/users/verification", {
+        body: { email: uniqueEmail(), code: "12345678" },
+        headers: { "CF-Connecting-IP": ip },
+      });
+      statuses.push(res.status);
+    }
+    const first429 = statuses.indexOf(429);
+    expect(first429).toBeGreaterThanOrEqual(10);
+    expect(first429).toBeLessThanOrEqual(20);
+  });
+
   it("a code mailed while one account held the address proves nothing for a later holder", async () => {
     const r = await freshRealm();
     const email = uniqueEmail();
