@@ -188,7 +188,7 @@ export async function completeEmailChange(
 async function switchEmail(deps: Deps, user: UserRecord, email: string): Promise<UserRecord> {
   try {
     await deps.db.batch([
-      ...switchEmailStatements(deps.db, user.id, email, iso(deps.now), null),
+      ...switchEmailStatements(deps.db, user.id, email, iso(deps.now)),
       // A reset code mailed to the old address must not outlive the change.
       deleteCodes(deps.db, user.realm, [user.id], "reset"),
     ]);

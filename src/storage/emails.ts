@@ -52,13 +52,12 @@ export const setPendingEmail = (db: Db, userId: string, email: string | null, at
 
 /**
  * The statements that make `email` a user's current address: the user row (any pending change
- * cleared), the history row (kept when the user held it before, with its `verified_at`), and, when
- * `verifiedAt` is given, that address marked proven. For one batch.
+ * cleared) and the history row (kept when the user held it before, with its `verified_at`; a new
+ * one starts unverified). For one batch.
  */
-export function switchEmailStatements(db: Db, userId: string, email: string, at: string, verifiedAt: string | null) {
+export function switchEmailStatements(db: Db, userId: string, email: string, at: string) {
   return [
     db.update(users).set({ email, pendingEmail: null, updatedAt: at }).where(eq(users.id, userId)),
-    db.insert(userEmails).values({ userId, email, addedAt: at, verifiedAt }).onConflictDoNothing(),
-    ...(verifiedAt ? [markEmailVerified(db, userId, email, verifiedAt)] : []),
+    db.insert(userEmails).values({ userId, email, addedAt: at }).onConflictDoNothing(),
   ] as const;
 }
