@@ -649,6 +649,10 @@ describe("routing and documentation", () => {
     expect(Object.keys(paths["/v1/users/me/email"])).toEqual(["put"]);
     expect(Object.keys(paths["/v1/users/me/password"])).toEqual(["put"]);
     expect(Object.keys(paths["/v1/users/reset"]).sort()).toEqual(["post", "put"]);
+    expect(Object.keys(paths["/v1/users/verification"]).sort()).toEqual(["post", "put"]);
+    expect(Object.keys(paths["/v1/users/me/email/verify"])).toEqual(["put"]);
+    expect(Object.keys(paths["/v1/users/me/email"].put.responses)).toEqual(expect.arrayContaining(["200", "202"]));
+    expect(doc.body.components.schemas.User.required).toEqual(expect.arrayContaining(["email_verified"]));
     expect(paths["/v1/users/{id}"].patch.security).toEqual([{ bearer: [] }]);
 
     const wrong = await api("GET", p("/v1/users/me/email"), { token: admin.token });
