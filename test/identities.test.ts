@@ -176,8 +176,12 @@ describe("phone numbers are proven before they are attached (the pre-hijack)", (
         "INSERT INTO users (id, realm, email, phone_number, roles, status, source, profile, created_at, updated_at) VALUES (?, ?, NULL, ?, '[\"user\"]', 'active', ?, '{}', ?, ?)",
       ).bind(id, r.realm, phone, source, now, now);
     await env.DB.batch([insert(`m-typed-${r.realm}`, typed, "password"), insert(`m-otp-${r.realm}`, proven, "phone")]);
-    // The data statements of the migration, run again over these rows (they are idempotent).
-    for (const q of migration?.queries.filter((q) => /phone_number/.test(q)) ?? []) await env.DB.prepare(q).run();
+    // The data statements of the migration, run again over this realm's rows only (both end in a WHERE).
+    for (const q of migration?.queries.filter((q) => /phone_number/.test(q)) ?? []) {
+      await env.DB.prepare(`${q.trim().replace(/;$/, "")} AND realm = ?`)
+        .bind(r.realm)
+        .run();
+    }
     const phoneOf = async (id: string) =>
       (await env.DB.prepare("SELECT phone_number AS p FROM users WHERE id = ?").bind(id).first<{ p: string }>())?.p;
     expect(await phoneOf(`m-typed-${r.realm}`)).toBeNull();
