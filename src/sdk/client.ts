@@ -54,12 +54,16 @@ export interface ClientOptions {
 export interface EmailEntry {
   email: string;
   current: boolean;
+  /** A code sent to this address was accepted. */
+  verified: boolean;
   added_at: string;
 }
 export interface User {
   id: string;
   realm: string;
   email: string | null;
+  /** Whether the current email was proven by a code sent to it. */
+  email_verified: boolean;
   emails: EmailEntry[];
   phone_number: string | null;
   full_name: string | null;

@@ -13,7 +13,7 @@ import {
 } from "../storage/device-session";
 import { deviceSessionName, kvKeys, kvTtl } from "../storage/keys";
 import { devices } from "../storage/schema";
-import { findUserById } from "../storage/users";
+import { emailVerified, findUserById } from "../storage/users";
 import { iso } from "../time";
 import type { Deps } from "./deps";
 import { forgetNotRevoked } from "./revocation-cache";
@@ -92,6 +92,7 @@ async function signAccess(
     fresh,
     roles: user.roles,
     email: user.email,
+    email_verified: emailVerified(user),
     name: user.fullName,
   };
   return signToken(deps.keys, claims);
