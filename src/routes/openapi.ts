@@ -48,10 +48,15 @@ export function registerDocumentParts(app: Pick<OpenAPIHono, "openAPIRegistry">)
     security: [],
     summary: "A code or notice to deliver, posted to NOTIFY_WEBHOOK_URL",
     description:
-      "Signed with NOTIFY_WEBHOOK_SECRET (X-Signature: the hex HMAC-SHA256 of the exact body). With a queue configured, a post that does not answer 2xx is retried, then dead-lettered.",
+      "Signed with NOTIFY_WEBHOOK_SECRET over its time and its exact body, with an id a receiver refuses to see twice (docs/identities.md shows the check). With a queue configured, a post that does not answer 2xx is retried with the same X-Webhook-Id, then dead-lettered.",
     request: {
       headers: z.object({
-        "X-Signature": z.string().openapi({ description: "`sha256=<hex HMAC-SHA256 of the body>`" }),
+        "X-Signature": z.string().openapi({
+          description: '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`; refuse posts more than 5 minutes off',
+        }),
+        "X-Webhook-Id": z
+          .string()
+          .openapi({ description: "Unique per message (the same on its retries); refuse one seen before" }),
       }),
       body: { required: true, content: { "application/json": { schema: Webhook } } },
     },
