@@ -13,6 +13,7 @@ import { devices } from "./routes/devices";
 import { renderDocs } from "./routes/docs";
 import { domains } from "./routes/domains";
 import { meta } from "./routes/meta";
+import { mfa } from "./routes/mfa";
 import { otp } from "./routes/otp";
 import { realms } from "./routes/realms";
 import { tokens } from "./routes/tokens";
@@ -49,6 +50,7 @@ export function buildApp() {
     .route("/", meta)
     .route("/", tokens)
     .route("/", account)
+    .route("/", mfa)
     .route("/", admin)
     .route("/", users)
     .route("/", devices)
@@ -108,7 +110,7 @@ export function buildApp() {
         console.error(
           JSON.stringify({ level: "error", request_id: c.get("requestId"), code: err.code, message: err.message }),
         );
-      return c.json(errorBody(err.code, err.message, err.fields), err.status as 400);
+      return c.json({ ...errorBody(err.code, err.message, err.fields), ...err.body }, err.status as 400);
     }
     if (err instanceof HTTPException) {
       const code =

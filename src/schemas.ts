@@ -242,3 +242,29 @@ export const OtpVerifyBody = z
 export const OtpTokenPairSchema = TokenPairSchema.extend({
   created: z.boolean().openapi({ description: "True when this verify created the user" }),
 }).openapi("OtpTokenPair");
+
+export const TotpCode = z.string().regex(/^\d{6}$/, { error: "must be 6 digits" });
+export const RecoveryCode = z.string().trim().min(1).max(32);
+
+export const TotpEnrolmentSchema = z
+  .object({
+    secret: z.string().openapi({ description: "The shared secret, base32 (what an app takes when typed in)" }),
+    otpauth_uri: z.string().openapi({ description: "otpauth://totp/… for a QR code" }),
+  })
+  .openapi("TotpEnrolment");
+export const TotpConfirmBody = z.object({ code: TotpCode }).openapi("TotpConfirm");
+export const RecoveryCodesSchema = z
+  .object({ recovery_codes: z.array(z.string()).openapi({ description: "Shown once; each works once" }) })
+  .openapi("RecoveryCodes");
+
+export const MfaLoginBody = z
+  .object({
+    mfa_token: z.string().min(1).max(128),
+    code: TotpCode.optional(),
+    recovery_code: RecoveryCode.optional(),
+  })
+  .refine((b) => (b.code === undefined) !== (b.recovery_code === undefined), {
+    error: "give exactly one of code and recovery_code",
+    path: ["code"],
+  })
+  .openapi("MfaLogin");

@@ -347,6 +347,9 @@ describe("JWKS and the tokens login mints", () => {
       roles: ["user"],
       email,
       name: "Claims Person",
+      // v1.1 (api.md §2, §12): how and when the credentials were checked.
+      amr: ["pwd"],
+      auth_time: c.iat,
     });
     expect(c.iat).toBeGreaterThanOrEqual(before);
     expect(c.iat).toBeLessThanOrEqual(after);

@@ -29,6 +29,10 @@ export interface AccessClaims extends BaseClaims {
   roles: string[];
   email: string | null;
   name: string | null;
+  /** RFC 8176 methods of the login behind this token (api.md §12); absent in tokens minted before they were recorded. */
+  amr?: string[];
+  /** When the login's credentials were checked (seconds); kept across refreshes. */
+  auth_time?: number;
 }
 
 export interface PublicClaims extends BaseClaims {

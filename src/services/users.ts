@@ -4,7 +4,7 @@ import { ApiError, tooMany } from "../errors";
 import { isUniqueViolation, violatedColumn } from "../storage/db";
 import { findRealm } from "../storage/realms";
 import { users } from "../storage/schema";
-import { clearLoginFailures, recordLoginFailure, reserveLoginAttempt } from "../storage/throttle";
+import { clearLoginFailures, recordLoginFailure, releaseLoginAttempt, reserveLoginAttempt } from "../storage/throttle";
 import { findUserByEmail, findUserById, hasAdminRole, insertUser, newUserRow, type UserRecord } from "../storage/users";
 import { checkCaptcha } from "./captcha";
 import type { Deps } from "./deps";
@@ -116,7 +116,7 @@ export async function signUp(
     if (violatedColumn(e) === "phone_number") throw new ApiError("phone_in_use");
     throw new ApiError("user_exists");
   }
-  return { ...row, emails: [{ email: input.email, current: true, added_at: row.createdAt }] };
+  return { ...row, emails: [{ email: input.email, current: true, added_at: row.createdAt }], totpOn: false };
 }
 
 /**
@@ -140,9 +140,15 @@ export async function authenticate(deps: Deps, realmId: string, email: string, p
     await recordLoginFailure(deps.db, realmId, email, attempt, deps.now);
     throw new ApiError("invalid_credentials");
   }
-  // The reset is written while the session starts, and may land just after the answer: it is sent
-  // to D1 before this request answers, so the account's next attempt is counted after it.
-  deps.defer(clearLoginFailures(deps.db, realmId, email));
+  if (user.totpOn) {
+    // With a second step to come, the count is left as it was (only a completed login clears it),
+    // so someone holding the password gets no fresh code tries by logging in again.
+    await releaseLoginAttempt(deps.db, realmId, email);
+  } else {
+    // The reset is written while the session starts, and may land just after the answer: it is sent
+    // to D1 before this request answers, so the account's next attempt is counted after it.
+    deps.defer(clearLoginFailures(deps.db, realmId, email));
+  }
   // Status is revealed only to someone who knows the password.
   if (user.status === "pending") throw new ApiError("account_pending");
   if (user.status === "disabled") throw new ApiError("account_disabled");
