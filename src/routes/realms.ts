@@ -17,6 +17,7 @@ const RealmSchema = z
     registration: z.enum(["open", "allowlist", "closed"]),
     approval_required: z.boolean(),
     captcha_required: z.boolean(),
+    admin_mfa_required: z.boolean(),
     created_at: z.string(),
     updated_at: z.string(),
   })
@@ -27,6 +28,10 @@ const RealmBody = z
     registration: z.enum(["open", "allowlist", "closed"]),
     approval_required: z.boolean(),
     captcha_required: z.boolean(),
+    admin_mfa_required: z.boolean().optional().openapi({
+      description:
+        "Admin routes refuse access tokens without `mfa` in `amr` (403 mfa_required). Unchanged when left out.",
+    }),
   })
   .openapi("RealmSettings");
 
@@ -35,6 +40,7 @@ const toRealm = (r: RealmRow) => ({
   registration: r.registration,
   approval_required: r.approvalRequired,
   captcha_required: r.captchaRequired,
+  admin_mfa_required: r.adminMfaRequired,
   created_at: r.createdAt,
   updated_at: r.updatedAt,
 });
@@ -87,6 +93,7 @@ export const realms = new OpenAPIHono<AppEnv>()
         registration: body.registration,
         approvalRequired: body.approval_required,
         captchaRequired: body.captcha_required,
+        ...(body.admin_mfa_required === undefined ? {} : { adminMfaRequired: body.admin_mfa_required }),
         updatedAt: now,
       };
       const [row] = await d.db
