@@ -15,6 +15,7 @@ import { domains } from "./routes/domains";
 import { meta } from "./routes/meta";
 import { mfa } from "./routes/mfa";
 import { otp } from "./routes/otp";
+import { passkeys } from "./routes/passkeys";
 import { realms } from "./routes/realms";
 import { tokens } from "./routes/tokens";
 import { users } from "./routes/users";
@@ -51,6 +52,7 @@ export function buildApp() {
     .route("/", tokens)
     .route("/", account)
     .route("/", mfa)
+    .route("/", passkeys)
     .route("/", admin)
     .route("/", users)
     .route("/", devices)

@@ -268,3 +268,32 @@ export const MfaLoginBody = z
     path: ["code"],
   })
   .openapi("MfaLogin");
+
+/** A WebAuthn response in its JSON form (as @simplewebauthn/browser gives it); the library checks the rest. */
+const WebAuthnResponse = z.looseObject({
+  id: z.string().min(1).max(1366),
+  rawId: z.string().min(1).max(1366),
+  type: z.literal("public-key"),
+  response: z.looseObject({ clientDataJSON: z.string().min(1).max(8192) }),
+  clientExtensionResults: z.record(z.string(), z.unknown()).optional().default({}),
+});
+
+export const PasskeyRegisterBody = z
+  .object({ response: WebAuthnResponse, name: z.string().trim().min(1).max(100).optional() })
+  .openapi("PasskeyRegistration");
+export const PasskeyLoginBody = z
+  .object({ response: WebAuthnResponse, device_id: DeviceIdInput, description: Description.optional() })
+  .openapi("PasskeyLogin");
+export const PasskeySchema = z
+  .object({
+    id: z.string(),
+    name: z.string().nullable(),
+    created_at: z.string(),
+    last_used_at: z.string().nullable(),
+    backed_up: z.boolean(),
+    transports: z.array(z.string()),
+  })
+  .openapi("Passkey");
+export const WebAuthnOptionsSchema = z
+  .looseObject({ challenge: z.string() })
+  .openapi("WebAuthnOptions", { description: "PublicKeyCredential creation or request options, JSON form" });

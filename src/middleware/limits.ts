@@ -11,6 +11,7 @@ export const IP_LIMITS: [method: "POST" | "PUT", path: string, limiter: Limiter]
   ["POST", "/v1/users", "RL_SIGNUP"],
   ["POST", "/v1/tokens", "RL_LOGIN"],
   ["POST", "/v1/tokens/mfa", "RL_LOGIN"],
+  ["POST", "/v1/tokens/passkey", "RL_LOGIN"],
   ["POST", "/v1/otp", "RL_OTP"],
   ["POST", "/v1/otp/verify", "RL_OTP"],
   ["POST", "/v1/users/reset", "RL_RESET"],
