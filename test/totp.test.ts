@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { matchingStep, totpCode } from "../src/auth-methods/totp";
+import { runCleanup } from "../src/services/cleanup";
 import { makeDeps } from "../src/services/deps";
 import { startSession } from "../src/services/sessions";
 import { findUserById } from "../src/storage/users";
@@ -224,6 +225,17 @@ describe("the second step of login", () => {
     const both = await mfa({ mfa_token: token, code: "123456", recovery_code: "abcde-fghij" });
     expect(both.status).toBe(400);
     expect(both.body.error.code).toBe("validation_failed");
+    // The scheduled cleanup removes it.
+    const count = async () =>
+      (
+        await env.DB.prepare("SELECT count(*) AS n FROM mfa_tokens WHERE user_id = ?")
+          .bind(u.user.id)
+          .first<{ n: number }>()
+      )?.n;
+    expect(await count()).toBe(1);
+    const deps = await makeDeps(env, clock.now, () => {});
+    await runCleanup(deps.db, deps.config, clock.now);
+    expect(await count()).toBe(0);
   });
 
   it("a recovery code works once and adds kba; regeneration retires the old set", async () => {

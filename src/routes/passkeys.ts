@@ -20,6 +20,7 @@ import {
 } from "../schemas";
 import { audit } from "../services/audit";
 import { resolveDeviceId, startSession } from "../services/sessions";
+import { assertActive } from "../services/users";
 import { bearerAuth, json, jsonBody, route } from "./define";
 import { publicTokenDevice } from "./tokens";
 
@@ -152,8 +153,7 @@ export const passkeys = new OpenAPIHono<AppEnv>()
         throw new ApiError("invalid_credentials", "The passkey could not be verified");
       }
       const { user } = result;
-      if (user.status === "pending") throw new ApiError("account_pending");
-      if (user.status === "disabled") throw new ApiError("account_disabled");
+      assertActive(user);
       const pair = await startSession(d, user, deviceId, { description: body.description ?? null, amr: result.amr });
       audit(d, c, { type: "login", realm, userId: user.id, deviceId, detail: { amr: result.amr } });
       return c.json(pair, 200);

@@ -6,6 +6,7 @@ import { clearLoginFailures, recordLoginFailure, reserveLoginAttempt } from "../
 import { findUserById, type UserRecord } from "../storage/users";
 import type { Deps } from "./deps";
 import { startSession } from "./sessions";
+import { assertActive } from "./users";
 
 /** The login throttle's key for an account (api.md §10): the email password logins are counted under. */
 export const throttleSubject = (u: Pick<UserRecord, "email" | "phoneNumber" | "id">) =>
@@ -45,8 +46,7 @@ export async function finishMfaLogin(
   }
   if (!(await spendMfaToken(deps.db, tokenHash))) throw invalid();
   await clearLoginFailures(deps.db, realm, subject);
-  if (user.status === "pending") throw new ApiError("account_pending");
-  if (user.status === "disabled") throw new ApiError("account_disabled");
+  assertActive(user);
   const amr = [...new Set([...row.amr, ...added, "mfa"])];
   const pair = await startSession(deps, user, row.deviceId, {
     description: row.description,

@@ -150,13 +150,18 @@ export async function authenticate(deps: Deps, realmId: string, email: string, p
     deps.defer(clearLoginFailures(deps.db, realmId, email));
   }
   // Status is revealed only to someone who knows the password.
-  if (user.status === "pending") throw new ApiError("account_pending");
-  if (user.status === "disabled") throw new ApiError("account_disabled");
+  assertActive(user);
   if (check.needsRehash) {
     const passwordHash = await hashPassword(password, deps.config.PASSWORD_PEPPER);
     deps.defer(deps.db.update(users).set({ passwordHash }).where(eq(users.id, user.id)));
   }
   return user;
+}
+
+/** A signed-in account must be active: 403 account_pending / account_disabled (api.md §3), after a correct credential only. */
+export function assertActive(user: Pick<UserRecord, "status">): void {
+  if (user.status === "pending") throw new ApiError("account_pending");
+  if (user.status === "disabled") throw new ApiError("account_disabled");
 }
 
 /** Loads the user of a token; a token whose user is gone or locked gets the 403 of api.md §2. */
