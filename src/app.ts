@@ -19,6 +19,7 @@ import { passkeys } from "./routes/passkeys";
 import { realms } from "./routes/realms";
 import { tokens } from "./routes/tokens";
 import { users } from "./routes/users";
+import { verification } from "./routes/verification";
 
 function validationFields(issues: { path: PropertyKey[]; message: string }[]): Record<string, string> {
   const fields: Record<string, string> = {};
@@ -53,6 +54,7 @@ export function buildApp() {
     .route("/", account)
     .route("/", mfa)
     .route("/", passkeys)
+    .route("/", verification)
     .route("/", admin)
     .route("/", users)
     .route("/", devices)

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { api, createRealm, login, signUp, uniqueEmail, withPrefix } from "./helpers";
+import { api, createRealm, login, signUp, signUpVerified, uniqueEmail, withPrefix } from "./helpers";
 import { codeAt, enableTotp, firstStep } from "./mfa-helpers";
 import { verifyRpc } from "./session-helpers";
 
@@ -12,7 +12,7 @@ afterEach(() => {
 async function realmWithAdmin() {
   const realm = await createRealm();
   const prefix = `/v1/realms/${realm}`;
-  await signUp("root@admin.test", {}, prefix);
+  await signUpVerified("root@admin.test", {}, prefix);
   const pair = await login("root@admin.test", { prefix });
   return { realm, prefix, pair, p: (path: string) => withPrefix(prefix, path) };
 }
@@ -49,7 +49,7 @@ describe("realm setting admin_mfa_required", () => {
   });
 
   it("is a realm setting admins of realm default change", async () => {
-    await signUp("second-root@admin.test");
+    await signUpVerified("second-root@admin.test");
     const admin = await login("second-root@admin.test");
     const realm = `r${Date.now().toString(36)}`;
     const put = await api("PUT", `/v1/realms/${realm}`, {

@@ -15,6 +15,7 @@ import {
   newSession,
   PASSWORD,
   signUp,
+  signUpVerified,
   uniqueEmail,
 } from "./helpers";
 import { codeAt, enableTotp, firstStep, loginWithTotp, totpUser } from "./mfa-helpers";
@@ -333,9 +334,10 @@ describe("every way into a session asks for the second factor", () => {
   });
 
   it("admin-created account with a welcome code: after TOTP, its logins need the second factor", async () => {
-    const log = vi.spyOn(console, "log").mockImplementation(() => {});
-    await signUp("root@admin.test");
+    await signUpVerified("root@admin.test");
     const admin = await login("root@admin.test");
+    // After signUpVerified, which spies on the log itself and restores it.
+    const log = vi.spyOn(console, "log").mockImplementation(() => {});
     const email = uniqueEmail();
     const created = await api("POST", "/v1/users", {
       token: admin.access_token,

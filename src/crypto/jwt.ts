@@ -28,6 +28,8 @@ export interface AccessClaims extends BaseClaims {
   fresh: boolean;
   roles: string[];
   email: string | null;
+  /** Whether `email` was proven (api.md §11). */
+  email_verified: boolean;
   name: string | null;
   /** RFC 8176 methods of the login behind this token (api.md §12); absent in tokens minted before they were recorded. */
   amr?: string[];

@@ -18,6 +18,10 @@ const RealmSchema = z
     approval_required: z.boolean(),
     captcha_required: z.boolean(),
     admin_mfa_required: z.boolean(),
+    email_verification: z.enum(["optional", "required"]).openapi({
+      description:
+        "`required`: a correct password on an unverified account answers 403 email_unverified, and an email change waits for its code. An allowlist realm always requires verification, whatever this says.",
+    }),
     created_at: z.string(),
     updated_at: z.string(),
   })
@@ -32,6 +36,10 @@ const RealmBody = z
       description:
         "Admin routes refuse access tokens without `mfa` in `amr` (403 mfa_required). Unchanged when left out.",
     }),
+    email_verification: z
+      .enum(["optional", "required"])
+      .optional()
+      .openapi({ description: "Default `optional` for a new realm; left as it is when omitted" }),
   })
   .openapi("RealmSettings");
 
@@ -41,6 +49,7 @@ const toRealm = (r: RealmRow) => ({
   approval_required: r.approvalRequired,
   captcha_required: r.captchaRequired,
   admin_mfa_required: r.adminMfaRequired,
+  email_verification: r.emailVerification,
   created_at: r.createdAt,
   updated_at: r.updatedAt,
 });
@@ -94,6 +103,7 @@ export const realms = new OpenAPIHono<AppEnv>()
         approvalRequired: body.approval_required,
         captchaRequired: body.captcha_required,
         ...(body.admin_mfa_required === undefined ? {} : { adminMfaRequired: body.admin_mfa_required }),
+        ...(body.email_verification ? { emailVerification: body.email_verification } : {}),
         updatedAt: now,
       };
       const [row] = await d.db

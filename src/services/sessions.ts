@@ -16,7 +16,7 @@ import {
 import { deviceSessionName, kvKeys, kvTtl } from "../storage/keys";
 import { insertMfaToken } from "../storage/mfa";
 import { devices } from "../storage/schema";
-import { findUserById } from "../storage/users";
+import { emailVerified, findUserById } from "../storage/users";
 import { iso } from "../time";
 import type { Deps } from "./deps";
 import { forgetNotRevoked } from "./revocation-cache";
@@ -92,6 +92,7 @@ async function signAccess(
     fresh,
     roles: user.roles,
     email: user.email,
+    email_verified: emailVerified(user),
     name: user.fullName,
     amr: authn.amr,
     auth_time: authn.authTime,

@@ -17,6 +17,10 @@ export const realms = sqliteTable("realms", {
   captchaRequired: integer("captcha_required", { mode: "boolean" }).notNull().default(false),
   /** Admin routes refuse access tokens without `mfa` in `amr` (api.md §12). */
   adminMfaRequired: integer("admin_mfa_required", { mode: "boolean" }).notNull().default(false),
+  /** api.md §6, §11: `required` refuses a password login to an unverified address (allowlist realms always do). */
+  emailVerification: text("email_verification", { enum: ["optional", "required"] })
+    .notNull()
+    .default("optional"),
   createdAt: text("created_at").notNull(),
   updatedAt: text("updated_at").notNull(),
 });
@@ -43,6 +47,8 @@ export const users = sqliteTable(
     updatedAt: text("updated_at").notNull(),
     /** When a password change or reset last ended the account's sessions; a login that read an older value starts none. */
     passwordChangedAt: text("password_changed_at"),
+    /** An email change waiting for its code (realms that require verification, api.md §4); null when none. */
+    pendingEmail: text("pending_email"),
   },
   (t) => [
     uniqueIndex("users_realm_email").on(t.realm, t.email),
@@ -60,6 +66,8 @@ export const userEmails = sqliteTable(
       .references(() => users.id, { onDelete: "cascade" }),
     email: text("email").notNull(),
     addedAt: text("added_at").notNull(),
+    /** When a code sent to this address was accepted (api.md §11); null: not proven. */
+    verifiedAt: text("verified_at"),
   },
   (t) => [primaryKey({ columns: [t.userId, t.email] })],
 );
@@ -97,12 +105,12 @@ export const devices = sqliteTable(
   (t) => [primaryKey({ columns: [t.userId, t.deviceId] }), index("devices_expires").on(t.expiresAt)],
 );
 
-/** One live code per (realm, purpose, subject): reset codes and OTPs, stored only as a hash. */
+/** One live code per (realm, purpose, subject): reset codes, OTPs and email verification codes, stored only as a hash. */
 export const verificationCodes = sqliteTable(
   "verification_codes",
   {
     realm: text("realm").notNull(),
-    purpose: text("purpose", { enum: ["reset", "otp"] }).notNull(),
+    purpose: text("purpose", { enum: ["reset", "otp", "verify_email"] }).notNull(),
     subject: text("subject").notNull(),
     codeHash: text("code_hash").notNull(),
     attempts: integer("attempts").notNull().default(0),
