@@ -14,7 +14,6 @@ import {
   login,
   newSession,
   PASSWORD,
-  signUp,
   signUpVerified,
   uniqueEmail,
 } from "./helpers";
