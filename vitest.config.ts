@@ -33,6 +33,10 @@ export default defineConfig(async () => {
                   JWT_PRIVATE_KEYS: JSON.stringify([current]),
                   TEST_OTHER_KEY: JSON.stringify(other),
                   BOOTSTRAP_ADMIN_EMAILS: "root@admin.test, second-root@admin.test",
+                  // Passkeys (test/passkeys.test.ts drives a software authenticator against these).
+                  WEBAUTHN_RP_ID: "registry.test",
+                  WEBAUTHN_RP_NAME: "Registry Test",
+                  WEBAUTHN_ORIGINS: "https://registry.test,https://app.registry.test",
                   // test/fuzz.test.ts: FUZZ_SEED=<seed> FUZZ_RUNS=200 FUZZ_SHRINK=1 npx vitest run test/fuzz.test.ts
                   FUZZ_SEED: process.env.FUZZ_SEED ?? "",
                   FUZZ_RUNS: process.env.FUZZ_RUNS ?? "",

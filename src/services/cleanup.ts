@@ -8,6 +8,7 @@ import { DAY_MS, iso } from "../time";
 const CLEANUP_BATCH = 500;
 
 export interface CleanupReport {
+  /** One-time codes of every kind: verification codes, second-step mfa_tokens, WebAuthn challenges. */
   codes: number;
   authorityTokens: number;
   devices: number;
@@ -16,7 +17,7 @@ export interface CleanupReport {
 }
 
 /**
- * The scheduled cleanup: expired verification codes, expired authority tokens, device-index rows
+ * The scheduled cleanup: expired verification codes, mfa_tokens and WebAuthn challenges, expired authority tokens, device-index rows
  * of sessions that have expired (their Durable Objects delete themselves by alarm), audit events
  * older than AUDIT_RETENTION_DAYS, and idle unlocked login-throttle rows. Idempotent and bounded:
  * each table loses at most `batch` rows per run.
@@ -32,8 +33,10 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
     );
     return changedRows(res);
   };
-  const [codes, authorityTokens, devices, auditEvents, loginThrottle] = await Promise.all([
+  const [codes, mfaTokens, challenges, authorityTokens, devices, auditEvents, loginThrottle] = await Promise.all([
     purge("verification_codes", sql`expires_at <= ${nowIso}`),
+    purge("mfa_tokens", sql`expires_at <= ${nowIso}`),
+    purge("webauthn_challenges", sql`expires_at <= ${nowIso}`),
     purge("authority_tokens", sql`expires_at <= ${nowIso}`),
     // With a margin: a refresh moves the row's expiry at most every INDEX_EVERY_MS, so a live
     // session's row may say it expired up to that long ago. A failed index write waits for the
@@ -43,5 +46,5 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
     purge("audit_events", sql`at < ${auditBefore}`),
     purge("login_throttle", sql`updated_at < ${idleBefore} AND (locked_until IS NULL OR locked_until <= ${nowIso})`),
   ]);
-  return { codes, authorityTokens, devices, auditEvents, loginThrottle };
+  return { codes: codes + mfaTokens + challenges, authorityTokens, devices, auditEvents, loginThrottle };
 }
