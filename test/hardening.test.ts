@@ -1,6 +1,42 @@
 // The findings of a hostile review (docs/api.md §16), one test per attack.
+import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { api, createRealm, newSession, signUp, uniqueEmail, withPrefix } from "./helpers";
+import { loadConfig } from "../src/config";
+import { runCleanup } from "../src/services/cleanup";
+import { getDb } from "../src/storage/db";
+import {
+  api,
+  apiWithEnv,
+  createRealm,
+  frozenClock,
+  loggedNotifications,
+  newSession,
+  signUp,
+  uniqueEmail,
+  withPrefix,
+} from "./helpers";
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const NEW_PASSWORD = "a brand new password";
+
+/** POST /v1/users/reset; returns the answer and the code mailed by it (null: none was sent). */
+async function askReset(email: string): Promise<{ status: number; body: unknown; code: string | null }> {
+  const spy = vi.spyOn(console, "log").mockImplementation(() => {});
+  try {
+    const res = await apiWithEnv({}, "POST", "/v1/users/reset", { body: { email } });
+    const sent = loggedNotifications(spy).filter((m) => m.type === "reset" && m.to === email);
+    return { status: res.status, body: res.body, code: (sent.at(-1)?.code as string | undefined) ?? null };
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+const putReset = (email: string, code: string) =>
+  api("PUT", "/v1/users/reset", {
+    body: { email, code, password: NEW_PASSWORD, password_confirmation: NEW_PASSWORD },
+  });
+const wrong = (code: string, i: number) => String((Number(code) + 1 + i) % 1e8).padStart(8, "0");
 
 afterEach(() => {
   vi.useRealTimers();
@@ -26,5 +62,119 @@ describe("paths are judged as the router decodes them", () => {
     });
     expect(login.status).toBe(200);
     expect(login.body.user.realm).toBe(b);
+  });
+});
+
+describe("reset codes: interval, daily cap and failures across codes", () => {
+  it("a request within 60 s keeps the pending code (still 202 {}, no email); the code still works", async () => {
+    const clock = frozenClock(Date.parse("2031-05-01T08:00:00.000Z"));
+    const email = uniqueEmail();
+    await signUp(email);
+    const first = await askReset(email);
+    expect(first).toMatchObject({ status: 202, body: {} });
+    expect(first.code).toMatch(/^\d{8}$/);
+    clock.advance(59 * SECOND);
+    const again = await askReset(email);
+    expect(again).toEqual({ status: 202, body: {}, code: null });
+    expect((await putReset(email, first.code as string)).status).toBe(204);
+  });
+
+  it("the guessing loop: 10 failed tries a day across codes, then even a fresh right code is 400 invalid_code; 10 emails a day", async () => {
+    const clock = frozenClock(Date.parse("2031-05-02T06:00:00.000Z"));
+    const email = uniqueEmail();
+    await signUp(email);
+    const codes: string[] = [];
+    for (let round = 0; round < 25; round++) {
+      const asked = await askReset(email);
+      expect(asked).toMatchObject({ status: 202, body: {} });
+      if (asked.code) codes.push(asked.code);
+      if (round === 2) {
+        // Two codes' worth of wrong guesses (10) were judged: this fresh code, never tried, is refused.
+        const refused = await putReset(email, asked.code as string);
+        expect(refused.status).toBe(400);
+        expect(refused.body.error.code).toBe("invalid_code");
+      }
+      const last = codes.at(-1) as string;
+      for (let i = 0; i < 5; i++) {
+        const res = await putReset(email, wrong(last, i));
+        expect(res.status).toBe(400);
+        expect(res.body.error.code).toBe("invalid_code");
+      }
+      clock.advance(61 * SECOND);
+    }
+    // One email per 61 s round, capped at 10 for the day.
+    expect(codes).toHaveLength(10);
+    expect((await putReset(email, codes.at(-1) as string)).status).toBe(400);
+
+    // A new UTC day: a new code, and new tries.
+    clock.set(Date.parse("2031-05-03T00:00:30.000Z"));
+    const next = await askReset(email);
+    expect(next.code).toMatch(/^\d{8}$/);
+    expect((await putReset(email, next.code as string)).status).toBe(204);
+  });
+
+  it("a right code after a few failures still works, and gives its reserved try back", async () => {
+    frozenClock(Date.parse("2031-05-04T06:00:00.000Z"));
+    const email = uniqueEmail();
+    await signUp(email);
+    const { code } = await askReset(email);
+    for (let i = 0; i < 4; i++) expect((await putReset(email, wrong(code as string, i))).status).toBe(400);
+    expect((await putReset(email, code as string)).status).toBe(204);
+  });
+});
+
+describe("daily caps survive cleanup", () => {
+  it("a number capped for the day stays capped after cleanup removed its expired code", async () => {
+    const clock = frozenClock(Date.parse("2031-06-01T09:00:00.000Z"));
+    const phone = `+1555${String(Math.floor(Math.random() * 1e7)).padStart(7, "0")}`;
+    const send = () => api("POST", "/v1/otp", { body: { phone_number: phone } });
+    const log = vi.spyOn(console, "log").mockImplementation(() => {});
+    for (let i = 0; i < 10; i++) {
+      expect((await send()).status).toBe(202);
+      clock.advance(61 * SECOND);
+    }
+    const capped = await send();
+    expect(capped.status).toBe(429);
+    const retryAfter = Number(capped.headers.get("Retry-After"));
+
+    // The last code expires (5 min) and the hourly cleanup removes its row.
+    clock.advance(10 * MINUTE);
+    const config = loadConfig(env);
+    if (!config.ok) throw new Error("config");
+    const report = await runCleanup(getDb(env.DB), config.config, clock.now);
+    expect(report.codes).toBeGreaterThanOrEqual(1);
+    const row = await env.DB.prepare("SELECT 1 FROM verification_codes WHERE purpose = 'otp' AND subject = ?")
+      .bind(phone)
+      .first();
+    expect(row).toBeNull();
+
+    for (let i = 0; i < 3; i++) {
+      const again = await send();
+      expect(again.status).toBe(429);
+      expect(again.body.error.code).toBe("too_many_attempts");
+      expect(Number(again.headers.get("Retry-After"))).toBeLessThanOrEqual(retryAfter);
+    }
+    expect(loggedNotifications(log).filter((m) => m.to === phone)).toHaveLength(10);
+    log.mockRestore();
+  });
+
+  it("a reset-capped account stays capped after cleanup; the counters go once their day is over", async () => {
+    const clock = frozenClock(Date.parse("2031-06-02T09:00:00.000Z"));
+    const email = uniqueEmail();
+    await signUp(email);
+    for (let i = 0; i < 10; i++) {
+      expect((await askReset(email)).code).toMatch(/^\d{8}$/);
+      clock.advance(61 * SECOND);
+    }
+    clock.advance(20 * MINUTE);
+    const config = loadConfig(env);
+    if (!config.ok) throw new Error("config");
+    await runCleanup(getDb(env.DB), config.config, clock.now);
+    expect(await askReset(email)).toEqual({ status: 202, body: {}, code: null });
+    // Next day: the old day's counters are removed, and codes flow again.
+    clock.set(Date.parse("2031-06-03T00:10:00.000Z"));
+    const next = await runCleanup(getDb(env.DB), config.config, clock.now);
+    expect(next.codeCounters).toBeGreaterThanOrEqual(1);
+    expect((await askReset(email)).code).toMatch(/^\d{8}$/);
   });
 });

@@ -122,6 +122,7 @@ export function newUserRow(
     createdAt: at,
     updatedAt: at,
     passwordChangedAt: null,
+    sessionsValidAfter: null,
     ...fields,
   };
 }
@@ -153,6 +154,7 @@ const userColumns = {
   createdAt: users.createdAt,
   updatedAt: users.updatedAt,
   passwordChangedAt: users.passwordChangedAt,
+  sessionsValidAfter: users.sessionsValidAfter,
 };
 
 /** Every column of a user and their email history (as JSON): select these, then map rows with withEmails. */
