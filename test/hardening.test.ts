@@ -3,13 +3,18 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { loadConfig } from "../src/config";
 import { runCleanup } from "../src/services/cleanup";
+import { makeDeps } from "../src/services/deps";
+import { endSession } from "../src/services/sessions";
 import { getDb } from "../src/storage/db";
 import {
   api,
   apiWithEnv,
+  claimsOf,
   createRealm,
+  deviceId,
   frozenClock,
   loggedNotifications,
+  login,
   newSession,
   signUp,
   uniqueEmail,
@@ -176,5 +181,119 @@ describe("daily caps survive cleanup", () => {
     const next = await runCleanup(getDb(env.DB), config.config, clock.now);
     expect(next.codeCounters).toBeGreaterThanOrEqual(1);
     expect((await askReset(email)).code).toMatch(/^\d{8}$/);
+  });
+});
+
+/**
+ * env.DB, with every statement that deletes from the device index held back until `release()`:
+ * `reached` resolves when the first one is waiting. Drives the logout/re-login race deterministically.
+ */
+function holdIndexDeletes() {
+  let release!: () => void;
+  let reachedNow!: () => void;
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  const reached = new Promise<void>((r) => {
+    reachedNow = r;
+  });
+  const held = (stmt: D1PreparedStatement): D1PreparedStatement =>
+    new Proxy(stmt, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop);
+        if (prop === "bind") return (...args: unknown[]) => held(value.apply(target, args));
+        if (["run", "all", "raw", "first"].includes(String(prop))) {
+          return async (...args: unknown[]) => {
+            reachedNow();
+            await gate;
+            return value.apply(target, args);
+          };
+        }
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  const DB = new Proxy(env.DB, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop);
+      if (prop === "prepare") {
+        return (query: string) => {
+          const stmt = value.call(target, query);
+          return /^delete from "devices"/i.test(query) ? held(stmt) : stmt;
+        };
+      }
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { DB, reached, release };
+}
+
+const refreshWith = (refreshToken: string) =>
+  api("POST", "/v1/tokens/refresh", { body: { refresh_token: refreshToken } });
+
+async function indexedSession(userId: string, device: string): Promise<string | null> {
+  const row = await env.DB.prepare("SELECT session_id FROM devices WHERE user_id = ? AND device_id = ?")
+    .bind(userId, device)
+    .first<{ session_id: string }>();
+  return row?.session_id ?? null;
+}
+
+describe("no session survives a password reset", () => {
+  it("a re-login racing a logout keeps its index row, and a reset then ends it", async () => {
+    const device = deviceId("race");
+    const { email, user } = await newSession({ device_id: device });
+    // The logout ends the old session in its object, and its index delete is held back...
+    const held = holdIndexDeletes();
+    const d = await makeDeps({ ...env, DB: held.DB }, Date.now(), (p) => void p.catch(() => {}));
+    const loggingOut = endSession(d, "default", user.id, device);
+    await held.reached;
+    // ...while the same device logs in again and writes its own row.
+    const again = await login(email, { device_id: device });
+    const sid = claimsOf(again.access_token).sid;
+    expect(await indexedSession(user.id, device)).toBe(sid);
+    held.release();
+    expect(await loggingOut).toBe(true);
+    // The late delete was for the old session: the new one stays listed.
+    expect(await indexedSession(user.id, device)).toBe(sid);
+
+    const { code } = await askReset(email);
+    expect((await putReset(email, code as string)).status).toBe(204);
+    const refreshed = await refreshWith(again.refresh_token);
+    expect(refreshed.status).toBe(401);
+    expect(refreshed.body.error.code).toBe("session_revoked");
+  });
+
+  it.each([
+    ["a password reset", "reset"],
+    ["a password change on another device", "change"],
+    ["log out everywhere from another device", "logout_all"],
+  ] as const)("a session whose index row was lost ends at %s (its refresh and strict checks)", async (_n, how) => {
+    const lost = deviceId("lost");
+    const { email, user, pair } = await newSession({ device_id: lost });
+    const other = await login(email, { device_id: deviceId("other") });
+    await env.DB.prepare("DELETE FROM devices WHERE user_id = ? AND device_id = ?").bind(user.id, lost).run();
+    if (how === "reset") {
+      const { code } = await askReset(email);
+      expect((await putReset(email, code as string)).status).toBe(204);
+    } else if (how === "change") {
+      const res = await api("PUT", "/v1/users/me/password", {
+        token: other.access_token,
+        body: {
+          password: NEW_PASSWORD,
+          password_confirmation: NEW_PASSWORD,
+          current_password: "correct horse battery",
+        },
+      });
+      expect(res.status).toBe(204);
+      // The device that changed the password goes on.
+      expect((await refreshWith(other.refresh_token)).status).toBe(200);
+    } else {
+      expect((await api("POST", "/v1/logout", { token: other.access_token, body: { all: true } })).status).toBe(204);
+    }
+    const strict = await api("DELETE", `/v1/devices/${"Z".repeat(32)}`, { token: pair.access_token });
+    expect(strict.status).toBe(401);
+    expect(strict.body.error.code).toBe("session_revoked");
+    const refreshed = await refreshWith(pair.refresh_token);
+    expect(refreshed.status).toBe(401);
+    expect(refreshed.body.error.code).toBe("session_revoked");
   });
 });

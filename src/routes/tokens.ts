@@ -7,8 +7,8 @@ import { LoginBody, LogoutBody, PublicTokenBody, RefreshBody, TokenPairSchema } 
 import { audit } from "../services/audit";
 import { bearer } from "../services/auth";
 import {
-  endAllSessions,
   endSession,
+  endSessionsBefore,
   mintPublicToken,
   refreshSession,
   resolveDeviceId,
@@ -108,7 +108,7 @@ export const tokens = new OpenAPIHono<AppEnv>()
       const body = c.req.valid("json");
       const claims = c.get("claims");
       const d = await deps(c);
-      if (body.all) await endAllSessions(d, claims.realm, claims.sub);
+      if (body.all) await endSessionsBefore(d, claims.realm, claims.sub);
       await endSession(d, claims.realm, claims.sub, claims.did);
       audit(d, c, {
         type: "logout",

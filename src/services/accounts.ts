@@ -32,7 +32,7 @@ import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
 import { deliveryAvailable, notify, notifyQuietly } from "./notifier";
 import { provePhone } from "./otp";
-import { accountChanged, endAllSessions } from "./sessions";
+import { accountChanged, endAllSessions, reaffirmSession } from "./sessions";
 import { requireUser } from "./users";
 
 /** Reset codes: 8 digits, valid 15 minutes (api.md §4). */
@@ -169,10 +169,13 @@ export async function changePassword(
   const user = await requireUser(deps, claims.realm, claims.sub);
   await assertCredential(deps, user, claims, input.current_password);
   const passwordHash = await hashPassword(input.password, deps.config.PASSWORD_PEPPER);
+  const at = iso(deps.now);
+  // Sessions begun before now end (sessions_valid_after), except this one, which counts as begun now.
+  await reaffirmSession(deps, claims);
   await deps.db.batch([
     deps.db
       .update(users)
-      .set({ passwordHash, updatedAt: iso(deps.now), passwordChangedAt: iso(deps.now) })
+      .set({ passwordHash, updatedAt: at, passwordChangedAt: at, sessionsValidAfter: at })
       .where(eq(users.id, user.id)),
     deleteCodes(deps.db, claims.realm, [user.id], "reset"),
   ]);
@@ -325,9 +328,11 @@ export async function completeReset(
   if (result !== "ok") return { ok: false, userId: user.id, reason: result };
   if (!(await consumeCode(deps.db, ref, codeHash))) return { ok: false, userId: user.id, reason: "raced" };
   const passwordHash = await hashPassword(input.password, deps.config.PASSWORD_PEPPER);
+  const at = iso(deps.now);
+  // sessions_valid_after: also a session the device index lost ends at its next refresh (api.md §16).
   await deps.db
     .update(users)
-    .set({ passwordHash, updatedAt: iso(deps.now), passwordChangedAt: iso(deps.now) })
+    .set({ passwordHash, updatedAt: at, passwordChangedAt: at, sessionsValidAfter: at })
     .where(eq(users.id, user.id));
   // The owner proved control of the email: lift any login lock along with the old password.
   await Promise.all([endAllSessions(deps, realm, user.id), clearLoginFailures(deps.db, realm, input.email)]);

@@ -132,7 +132,8 @@ export async function setStatus(
   const updatedAt = iso(deps.now);
   const rows = await deps.db
     .update(users)
-    .set({ status, updatedAt })
+    // Deactivation marks every session begun before now as over (api.md §16), listed or not.
+    .set(status === "disabled" ? { status, updatedAt, sessionsValidAfter: updatedAt } : { status, updatedAt })
     .where(
       and(
         eq(users.id, id),
