@@ -101,6 +101,7 @@ describe("scheduled cleanup", () => {
       devices: 0,
       auditEvents: 0,
       loginThrottle: 0,
+      loginDevices: 0,
     });
   });
 

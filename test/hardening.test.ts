@@ -16,8 +16,10 @@ import {
   loggedNotifications,
   login,
   newSession,
+  PASSWORD,
   signUp,
   uniqueEmail,
+  waitFor,
   withPrefix,
 } from "./helpers";
 
@@ -295,5 +297,170 @@ describe("no session survives a password reset", () => {
     const refreshed = await refreshWith(pair.refresh_token);
     expect(refreshed.status).toBe(401);
     expect(refreshed.body.error.code).toBe("session_revoked");
+  });
+});
+
+describe("familiar-device lockout", () => {
+  const tryLogin = (email: string, password: string, opts: { device_id?: string; token?: string } = {}) =>
+    api("POST", "/v1/tokens", { body: { email, password, device_id: opts.device_id }, token: opts.token });
+  const familiarRow = (userId: string, device: string) =>
+    env.DB.prepare("SELECT 1 AS one FROM login_devices WHERE user_id = ? AND device_id = ?")
+      .bind(userId, device)
+      .first();
+
+  it("strangers' failures lock strangers out, not a device that signed in before (by device_id or public token)", async () => {
+    const email = uniqueEmail();
+    const user = await signUp(email);
+    const known = deviceId("known");
+    await login(email, { device_id: known });
+    const pub = await api("POST", "/v1/tokens/public", { body: {} });
+    expect((await tryLogin(email, PASSWORD, { token: pub.body.token })).status).toBe(200);
+    await waitFor(() => familiarRow(user.id, known));
+    await waitFor(() => familiarRow(user.id, pub.body.device_id));
+
+    // Five wrong passwords from devices the account never signed in from (none, random ids).
+    for (let i = 0; i < 5; i++) {
+      const res = await tryLogin(email, "wrong password!", i % 2 ? { device_id: deviceId(`s${i}`) } : {});
+      expect(res.status).toBe(401);
+    }
+    const stranger = await tryLogin(email, PASSWORD, { device_id: deviceId("late") });
+    expect(stranger.status).toBe(429);
+    expect(stranger.body.error.code).toBe("too_many_attempts");
+    expect(Number(stranger.headers.get("Retry-After"))).toBeGreaterThan(0);
+
+    // The devices that signed in before still get in with the right password...
+    expect((await tryLogin(email, PASSWORD, { device_id: known })).status).toBe(200);
+    expect((await tryLogin(email, PASSWORD, { token: pub.body.token })).status).toBe(200);
+    // ...and the strangers stay locked (a familiar success does not lift their lock).
+    expect((await tryLogin(email, PASSWORD)).status).toBe(429);
+  });
+
+  it("a familiar device has its own budget: its failures lock it, not the other familiar devices", async () => {
+    const email = uniqueEmail();
+    const user = await signUp(email);
+    const a = deviceId("fa");
+    const b = deviceId("fb");
+    await login(email, { device_id: a });
+    await login(email, { device_id: b });
+    await waitFor(() => familiarRow(user.id, a));
+    await waitFor(() => familiarRow(user.id, b));
+    for (let i = 0; i < 5; i++) expect((await tryLogin(email, "wrong password!", { device_id: a })).status).toBe(401);
+    expect((await tryLogin(email, PASSWORD, { device_id: a })).status).toBe(429);
+    expect((await tryLogin(email, PASSWORD, { device_id: b })).status).toBe(200);
+    expect((await tryLogin(email, PASSWORD)).status).toBe(200);
+  });
+
+  it("a completed reset lifts the locks of the email and of its familiar devices", async () => {
+    const email = uniqueEmail();
+    const user = await signUp(email);
+    const a = deviceId("ra");
+    await login(email, { device_id: a });
+    await waitFor(() => familiarRow(user.id, a));
+    for (let i = 0; i < 5; i++) {
+      await tryLogin(email, "wrong password!");
+      await tryLogin(email, "wrong password!", { device_id: a });
+    }
+    expect((await tryLogin(email, PASSWORD, { device_id: a })).status).toBe(429);
+    const { code } = await askReset(email);
+    expect((await putReset(email, code as string)).status).toBe(204);
+    expect((await tryLogin(email, NEW_PASSWORD, { device_id: a })).status).toBe(200);
+    expect((await tryLogin(email, NEW_PASSWORD)).status).toBe(200);
+  });
+});
+
+describe("GET /v1/audit", () => {
+  it("admins read the realm's events with their actors; login_failed names the account; cursor pages", async () => {
+    await signUp("root@admin.test");
+    const admin = await login("root@admin.test");
+    const adminId = admin.user.id as string;
+    const email = uniqueEmail("audited.example");
+    const { user } = await newSession({ email });
+    // A failed login for an existing account, and one for an unknown email.
+    expect((await api("POST", "/v1/tokens", { body: { email, password: "wrong password!" } })).status).toBe(401);
+    const nobody = uniqueEmail();
+    expect((await api("POST", "/v1/tokens", { body: { email: nobody, password: "wrong password!" } })).status).toBe(
+      401,
+    );
+    // An admin changes roles; an authority token deactivates.
+    const roles = await api("PUT", `/v1/users/${user.id}/roles`, {
+      token: admin.access_token,
+      body: { roles: ["user", "staff"] },
+    });
+    expect(roles.status).toBe(200);
+    const authority = await api("POST", "/v1/domains/audited.example/authority-token", {
+      token: admin.access_token,
+      body: { expires_in_days: 1 },
+    });
+    expect(authority.status).toBe(201);
+    const off = await api("POST", `/v1/users/${user.id}/deactivate`, { token: authority.body.token });
+    expect(off.status).toBe(200);
+    await api("POST", `/v1/users/${user.id}/activate`, { token: admin.access_token });
+
+    const wanted = ["signup", "login", "login_failed", "roles_changed", "user_deactivated", "user_activated"];
+    const listed = await waitFor(async () => {
+      const res = await api("GET", `/v1/audit?user_id=${user.id}&limit=100`, { token: admin.access_token });
+      expect(res.status).toBe(200);
+      const types = res.body.events.map((e: { type: string }) => e.type);
+      return wanted.every((t) => types.includes(t)) && res.body;
+    });
+    const byType = (t: string) => listed.events.find((e: { type: string }) => e.type === t);
+    expect(byType("login_failed")).toMatchObject({ user_id: user.id, actor: { kind: "user", id: null } });
+    expect(byType("login")).toMatchObject({ user_id: user.id, actor: { kind: "user", id: user.id } });
+    expect(byType("signup")).toMatchObject({ actor: { kind: "user", id: user.id } });
+    expect(byType("roles_changed")).toMatchObject({ actor: { kind: "admin", id: adminId } });
+    expect(byType("user_activated")).toMatchObject({ actor: { kind: "admin", id: adminId } });
+    expect(byType("user_deactivated")).toMatchObject({ actor: { kind: "authority", id: authority.body.id } });
+    for (const e of listed.events) {
+      expect(e).toMatchObject({ id: expect.any(String), at: expect.any(String), realm: "default", user_id: user.id });
+      expect(["user", "admin", "authority", "system"]).toContain(e.actor.kind);
+    }
+    // Newest first.
+    const ats = listed.events.map((e: { at: string }) => e.at);
+    expect([...ats].sort().reverse()).toEqual(ats);
+
+    // The unknown email's failure names nobody.
+    const failures = await waitFor(async () => {
+      const res = await api("GET", "/v1/audit?type=login_failed&limit=100", { token: admin.access_token });
+      return res.body.events.length >= 2 && res.body.events;
+    });
+    expect(failures.every((e: { type: string }) => e.type === "login_failed")).toBe(true);
+    expect(failures.some((e: { user_id: string | null }) => e.user_id === null)).toBe(true);
+
+    // Cursor pages of 2 give every event once, in the same order.
+    const all = (await api("GET", "/v1/audit?limit=100", { token: admin.access_token })).body.events;
+    const paged: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const q: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+      const page = await api("GET", `/v1/audit?limit=2${q}`, { token: admin.access_token });
+      expect(page.status).toBe(200);
+      expect(page.body.events.length).toBeLessThanOrEqual(2);
+      paged.push(...page.body.events.map((e: { id: string }) => e.id));
+      cursor = page.body.next_cursor;
+    } while (cursor);
+    expect(paged.slice(0, all.length)).toEqual(all.map((e: { id: string }) => e.id));
+
+    // since: nothing before it.
+    const since = all.at(0)?.at as string;
+    const recent = await api("GET", `/v1/audit?since=${encodeURIComponent(since)}`, { token: admin.access_token });
+    expect(recent.body.events.every((e: { at: string }) => e.at >= since)).toBe(true);
+
+    // Bad input, and anyone but an admin.
+    for (const bad of ["cursor=nope", "limit=101", "since=yesterday", "type=DROP%20TABLE"]) {
+      const res = await api("GET", `/v1/audit?${bad}`, { token: admin.access_token });
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe("validation_failed");
+    }
+    // The audited user itself (its session ended at deactivation: log in again) is no admin.
+    const self = await login(email);
+    expect((await api("GET", "/v1/audit", { token: self.access_token })).status).toBe(403);
+    const other = await newSession();
+    const refused = await api("GET", "/v1/audit", { token: other.pair.access_token });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.code).toBe("forbidden");
+    expect((await api("GET", "/v1/audit")).status).toBe(401);
+
+    const doc = await api("GET", "/openapi.json");
+    expect(doc.body.paths["/v1/audit"]?.get).toBeTruthy();
   });
 });

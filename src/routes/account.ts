@@ -12,7 +12,7 @@ import {
   UserSchema,
 } from "../schemas";
 import { changeEmail, changePassword, completeReset, deleteUser, requestReset, updateUser } from "../services/accounts";
-import { audit } from "../services/audit";
+import { audit, selfActor } from "../services/audit";
 import { toUser } from "../services/users";
 import { bearerAuth, json, jsonBody, route } from "./define";
 import { publicTokenDevice } from "./tokens";
@@ -105,7 +105,7 @@ export const account = new OpenAPIHono<AppEnv>()
         });
         throw new ApiError("invalid_code");
       }
-      audit(d, c, { type: "reset_completed", realm, userId: result.userId, deviceId });
+      audit(d, c, { type: "reset_completed", realm, userId: result.userId, deviceId, actor: selfActor(result.userId) });
       return c.body(null, 204);
     },
   )

@@ -18,7 +18,7 @@ import {
 import { isUniqueViolation } from "../storage/db";
 import { findRealm } from "../storage/realms";
 import { userEmails, users } from "../storage/schema";
-import { clearLoginFailures } from "../storage/throttle";
+import { clearAccountThrottle } from "../storage/throttle";
 import {
   findUserByEmail,
   findUserById,
@@ -335,7 +335,7 @@ export async function completeReset(
     .set({ passwordHash, updatedAt: at, passwordChangedAt: at, sessionsValidAfter: at })
     .where(eq(users.id, user.id));
   // The owner proved control of the email: lift any login lock along with the old password.
-  await Promise.all([endAllSessions(deps, realm, user.id), clearLoginFailures(deps.db, realm, input.email)]);
+  await Promise.all([endAllSessions(deps, realm, user.id), clearAccountThrottle(deps.db, realm, input.email)]);
   return { ok: true, userId: user.id };
 }
 

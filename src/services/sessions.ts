@@ -12,6 +12,7 @@ import {
   type UserSnapshot,
 } from "../storage/device-session";
 import { deviceSessionName, kvKeys, kvTtl } from "../storage/keys";
+import { rememberLoginDevice } from "../storage/login-devices";
 import { devices } from "../storage/schema";
 import { findUserById, setSessionsValidAfter } from "../storage/users";
 import { iso } from "../time";
@@ -148,6 +149,8 @@ export async function startSession(
     started,
     signAccess(deps, user, deviceId, device.sid, access, true),
   ]);
+  // This device has now signed in to the account: its own login-throttle budget from now on.
+  if (indexed) deps.defer(rememberLoginDevice(deps.db, user.id, deviceId, deps.now));
   if (!indexed) {
     const ended = await stub.end({ now: deps.now, sid: device.sid });
     await blacklist(deps, ended.revoked);
