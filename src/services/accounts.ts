@@ -9,6 +9,7 @@ import {
   codeSecret,
   codesSentToday,
   consumeCode,
+  countNothing,
   deleteCodes,
   findCode,
   hashCode,
@@ -293,7 +294,9 @@ export async function requestReset(
       hashCode(await codeSecret(deps.config), ref, randomDigits(RESET_CODE_DIGITS)),
       codesSentToday(deps.db, ref, deps.now),
     ]);
+    // As a known account's send: the code upsert, then the day's counter (neither matches a row here).
     await deleteCodes(deps.db, realm, [ref.subject], "reset");
+    await countNothing(deps.db, ref, deps.now);
     return { userId: null, sent: false };
   }
   const issued = await issueResetCode(deps, user, true);

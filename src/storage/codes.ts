@@ -68,6 +68,18 @@ export async function codesSentToday(db: Db, ref: CodeRef, now: number): Promise
   return rows[0]?.sends ?? 0;
 }
 
+/**
+ * A write that changes nothing, as costly as `countSend`: for requests about a subject that has no
+ * account, so they cost what a real send costs and their timing does not tell the two apart.
+ */
+export async function countNothing(db: Db, ref: CodeRef, now: number): Promise<void> {
+  const t = codeCounters;
+  await db
+    .update(t)
+    .set({ sends: sql`${t.sends} + 1` })
+    .where(counterWhere(ref, now));
+}
+
 /** Counts one send today; returns today's count, this one included. */
 async function countSend(db: Db, ref: CodeRef, now: number): Promise<number> {
   const t = codeCounters;
