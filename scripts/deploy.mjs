@@ -7,11 +7,12 @@
 //     Durable Object DEVICE_SESSIONS and its SQLite migration, rate limits RL_*), or a D1/KV id is
 //     still a REPLACE_WITH_… placeholder (or not an id at all), or ISSUER/ENVIRONMENT are invalid;
 //   - a required secret is not set on the deployed Worker (`wrangler secret list`): JWT_PRIVATE_KEYS
-//     always, NOTIFY_WEBHOOK_SECRET when the environment sets NOTIFY_WEBHOOK_URL;
+//     always, NOTIFY_WEBHOOK_SECRET when the environment sets NOTIFY_WEBHOOK_URL (as a var or a secret);
 //   - D1 migrations in drizzle/ are not applied to the remote database (`wrangler d1 migrations list`);
 //   - wrangler cannot answer (not logged in, no network, unknown Worker or database).
-// It only warns (and deploys) when PASSWORD_PEPPER is not set, the cron trigger or observability is
-// off, ISSUER still names an example host, or the Worker would have no route.
+// It only warns (and deploys) when PASSWORD_PEPPER is not set, production has no NOTIFY_WEBHOOK_URL
+// (no code could be delivered), the cron trigger or observability is off, ISSUER still names an
+// example host, or the Worker would have no route.
 // With --dry-run, only the checks that need no network run; then `wrangler deploy --dry-run` builds.
 //
 // WRANGLER=/path/to/wrangler overrides the wrangler that is run (tests use a fake one). The config is
@@ -399,11 +400,17 @@ export function parseMigrationsList(stdout) {
   return names.length ? names : null;
 }
 
-/** Which secrets the Worker needs given its vars: `{ required: [[name, why]], recommended: [[name, why]] }`. */
-export function secretRules(config) {
+/**
+ * Which secrets the Worker needs given its vars and the secrets already set (a webhook URL holding
+ * a token may be a secret itself): `{ required: [[name, why]], recommended: [[name, why]] }`.
+ */
+export function secretRules(config, secretNames = []) {
   const vars = config.vars ?? {};
   const required = [["JWT_PRIVATE_KEYS", "signs every token"]];
-  if (vars.NOTIFY_WEBHOOK_URL) required.push(["NOTIFY_WEBHOOK_SECRET", "required because NOTIFY_WEBHOOK_URL is set"]);
+  if (vars.NOTIFY_WEBHOOK_URL || secretNames.includes("NOTIFY_WEBHOOK_URL")) {
+    // Receivers check X-Signature with it; the Worker refuses to post unsigned (GET /health says so).
+    required.push(["NOTIFY_WEBHOOK_SECRET", "required because NOTIFY_WEBHOOK_URL is set"]);
+  }
   const recommended = [
     ["PASSWORD_PEPPER", "recommended: without it a stolen D1 database can be attacked offline (README, Passwords)"],
   ];
@@ -483,7 +490,7 @@ export async function main(argv, io = {}) {
           `could not read the output of \`wrangler secret list\`: ${oneLine(secrets.stdout).slice(0, 200) || "(empty)"}`,
         );
       } else {
-        const { required, recommended } = secretRules(config);
+        const { required, recommended } = secretRules(config, names);
         const present = [];
         for (const [name, why] of required) {
           if (names.includes(name)) present.push(name);
@@ -492,6 +499,15 @@ export async function main(argv, io = {}) {
         for (const [name, why] of recommended) {
           if (names.includes(name)) present.push(name);
           else warnings.push(`secret ${name} is not set on ${config.name} (${why}): ${putSecretHint(name, envName)}`);
+        }
+        if (
+          (config.vars?.ENVIRONMENT ?? envName) === "production" &&
+          !config.vars?.NOTIFY_WEBHOOK_URL &&
+          !names.includes("NOTIFY_WEBHOOK_URL")
+        ) {
+          warnings.push(
+            "NOTIFY_WEBHOOK_URL is not set: every code (email verification, OTP, reset) answers 503 delivery_unavailable and sign-ups get no verification code",
+          );
         }
         if (!names.includes("TURNSTILE_SECRET")) {
           notes.push(

@@ -127,6 +127,21 @@ describe("deploy preflight", () => {
     expect((await deploy(["--env", "staging"], { config: withUrl })).code).toBe(0);
   });
 
+  it("requires NOTIFY_WEBHOOK_SECRET when NOTIFY_WEBHOOK_URL is a secret, and warns when production has no webhook", async () => {
+    const urlAsSecret = ["JWT_PRIVATE_KEYS", "PASSWORD_PEPPER", "NOTIFY_WEBHOOK_URL"];
+    const refused = await deploy(["--env", "production"], { answers: { "secret list": { secrets: urlAsSecret } } });
+    expect(refused.code).toBe(1);
+    expect(refused.errors).toEqual([expect.stringMatching(/^secret NOTIFY_WEBHOOK_SECRET is not set /)]);
+    const none = await deploy(["--env", "production"]);
+    expect(none.code).toBe(0);
+    expect(none.out).toMatch(/warning: NOTIFY_WEBHOOK_URL is not set: every code .* 503 delivery_unavailable/);
+    const set = await deploy(["--env", "production"], {
+      answers: { "secret list": { secrets: [...urlAsSecret, "NOTIFY_WEBHOOK_SECRET"] } },
+    });
+    expect(set.code).toBe(0);
+    expect(set.out).not.toMatch(/NOTIFY_WEBHOOK_URL is not set/);
+  });
+
   it("only warns about a missing PASSWORD_PEPPER, and still deploys", async () => {
     const r = await deploy(["--env", "production"], { answers: { "secret list": { secrets: ["JWT_PRIVATE_KEYS"] } } });
     expect(r.code).toBe(0);

@@ -18,6 +18,7 @@ import { otp } from "./routes/otp";
 import { realms } from "./routes/realms";
 import { tokens } from "./routes/tokens";
 import { users } from "./routes/users";
+import { verification } from "./routes/verification";
 
 function validationFields(issues: { path: PropertyKey[]; message: string }[]): Record<string, string> {
   const fields: Record<string, string> = {};
@@ -50,6 +51,7 @@ export function buildApp() {
     .route("/", meta)
     .route("/", tokens)
     .route("/", account)
+    .route("/", verification)
     .route("/", admin)
     .route("/", users)
     .route("/", devices)

@@ -76,10 +76,12 @@ const schema = z.object({
     .optional()
     .transform((v) => (v === "" ? undefined : v))
     .pipe(z.url({ error: "must be a URL" }).optional()),
+  // Receivers check X-Signature with it (api.md §8): a short one could be guessed offline from one post.
   NOTIFY_WEBHOOK_SECRET: z
     .string()
     .optional()
-    .transform((v) => (v === "" ? undefined : v)),
+    .transform((v) => (v === "" ? undefined : v))
+    .refine((v) => v === undefined || v.length >= 16, "must be at least 16 characters"),
   TURNSTILE_SECRET: z
     .string()
     .optional()

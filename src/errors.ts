@@ -21,6 +21,7 @@ export const ERRORS = {
   user_not_found: [403, "The user of this token no longer exists"],
   account_disabled: [403, "This account is disabled"],
   account_pending: [403, "This account is waiting for approval"],
+  email_unverified: [403, "This email address is not verified yet"],
   domain_not_allowed: [403, "You are not allowed to register"],
   registration_closed: [403, "Registration is closed"],
   not_found: [404, "Not found"],

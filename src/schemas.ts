@@ -38,13 +38,19 @@ export const DeviceIdInput = z
 
 export const Description = z.string().trim().max(200);
 
-export const EmailEntrySchema = z.object({ email: z.string(), current: z.boolean(), added_at: z.string() });
+export const EmailEntrySchema = z.object({
+  email: z.string(),
+  current: z.boolean(),
+  verified: z.boolean().openapi({ description: "A code sent to this address was accepted (api.md §11)" }),
+  added_at: z.string(),
+});
 
 export const UserSchema = z
   .object({
     id: z.string(),
     realm: z.string(),
     email: z.string().nullable(),
+    email_verified: z.boolean().openapi({ description: "Whether the current email was proven by a code sent to it" }),
     emails: z.array(EmailEntrySchema),
     phone_number: z.string().nullable(),
     full_name: z.string().nullable(),
@@ -105,7 +111,13 @@ export const SignUpBody = z
     password: Password.optional(),
     password_confirmation: z.string().max(128).optional(),
     full_name: FullName,
-    phone_number: E164.optional(),
+    phone_number: E164.optional().openapi({ description: "Needs phone_otp: a number is attached only with its proof" }),
+    phone_otp: z
+      .string()
+      .trim()
+      .regex(/^\d{6}$/, { error: "must be the 6-digit code sent to phone_number" })
+      .optional()
+      .openapi({ description: "Required with phone_number: the code POST /v1/otp sent to it" }),
     profile: Profile.optional(),
     captcha_token: z.string().max(4096).optional(),
     device_id: DeviceIdInput,
@@ -194,6 +206,19 @@ export const PasswordChangeBody = z
   .openapi("PasswordChange");
 
 export const ResetRequestBody = z.object({ email: Email }).openapi("ResetRequest");
+
+/** A code typed by a person (8 digits are sent; anything else is simply wrong: 400 invalid_code). */
+const TypedCode = z.string().trim().min(1).max(32).openapi({ example: "12345678" });
+
+export const VerificationRequestBody = z.object({ email: Email }).openapi("VerificationRequest");
+export const VerificationBody = z.object({ email: Email, code: TypedCode }).openapi("Verification");
+export const EmailVerifyBody = z.object({ code: TypedCode }).openapi("EmailChangeVerify");
+export const PendingEmailSchema = z
+  .object({
+    pending_email: z.string(),
+    expires_in: z.number().int().openapi({ description: "Seconds the code sent to pending_email stays valid" }),
+  })
+  .openapi("PendingEmailChange");
 
 export const ResetCompleteBody = z
   .object({

@@ -92,6 +92,13 @@ describe("GET /health", () => {
     expectMisconfigured(await health({ ENVIRONMENT: "prod" }), "ENVIRONMENT");
     const secretUrl = "https://hooks.test/path-with-token-abc123";
     expectMisconfigured(await health({ NOTIFY_WEBHOOK_URL: secretUrl }), "NOTIFY_WEBHOOK_SECRET", [secretUrl]);
+    // Receivers check the webhook's signature with this secret: a short one is refused, without echoing it.
+    const short = "hook-secret-123";
+    expectMisconfigured(
+      await health({ NOTIFY_WEBHOOK_URL: "https://hooks.test/n", NOTIFY_WEBHOOK_SECRET: short }),
+      "NOTIFY_WEBHOOK_SECRET",
+      [short],
+    );
   });
 
   it("the unchanged env through the same door is healthy (the harness is not what fails)", async () => {

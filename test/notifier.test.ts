@@ -4,6 +4,7 @@ import { ApiError } from "../src/errors";
 import { makeDeps } from "../src/services/deps";
 import { notify } from "../src/services/notifier";
 import { api, apiWithEnv, signUp, uniqueEmail } from "./helpers";
+import { webhookReceiver } from "./webhook-receiver";
 
 const HOOK = "https://hooks.test/notify";
 const SECRET = "test-webhook-secret-5f1c2a9e";
@@ -80,7 +81,7 @@ afterEach(() => {
 });
 
 describe("notifier: signed webhook", () => {
-  it("POSTs the reset code as JSON signed with X-Signature: sha256=<HMAC of the exact body>", async () => {
+  it("POSTs the reset code as JSON signed with X-Signature: t=<unix>,v1=<HMAC of t.body>, and an X-Webhook-Id", async () => {
     const email = uniqueEmail();
     await signUp(email);
     const before = Date.now();
@@ -93,10 +94,19 @@ describe("notifier: signed webhook", () => {
     const hit = got[0] as Received;
     expect(hit.method).toBe("POST");
     expect(hit.headers["content-type"]).toMatch(/^application\/json/);
-    expect(hit.headers["x-signature"]).toBe(`sha256=${await hmacHex(SECRET, hit.body)}`);
-    // The signature is over these exact bytes with this secret: anything else does not match.
-    expect(hit.headers["x-signature"]).not.toBe(`sha256=${await hmacHex("another secret", hit.body)}`);
-    expect(hit.headers["x-signature"]).not.toBe(`sha256=${await hmacHex(SECRET, `${hit.body} `)}`);
+    const [, t] = /^t=(\d+),v1=[0-9a-f]{64}$/.exec(hit.headers["x-signature"] ?? "") ?? [];
+    expect(Number(t)).toBeGreaterThanOrEqual(Math.floor(before / 1000));
+    expect(Number(t)).toBeLessThanOrEqual(Math.ceil(Date.now() / 1000));
+    expect(hit.headers["x-signature"]).toBe(`t=${t},v1=${await hmacHex(SECRET, `${t}.${hit.body}`)}`);
+    expect(hit.headers["x-webhook-id"]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(await webhookReceiver(SECRET).accept(hit.headers, hit.body)).toBe("ok");
+    // The signature is over these exact bytes, this time and this secret: anything else does not match.
+    expect(await webhookReceiver("another secret").accept(hit.headers, hit.body)).toBe("bad_signature");
+    expect(await webhookReceiver(SECRET).accept(hit.headers, `${hit.body} `)).toBe("bad_signature");
+    const later = hit.headers["x-signature"]?.replace(`t=${t},`, `t=${Number(t) + 1},`) ?? "";
+    expect(await webhookReceiver(SECRET).accept({ ...hit.headers, "x-signature": later }, hit.body)).toBe(
+      "bad_signature",
+    );
 
     const payload = JSON.parse(hit.body);
     expect(Object.keys(payload).sort()).toEqual(["channel", "code", "expires_at", "realm", "to", "type"]);
@@ -117,6 +127,29 @@ describe("notifier: signed webhook", () => {
       body: { email, code: payload.code, password: "webhook reset pw", password_confirmation: "webhook reset pw" },
     });
     expect(done.status).toBe(204);
+  });
+
+  it("a receiver's check: the signed time within 5 minutes, and each X-Webhook-Id once", async () => {
+    const email = uniqueEmail();
+    await signUp(email);
+    await apiWithEnv(WEBHOOK, "POST", "/v1/users/reset", { body: { email } });
+    const [hit] = await deliveredTo(email);
+    const { headers, body } = hit as Received;
+    const t = Number(/^t=(\d+),/.exec(headers["x-signature"] ?? "")?.[1]) * 1000;
+    // A replay: the same post (same id) a second time is refused, even within the window.
+    const receiver = webhookReceiver(SECRET, { now: () => t + 1000 });
+    expect(await receiver.accept(headers, body)).toBe("ok");
+    expect(await receiver.accept(headers, body)).toBe("replayed");
+    // A post captured and sent again later (a new receiver that forgot the ids): too old.
+    expect(await webhookReceiver(SECRET, { now: () => t + 5 * 60_000 }).accept(headers, body)).toBe("ok");
+    expect(await webhookReceiver(SECRET, { now: () => t + 5 * 60_000 + 1000 }).accept(headers, body)).toBe("stale");
+    // Without an id or with the old signature format: malformed.
+    const { "x-webhook-id": _, ...noId } = headers;
+    expect(await webhookReceiver(SECRET).accept(noId, body)).toBe("malformed");
+    // Each post has its own id.
+    await apiWithEnv(WEBHOOK, "POST", "/v1/users/reset", { body: { email } });
+    const ids = new Set((await deliveredTo(email)).map((r) => r.headers["x-webhook-id"]));
+    expect(ids.size).toBe(2);
   });
 
   it("sends nothing for an unknown email, and answers the same", async () => {
@@ -219,7 +252,8 @@ describe("notify()", () => {
     await notify(await depsWith(hookOn("hooks-ok.test")), message("+15550000000"));
     expect(calls).toHaveLength(1);
     const call = calls[0] as { headers: Headers; body: string };
-    expect(call.headers.get("X-Signature")).toBe(`sha256=${await hmacHex(SECRET, call.body)}`);
+    const headers = Object.fromEntries(call.headers);
+    expect(await webhookReceiver(SECRET).accept(headers, call.body)).toBe("ok");
     expect(JSON.parse(call.body)).toMatchObject({ type: "otp", channel: "sms", to: "+15550000000", code: "123456" });
   });
 

@@ -346,6 +346,8 @@ describe("JWKS and the tokens login mints", () => {
       fresh: true,
       roles: ["user"],
       email,
+      // v1.1 (api.md §2, §11): whether that email was proven; a fresh sign-up's is not.
+      email_verified: false,
       name: "Claims Person",
     });
     expect(c.iat).toBeGreaterThanOrEqual(before);

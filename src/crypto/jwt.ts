@@ -28,6 +28,8 @@ export interface AccessClaims extends BaseClaims {
   fresh: boolean;
   roles: string[];
   email: string | null;
+  /** Whether `email` was proven (api.md §11). */
+  email_verified: boolean;
   name: string | null;
 }
 

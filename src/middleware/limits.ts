@@ -14,6 +14,9 @@ export const IP_LIMITS: [method: "POST" | "PUT", path: string, limiter: Limiter]
   ["POST", "/v1/otp/verify", "RL_OTP"],
   ["POST", "/v1/users/reset", "RL_RESET"],
   ["PUT", "/v1/users/reset", "RL_RESET"],
+  // Verification codes are mailed to an address like reset codes, and guessed like them.
+  ["POST", "/v1/users/verification", "RL_RESET"],
+  ["PUT", "/v1/users/verification", "RL_RESET"],
 ];
 
 /** The Workers Rate Limiting period of these bindings (wrangler.toml), for Retry-After. */

@@ -6,6 +6,7 @@ import { auth, deps } from "../middleware/auth";
 import {
   EmailChangeBody,
   PasswordChangeBody,
+  PendingEmailSchema,
   ResetCompleteBody,
   ResetRequestBody,
   UserPatchBody,
@@ -116,19 +117,27 @@ export const account = new OpenAPIHono<AppEnv>()
       tags: ["account"],
       summary: "Change the email",
       description:
-        "The new email is appended to the history and becomes current (an email held before becomes current again). `current_password` is required when the account has a password; without one, a fresh token is required instead.",
+        "The new email is appended to the history and becomes current (an email held before becomes current again, keeping its `verified`). A new address starts unverified and is sent a code (`verify_email`); the old address is sent an `email_changed` notice. In a realm that requires verification (`email_verification: required`, or an allowlist realm) an address this user has not proven waits for its code instead: `202 {pending_email, expires_in}`, then `PUT /v1/users/me/email/verify`. `current_password` is required when the account has a password; without one, a fresh token is required instead.",
       security: bearerAuth,
       middleware: [auth()] as const,
       request: jsonBody(EmailChangeBody),
-      responses: { 200: json("The user", UserSchema) },
+      responses: {
+        200: json("The user", UserSchema),
+        202: json("The change waits for the code sent to the new address", PendingEmailSchema),
+      },
     }),
     async (c) => {
       const body = c.req.valid("json");
       const claims = c.get("claims");
       const d = await deps(c);
-      const { user, changed } = await changeEmail(d, claims, body);
-      if (changed) audit(d, c, { type: "email_changed", realm: claims.realm, userId: user.id, deviceId: claims.did });
-      return c.json(toUser(user), 200);
+      const result = await changeEmail(d, claims, body);
+      const event = { realm: claims.realm, userId: claims.sub, deviceId: claims.did };
+      if (result.kind === "pending") {
+        audit(d, c, { type: "email_change_pending", ...event });
+        return c.json({ pending_email: result.pending_email, expires_in: result.expires_in }, 202);
+      }
+      if (result.kind === "changed") audit(d, c, { type: "email_changed", ...event });
+      return c.json(toUser(result.user), 200);
     },
   )
   .openapi(

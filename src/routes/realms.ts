@@ -17,6 +17,10 @@ const RealmSchema = z
     registration: z.enum(["open", "allowlist", "closed"]),
     approval_required: z.boolean(),
     captcha_required: z.boolean(),
+    email_verification: z.enum(["optional", "required"]).openapi({
+      description:
+        "`required`: a correct password on an unverified account answers 403 email_unverified, and an email change waits for its code. An allowlist realm always requires verification, whatever this says.",
+    }),
     created_at: z.string(),
     updated_at: z.string(),
   })
@@ -27,6 +31,10 @@ const RealmBody = z
     registration: z.enum(["open", "allowlist", "closed"]),
     approval_required: z.boolean(),
     captcha_required: z.boolean(),
+    email_verification: z
+      .enum(["optional", "required"])
+      .optional()
+      .openapi({ description: "Default `optional` for a new realm; left as it is when omitted" }),
   })
   .openapi("RealmSettings");
 
@@ -35,6 +43,7 @@ const toRealm = (r: RealmRow) => ({
   registration: r.registration,
   approval_required: r.approvalRequired,
   captcha_required: r.captchaRequired,
+  email_verification: r.emailVerification,
   created_at: r.createdAt,
   updated_at: r.updatedAt,
 });
@@ -87,6 +96,7 @@ export const realms = new OpenAPIHono<AppEnv>()
         registration: body.registration,
         approvalRequired: body.approval_required,
         captchaRequired: body.captcha_required,
+        ...(body.email_verification ? { emailVerification: body.email_verification } : {}),
         updatedAt: now,
       };
       const [row] = await d.db

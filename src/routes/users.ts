@@ -8,6 +8,7 @@ import { sendWelcome } from "../services/accounts";
 import { audit, selfActor } from "../services/audit";
 import { bearer, verifyAccess } from "../services/auth";
 import { noticeApprovalNeeded, requireUser, signUp, toPublicUser, toUser } from "../services/users";
+import { sendVerification } from "../services/verification";
 import { findUserById } from "../storage/users";
 import { bearerAuth, json, jsonBody, route } from "./define";
 import { publicTokenDevice } from "./tokens";
@@ -20,7 +21,7 @@ export const users = new OpenAPIHono<AppEnv>()
       tags: ["users"],
       summary: "Sign up (or, with an admin's access token, create a user)",
       description:
-        "Without a token, or with a public token, this is a sign-up. With an admin's access token the user is created active with source `admin`.",
+        "Without a token, or with a public token, this is a sign-up. With an admin's access token the user is created active with source `admin`. The email starts unverified and is sent a code (`verify_email`; prove it with `PUT /v1/users/verification`); a user created by an admin without a password gets a `welcome` code instead, which proves the address when used. A `phone_number` needs `phone_otp`, the code `POST /v1/otp` sent to it, for every caller (admins included).",
       request: jsonBody(SignUpBody),
       responses: { 201: json("The new user", UserSchema) },
     }),
@@ -44,7 +45,9 @@ export const users = new OpenAPIHono<AppEnv>()
         adminId = caller.id;
       }
       const user = await signUp(d, realm, body, { byAdmin, ip: clientIp(c) });
+      // A welcome code (a reset code) proves the address when used; everyone else gets a verification code.
       if (byAdmin && !body.password) await sendWelcome(d, user);
+      else await sendVerification(d, user, body.email);
       if (user.status === "pending") noticeApprovalNeeded(d, user);
       audit(d, c, {
         type: "signup",

@@ -17,8 +17,9 @@ import {
   revertIssue,
 } from "../storage/codes";
 import { isUniqueViolation } from "../storage/db";
+import { setPendingEmail, switchEmailStatements } from "../storage/emails";
 import { findRealm } from "../storage/realms";
-import { userEmails, users } from "../storage/schema";
+import { type RealmRow, userEmails, users } from "../storage/schema";
 import { clearAccountThrottle } from "../storage/throttle";
 import {
   findUserByEmail,
@@ -35,6 +36,14 @@ import { deliveryAvailable, notify, notifyQuietly } from "./notifier";
 import { provePhone } from "./otp";
 import { accountChanged, endAllSessions, reaffirmSession } from "./sessions";
 import { requireUser } from "./users";
+import {
+  addressProven,
+  sendVerification,
+  sendVerificationNow,
+  spendVerification,
+  VERIFY_TTL_MS,
+  verificationRequired,
+} from "./verification";
 
 /** Reset codes: 8 digits, valid 15 minutes (api.md §4). */
 const RESET_CODE_DIGITS = 8;
@@ -77,9 +86,9 @@ export async function updateUser(deps: Deps, claims: AccessClaims, id: string, p
   const target = await resolveTarget(deps, caller, id);
   if (patch.phone_number && patch.phone_number !== target.phoneNumber && target.id === caller.id) {
     // A number logs in by OTP, so whoever adds it must hold it: otherwise anyone could attach a
-    // stranger's number and receive that person's OTP logins. Admins editing others are trusted.
-    const holder = await findUserByPhone(deps.db, target.realm, patch.phone_number);
-    if (holder && holder.id !== target.id) throw new ApiError("phone_in_use");
+    // stranger's number and receive that person's OTP logins. Admins editing others are trusted
+    // (the audit names the admin). The proof comes first, so without the code nothing tells
+    // whether another account holds the number.
     if (!patch.phone_otp) {
       throw new ApiError(
         "validation_failed",
@@ -90,6 +99,8 @@ export async function updateUser(deps: Deps, claims: AccessClaims, id: string, p
       );
     }
     await provePhone(deps, target.realm, patch.phone_number, patch.phone_otp);
+    const holder = await findUserByPhone(deps.db, target.realm, patch.phone_number);
+    if (holder && holder.id !== target.id) throw new ApiError("phone_in_use");
   }
   const set: Partial<typeof users.$inferInsert> = { updatedAt: iso(deps.now) };
   if (patch.full_name !== undefined) set.fullName = patch.full_name;
@@ -126,39 +137,99 @@ async function assertCredential(deps: Deps, user: UserRecord, claims: AccessClai
   if (!check.ok) throw new ApiError("invalid_credentials", "The current password is not correct");
 }
 
+export type EmailChangeResult =
+  | { kind: "unchanged" | "changed"; user: UserRecord }
+  | { kind: "pending"; user: UserRecord; pending_email: string; expires_in: number };
+
 /**
  * PUT /v1/users/me/email (api.md §4): the new email is appended to the history (or, when this
- * user held it before, made current again without a second row). Another user's current email
- * is 409 email_in_use; the unique index users_realm_email decides concurrent claims.
+ * user held it before, made current again without a second row, keeping its `verified`). Another
+ * user's current email is 409 email_in_use; the unique index users_realm_email decides concurrent
+ * claims. A new address starts unverified and is sent a code. In a realm that requires
+ * verification an address not yet proven by this user waits for its code instead (`pending`).
  */
 export async function changeEmail(
   deps: Deps,
   claims: AccessClaims,
   input: { email: string; current_password?: string },
-): Promise<{ user: UserRecord; changed: boolean }> {
+): Promise<EmailChangeResult> {
   const user = await requireUser(deps, claims.realm, claims.sub);
   await assertCredential(deps, user, claims, input.current_password);
   const realm = await findRealm(deps.db, claims.realm);
   if (!realm) throw new ApiError("realm_not_found");
-  // Block rules apply; the registration mode is about sign-up, not about existing accounts.
-  await assertEmailAllowed(deps.db, realm, input.email, { ignoreMode: true });
-  if (input.email === user.email) return { user, changed: false };
+  await assertChangeAllowed(deps, realm, input.email);
+  if (input.email === user.email) return { kind: "unchanged", user };
   const holder = await findUserByEmail(deps.db, claims.realm, input.email);
   if (holder && holder.id !== user.id) throw new ApiError("email_in_use");
-  const now = iso(deps.now);
+  const proven = user.emails.some((e) => e.email === input.email && e.verified);
+  if (verificationRequired(realm) && !proven) {
+    await sendVerificationNow(deps, user, input.email);
+    await setPendingEmail(deps.db, user.id, input.email, iso(deps.now));
+    return { kind: "pending", user, pending_email: input.email, expires_in: VERIFY_TTL_MS / 1000 };
+  }
+  const changed = await switchEmail(deps, user, input.email);
+  if (!proven) await sendVerification(deps, changed, input.email);
+  return { kind: "changed", user: changed };
+}
+
+/**
+ * Block rules apply to a new address; in an allowlist realm it must also be of an allowed domain
+ * (else one could sign up at an allowed domain and then move anywhere). The closed mode is about
+ * sign-up, not about existing accounts.
+ */
+async function assertChangeAllowed(deps: Deps, realm: RealmRow, email: string) {
+  await assertEmailAllowed(deps.db, realm, email, { ignoreMode: realm.registration !== "allowlist" });
+}
+
+/**
+ * PUT /v1/users/me/email/verify: the code sent to the pending address completes the change; the
+ * address is then current and verified. No pending change, or a wrong, used or expired code:
+ * 400 invalid_code.
+ */
+export async function completeEmailChange(
+  deps: Deps,
+  claims: AccessClaims,
+  code: string,
+): Promise<{ user: UserRecord; admin: boolean; email: string } | { user: null; reason: string }> {
+  const user = await requireUser(deps, claims.realm, claims.sub);
+  const email = user.pendingEmail;
+  const spent = email ? await spendVerification(deps, claims.realm, user.id, email, code) : "no_pending_change";
+  if (!email || spent !== "ok") return { user: null, reason: spent };
+  const realm = await findRealm(deps.db, claims.realm);
+  if (!realm) throw new ApiError("realm_not_found");
+  // The rules may have changed while the code was on its way.
+  await assertChangeAllowed(deps, realm, email);
+  const changed = await switchEmail(deps, user, email);
+  const { admin } = await addressProven(deps, changed, email);
+  return { user: await reload(deps, changed), admin, email };
+}
+
+/** Makes `email` the user's current address (history row kept or added), and tells the old address. */
+async function switchEmail(deps: Deps, user: UserRecord, email: string): Promise<UserRecord> {
   try {
     await deps.db.batch([
-      deps.db.update(users).set({ email: input.email, updatedAt: now }).where(eq(users.id, user.id)),
-      deps.db.insert(userEmails).values({ userId: user.id, email: input.email, addedAt: now }).onConflictDoNothing(),
+      ...switchEmailStatements(deps.db, user.id, email, iso(deps.now)),
       // A reset code mailed to the old address must not outlive the change.
-      deleteCodes(deps.db, claims.realm, [user.id], "reset"),
+      deleteCodes(deps.db, user.realm, [user.id], "reset"),
     ]);
   } catch (e) {
     if (isUniqueViolation(e)) throw new ApiError("email_in_use");
     throw e;
   }
-  await accountChanged(deps, claims.realm, user.id);
-  return { user: await reload(deps, user), changed: true };
+  if (user.email) {
+    // The old address hears of every change, so an owner whose account was taken learns of it.
+    deps.defer(
+      notifyQuietly(deps, {
+        type: "email_changed",
+        channel: "email",
+        to: user.email,
+        realm: user.realm,
+        data: { new_email: email },
+      }),
+    );
+  }
+  await accountChanged(deps, user.realm, user.id);
+  return reload(deps, user);
 }
 
 /** PUT /v1/users/me/password: sets the password; every other device of the user is logged out. */
@@ -206,7 +277,9 @@ export async function deleteUser(
     if (!row?.ok) throw new ApiError("last_admin");
   }
   await endAllSessions(deps, target.realm, target.id);
-  const subjects = [target.id, ...target.emails.map((e) => e.email)];
+  // Verification codes (kept per address) stay: their send limits outlive the account, and they
+  // are bound to this account's id, so they prove nothing for a later holder of the address.
+  const subjects = [target.id];
   if (target.phoneNumber) subjects.push(target.phoneNumber);
   const [deleted] = await deps.db.batch([
     deps.db
@@ -337,7 +410,9 @@ export async function completeReset(
     .update(users)
     .set({ passwordHash, updatedAt: at, passwordChangedAt: at, sessionsValidAfter: at })
     .where(eq(users.id, user.id));
-  // The owner proved control of the email: lift any login lock along with the old password.
+  // The owner proved control of the email: lift any login lock along with the old password, and
+  // the address counts as verified (the code went to it: a change of address deletes reset codes).
+  await addressProven(deps, user, input.email);
   await Promise.all([endAllSessions(deps, realm, user.id), clearAccountThrottle(deps.db, realm, input.email)]);
   return { ok: true, userId: user.id };
 }

@@ -14,7 +14,7 @@ import {
 import { deviceSessionName, kvKeys, kvTtl } from "../storage/keys";
 import { rememberLoginDevice } from "../storage/login-devices";
 import { devices } from "../storage/schema";
-import { findUserById, setSessionsValidAfter } from "../storage/users";
+import { emailVerified, findUserById, setSessionsValidAfter } from "../storage/users";
 import { iso } from "../time";
 import type { Deps } from "./deps";
 import { forgetNotRevoked } from "./revocation-cache";
@@ -89,6 +89,7 @@ async function signAccess(
     fresh,
     roles: user.roles,
     email: user.email,
+    email_verified: emailVerified(user),
     name: user.fullName,
   };
   return signToken(deps.keys, claims);

@@ -15,6 +15,10 @@ export const realms = sqliteTable("realms", {
     .default("open"),
   approvalRequired: integer("approval_required", { mode: "boolean" }).notNull().default(false),
   captchaRequired: integer("captcha_required", { mode: "boolean" }).notNull().default(false),
+  /** api.md §6, §11: `required` refuses a password login to an unverified address (allowlist realms always do). */
+  emailVerification: text("email_verification", { enum: ["optional", "required"] })
+    .notNull()
+    .default("optional"),
   createdAt: text("created_at").notNull(),
   updatedAt: text("updated_at").notNull(),
 });
@@ -41,6 +45,8 @@ export const users = sqliteTable(
     updatedAt: text("updated_at").notNull(),
     /** When a password change or reset last ended the account's sessions; a login that read an older value starts none. */
     passwordChangedAt: text("password_changed_at"),
+    /** An email change waiting for its code (realms that require verification, api.md §4); null when none. */
+    pendingEmail: text("pending_email"),
     /**
      * Sessions begun before this time are over (api.md §16): set by a password change or reset,
      * deactivation and "log out everywhere"; refresh and strict checks compare a session's start
@@ -64,6 +70,8 @@ export const userEmails = sqliteTable(
       .references(() => users.id, { onDelete: "cascade" }),
     email: text("email").notNull(),
     addedAt: text("added_at").notNull(),
+    /** When a code sent to this address was accepted (api.md §11); null: not proven. */
+    verifiedAt: text("verified_at"),
   },
   (t) => [primaryKey({ columns: [t.userId, t.email] })],
 );
@@ -101,12 +109,12 @@ export const devices = sqliteTable(
   (t) => [primaryKey({ columns: [t.userId, t.deviceId] }), index("devices_expires").on(t.expiresAt)],
 );
 
-/** One live code per (realm, purpose, subject): reset codes and OTPs, stored only as a hash. */
+/** One live code per (realm, purpose, subject): reset codes, OTPs and email verification codes, stored only as a hash. */
 export const verificationCodes = sqliteTable(
   "verification_codes",
   {
     realm: text("realm").notNull(),
-    purpose: text("purpose", { enum: ["reset", "otp"] }).notNull(),
+    purpose: text("purpose", { enum: ["reset", "otp", "verify_email"] }).notNull(),
     subject: text("subject").notNull(),
     codeHash: text("code_hash").notNull(),
     attempts: integer("attempts").notNull().default(0),
