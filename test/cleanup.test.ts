@@ -94,7 +94,15 @@ describe("scheduled cleanup", () => {
     const config = loadConfig(env);
     if (!config.ok) throw new Error("config");
     const again = await runCleanup(getDb(env.DB), config.config, NOW);
-    expect(again).toEqual({ codes: 0, authorityTokens: 0, devices: 0, auditEvents: 0, loginThrottle: 0 });
+    expect(again).toEqual({
+      codes: 0,
+      codeCounters: 0,
+      authorityTokens: 0,
+      devices: 0,
+      auditEvents: 0,
+      loginThrottle: 0,
+      loginDevices: 0,
+    });
   });
 
   it("is bounded per run: a backlog drains over several runs", async () => {

@@ -5,7 +5,7 @@ import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
 import { PublicUserSchema, SignUpBody, UserSchema } from "../schemas";
 import { sendWelcome } from "../services/accounts";
-import { audit } from "../services/audit";
+import { audit, selfActor } from "../services/audit";
 import { bearer, verifyAccess } from "../services/auth";
 import { noticeApprovalNeeded, requireUser, signUp, toPublicUser, toUser } from "../services/users";
 import { findUserById } from "../storage/users";
@@ -30,6 +30,7 @@ export const users = new OpenAPIHono<AppEnv>()
       const realm = c.get("realm");
       const token = bearer(c.req.header("Authorization"));
       let byAdmin = false;
+      let adminId: string | null = null;
       let deviceId: string | undefined;
       if (token && peekType(token) === "public") {
         deviceId = await publicTokenDevice(c);
@@ -40,11 +41,19 @@ export const users = new OpenAPIHono<AppEnv>()
         const caller = await requireUser(d, realm, claims.sub);
         if (!caller.roles.includes("admin")) throw new ApiError("forbidden");
         byAdmin = true;
+        adminId = caller.id;
       }
       const user = await signUp(d, realm, body, { byAdmin, ip: clientIp(c) });
       if (byAdmin && !body.password) await sendWelcome(d, user);
       if (user.status === "pending") noticeApprovalNeeded(d, user);
-      audit(d, c, { type: "signup", realm, userId: user.id, deviceId, detail: { by_admin: byAdmin } });
+      audit(d, c, {
+        type: "signup",
+        realm,
+        userId: user.id,
+        deviceId,
+        actor: adminId ? { kind: "admin", id: adminId } : selfActor(user.id),
+        detail: { by_admin: byAdmin },
+      });
       return c.json(toUser(user), 201);
     },
   )

@@ -9,16 +9,22 @@ const CLEANUP_BATCH = 500;
 
 export interface CleanupReport {
   codes: number;
+  codeCounters: number;
   authorityTokens: number;
   devices: number;
   auditEvents: number;
   loginThrottle: number;
+  loginDevices: number;
 }
 
+/** A device that has not signed in to an account for this long is no longer familiar to it. */
+export const FAMILIAR_DEVICE_DAYS = 90;
+
 /**
- * The scheduled cleanup: expired verification codes, expired authority tokens, device-index rows
+ * The scheduled cleanup: expired verification codes, code counters of past UTC days, expired authority tokens, device-index rows
  * of sessions that have expired (their Durable Objects delete themselves by alarm), audit events
- * older than AUDIT_RETENTION_DAYS, and idle unlocked login-throttle rows. Idempotent and bounded:
+ * older than AUDIT_RETENTION_DAYS, idle unlocked login-throttle rows, and devices that have not
+ * signed in to an account for FAMILIAR_DEVICE_DAYS. Idempotent and bounded:
  * each table loses at most `batch` rows per run.
  */
 export async function runCleanup(db: Db, config: Config, now: number, batch = CLEANUP_BATCH): Promise<CleanupReport> {
@@ -32,8 +38,10 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
     );
     return changedRows(res);
   };
-  const [codes, authorityTokens, devices, auditEvents, loginThrottle] = await Promise.all([
+  const [codes, codeCounters, authorityTokens, devices, auditEvents, loginThrottle, loginDevices] = await Promise.all([
     purge("verification_codes", sql`expires_at <= ${nowIso}`),
+    // The daily caps live here: a day's counters go only once that UTC day is over.
+    purge("code_counters", sql`day < ${nowIso.slice(0, 10)}`),
     purge("authority_tokens", sql`expires_at <= ${nowIso}`),
     // With a margin: a refresh moves the row's expiry at most every INDEX_EVERY_MS, so a live
     // session's row may say it expired up to that long ago. A failed index write waits for the
@@ -42,6 +50,7 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
     purge("devices", sql`expires_at <= ${iso(now - 2 * INDEX_EVERY_MS)}`),
     purge("audit_events", sql`at < ${auditBefore}`),
     purge("login_throttle", sql`updated_at < ${idleBefore} AND (locked_until IS NULL OR locked_until <= ${nowIso})`),
+    purge("login_devices", sql`last_login_at < ${iso(now - FAMILIAR_DEVICE_DAYS * DAY_MS)}`),
   ]);
-  return { codes, authorityTokens, devices, auditEvents, loginThrottle };
+  return { codes, codeCounters, authorityTokens, devices, auditEvents, loginThrottle, loginDevices };
 }

@@ -122,6 +122,7 @@ export function newUserRow(
     createdAt: at,
     updatedAt: at,
     passwordChangedAt: null,
+    sessionsValidAfter: null,
     ...fields,
   };
 }
@@ -153,6 +154,7 @@ const userColumns = {
   createdAt: users.createdAt,
   updatedAt: users.updatedAt,
   passwordChangedAt: users.passwordChangedAt,
+  sessionsValidAfter: users.sessionsValidAfter,
 };
 
 /** Every column of a user and their email history (as JSON): select these, then map rows with withEmails. */
@@ -167,3 +169,11 @@ export const hasAdminRole = sql`${users.roles} LIKE '%"admin"%'`;
 /** The realm has an active admin other than `exceptId` (for checks decided inside a write). */
 export const otherAdminExists = (realm: string, exceptId: string) =>
   sql`EXISTS (SELECT 1 FROM users o WHERE o.realm = ${realm} AND o.id <> ${exceptId} AND o.status = 'active' AND o.roles LIKE '%"admin"%')`;
+
+/** Marks every session of the user begun before `now` as over (api.md §16). */
+export async function setSessionsValidAfter(db: Db, userId: string, now: number): Promise<void> {
+  await db
+    .update(users)
+    .set({ sessionsValidAfter: iso(now) })
+    .where(eq(users.id, userId));
+}
