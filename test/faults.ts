@@ -33,7 +33,8 @@ function platformError(kind: FaultKind, what: string): Error {
     e.retryable = true;
     return e;
   }
-  if (kind.startsWith("kv")) return new Error(`KV ${kind === "kv-read" ? "GET" : "PUT"} failed: 500 Internal Server Error`);
+  if (kind.startsWith("kv"))
+    return new Error(`KV ${kind === "kv-read" ? "GET" : "PUT"} failed: 500 Internal Server Error`);
   return new Error(`D1_ERROR: Network connection lost. (injected at ${what.slice(0, 40)})`);
 }
 
@@ -70,15 +71,14 @@ export class Faults {
 
   private d1(db: D1Database | D1DatabaseSession): D1Database {
     const real = new WeakMap<object, D1PreparedStatement>();
-    const faults = this;
     const statement = (stmt: D1PreparedStatement, sql: string): D1PreparedStatement => {
       const kind: FaultKind = WRITE_SQL.test(sql) ? "d1-write" : "d1-read";
       const wrapper = {
         bind: (...values: unknown[]) => statement(stmt.bind(...values), sql),
-        first: (col?: string) => (faults.hit(kind, sql), col === undefined ? stmt.first() : stmt.first(col)),
-        run: () => (faults.hit(kind, sql), stmt.run()),
-        all: () => (faults.hit(kind, sql), stmt.all()),
-        raw: (opts?: { columnNames?: boolean }) => (faults.hit(kind, sql), stmt.raw(opts as { columnNames: true })),
+        first: (col?: string) => (this.hit(kind, sql), col === undefined ? stmt.first() : stmt.first(col)),
+        run: () => (this.hit(kind, sql), stmt.run()),
+        all: () => (this.hit(kind, sql), stmt.all()),
+        raw: (opts?: { columnNames?: boolean }) => (this.hit(kind, sql), stmt.raw(opts as { columnNames: true })),
       };
       real.set(wrapper, stmt);
       return wrapper as unknown as D1PreparedStatement;
@@ -87,10 +87,10 @@ export class Faults {
       prepare: (sql: string) => statement(d.prepare(sql), sql),
       batch: async (stmts: D1PreparedStatement[]) => {
         const sqls = stmts.map(() => "batch");
-        faults.hit("d1-write", `batch of ${sqls.length}`);
+        this.hit("d1-write", `batch of ${sqls.length}`);
         return d.batch(stmts.map((s) => real.get(s) ?? s));
       },
-      exec: (sql: string) => (faults.hit("d1-write", sql), (d as D1Database).exec(sql)),
+      exec: (sql: string) => (this.hit("d1-write", sql), (d as D1Database).exec(sql)),
       withSession: (c?: string) => handle((d as D1Database).withSession(c as D1SessionConstraint)),
       getBookmark: () => (d as D1DatabaseSession).getBookmark?.() ?? null,
       dump: () => (d as D1Database).dump(),
@@ -112,11 +112,13 @@ export class Faults {
     });
   }
 
-  private namespace(ns: DurableObjectNamespace): DurableObjectNamespace {
+  // biome-ignore lint/suspicious/noExplicitAny: any object class
+  private namespace<T extends DurableObjectNamespace<any>>(ns: T): T {
     return new Proxy(ns, {
       get: (target, prop) => {
         const value = Reflect.get(target, prop, target);
-        if (prop !== "get" || typeof value !== "function") return typeof value === "function" ? value.bind(target) : value;
+        if (prop !== "get" || typeof value !== "function")
+          return typeof value === "function" ? value.bind(target) : value;
         return (...args: unknown[]) => {
           const stub = value.apply(target, args);
           return new Proxy(stub, {
