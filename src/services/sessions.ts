@@ -287,7 +287,7 @@ export async function reaffirmSession(deps: Deps, claims: AccessClaims): Promise
 }
 
 /** The device ids of a user's sessions, as the D1 index lists them. */
-async function sessionsOf(deps: Deps, userId: string): Promise<string[]> {
+export async function sessionsOf(deps: Deps, userId: string): Promise<string[]> {
   const rows = await deps.db.select({ deviceId: devices.deviceId }).from(devices).where(eq(devices.userId, userId));
   return rows.map((r) => r.deviceId);
 }
@@ -311,10 +311,64 @@ export async function accountChanged(deps: Deps, realm: string, userId: string, 
   }
 }
 
-/** Ends every session of a user, except `keepDeviceId` when given. */
+/**
+ * Ends every session of a user, except `keepDeviceId` when given. Called only after the change
+ * that ends them has been written (a password change, reset, deactivation or "log out
+ * everywhere" sets sessions_valid_after; a deletion removes the account), so it never fails the
+ * request: each step is retried in place, and a session still unreachable after that is refused
+ * by its next refresh and strict check anyway (api.md §16). Returns how many could not be ended.
+ */
 export async function endAllSessions(deps: Deps, realm: string, userId: string, keepDeviceId?: string) {
-  const ids = await sessionsOf(deps, userId);
-  await Promise.all(ids.filter((d) => d !== keepDeviceId).map((d) => endSession(deps, realm, userId, d)));
+  let ids: string[];
+  try {
+    ids = await retryInPlace(() => sessionsOf(deps, userId));
+  } catch (e) {
+    console.error(
+      JSON.stringify({ level: "error", event: "sessions_not_ended", realm, user_id: userId, error: String(e) }),
+    );
+    return 1;
+  }
+  return endSessionsOf(
+    deps,
+    realm,
+    userId,
+    ids.filter((d) => d !== keepDeviceId),
+  );
+}
+
+/** Ends the sessions of these devices of a user, as endAllSessions does (never throws). */
+export async function endSessionsOf(deps: Deps, realm: string, userId: string, deviceIds: string[]) {
+  let left = 0;
+  try {
+    const results = await Promise.allSettled(
+      deviceIds.map((d) => retryInPlace(() => endSession(deps, realm, userId, d))),
+    );
+    left = results.filter((r) => r.status === "rejected").length;
+    if (left) throw new Error(`${left} of ${results.length} sessions unreachable`);
+  } catch (e) {
+    left ||= 1;
+    console.error(
+      JSON.stringify({ level: "error", event: "sessions_not_ended", realm, user_id: userId, error: String(e) }),
+    );
+  }
+  return left;
+}
+
+const RETRY_WAITS_MS = [0, 50, 250];
+
+/** Runs an idempotent step again when it fails, up to three times in all (waiting 50 ms, then 250 ms). */
+export async function retryInPlace<T>(step: () => Promise<T>): Promise<T> {
+  let last: unknown;
+  for (const wait of RETRY_WAITS_MS) {
+    if (wait) await new Promise((r) => setTimeout(r, wait));
+    try {
+      return await step();
+    } catch (e) {
+      if (e instanceof ApiError) throw e;
+      last = e;
+    }
+  }
+  throw last;
 }
 
 /** The user's devices, newest first. */
