@@ -12,7 +12,8 @@ async function testKey(kid: string) {
 
 // Two projects, one `vitest run` and one JSON report:
 //   "user-registry"  the Worker's tests (test/**/*.test.ts), inside workerd through the Cloudflare pool;
-//   "node"           tests of the Node-side scripts (scripts/**/*.test.mjs, e.g. the deploy preflight).
+//   "node"           tests of the Node-side scripts (scripts/**/*.test.mjs, e.g. the deploy preflight);
+//   "registry-node"  Node tests against the built worker served by Miniflare (test/node/**/*.test.mjs).
 // `npx vitest run --project node` (or `--project user-registry`) runs one of them.
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("./drizzle");
@@ -32,6 +33,10 @@ export default defineConfig(async () => {
                   JWT_PRIVATE_KEYS: JSON.stringify([current]),
                   TEST_OTHER_KEY: JSON.stringify(other),
                   BOOTSTRAP_ADMIN_EMAILS: "root@admin.test, second-root@admin.test",
+                  // Passkeys (test/passkeys.test.ts drives a software authenticator against these).
+                  WEBAUTHN_RP_ID: "registry.test",
+                  WEBAUTHN_RP_NAME: "Registry Test",
+                  WEBAUTHN_ORIGINS: "https://registry.test,https://app.registry.test",
                   // test/fuzz.test.ts: FUZZ_SEED=<seed> FUZZ_RUNS=200 FUZZ_SHRINK=1 npx vitest run test/fuzz.test.ts
                   FUZZ_SEED: process.env.FUZZ_SEED ?? "",
                   FUZZ_RUNS: process.env.FUZZ_RUNS ?? "",
@@ -84,6 +89,18 @@ export default defineConfig(async () => {
             environment: "node",
             include: ["scripts/**/*.test.mjs"],
             testTimeout: 60_000,
+          },
+        },
+        {
+          // Outside workerd: standard JWT libraries, user-registry/verify and user-registry/client
+          // against the worker served by Miniflare on a loopback port, and the packed tarball.
+          test: {
+            name: "registry-node",
+            environment: "node",
+            include: ["test/node/**/*.test.mjs"],
+            globalSetup: ["./test/node/global-setup.mjs"],
+            testTimeout: 120_000,
+            hookTimeout: 120_000,
           },
         },
       ],

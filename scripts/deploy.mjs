@@ -7,11 +7,13 @@
 //     Durable Object DEVICE_SESSIONS and its SQLite migration, rate limits RL_*), or a D1/KV id is
 //     still a REPLACE_WITH_… placeholder (or not an id at all), or ISSUER/ENVIRONMENT are invalid;
 //   - a required secret is not set on the deployed Worker (`wrangler secret list`): JWT_PRIVATE_KEYS
-//     always, NOTIFY_WEBHOOK_SECRET when the environment sets NOTIFY_WEBHOOK_URL;
+//     always, NOTIFY_WEBHOOK_SECRET when the environment sets NOTIFY_WEBHOOK_URL (as a var or a secret);
 //   - D1 migrations in drizzle/ are not applied to the remote database (`wrangler d1 migrations list`);
 //   - wrangler cannot answer (not logged in, no network, unknown Worker or database).
-// It only warns (and deploys) when PASSWORD_PEPPER is not set, the cron trigger or observability is
-// off, ISSUER still names an example host, or the Worker would have no route.
+// The passkey settings (WEBAUTHN_RP_ID, WEBAUTHN_ORIGINS) are refused when invalid, as the Worker would.
+// It only warns (and deploys) when PASSWORD_PEPPER is not set, production has no NOTIFY_WEBHOOK_URL
+// (no code could be delivered), the cron trigger or observability is off, ISSUER still names an
+// example host, the Worker would have no route, or passkeys are off.
 // With --dry-run, only the checks that need no network run; then `wrangler deploy --dry-run` builds.
 //
 // WRANGLER=/path/to/wrangler overrides the wrangler that is run (tests use a fake one). The config is
@@ -37,6 +39,51 @@ export const ENVIRONMENTS = ["development", "test", "staging", "production"];
 const USAGE =
   "usage: npm run deploy -- --env <staging|production> [--dry-run] [--config FILE] [other `wrangler deploy` options]";
 const REMOTE_TIMEOUT_MS = 120_000;
+
+/**
+ * The passkey settings as src/config.ts checks them (api.md §12): WEBAUTHN_RP_ID a host name;
+ * each of WEBAUTHN_ORIGINS an https origin on it or a subdomain (http only for localhost), or
+ * android:apk-key-hash:<hash>. Unset RP ID: passkeys are off (a warning).
+ */
+export function webauthnProblems(vars) {
+  const problems = [];
+  const warnings = [];
+  const rpId = (vars.WEBAUTHN_RP_ID ?? "").trim();
+  const origins = (vars.WEBAUTHN_ORIGINS ?? "")
+    .split(",")
+    .map((o) => o.trim())
+    .filter(Boolean);
+  if (!rpId) {
+    if (origins.length) problems.push("var WEBAUTHN_ORIGINS is set but WEBAUTHN_RP_ID is not");
+    else warnings.push("var WEBAUTHN_RP_ID is not set: passkeys are off (POST /v1/tokens/passkey answers 503)");
+    return { problems, warnings };
+  }
+  if (!/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(rpId)) {
+    problems.push(
+      `var WEBAUTHN_RP_ID must be a lower-case host name without scheme or port (is ${JSON.stringify(rpId)})`,
+    );
+    return { problems, warnings };
+  }
+  for (const origin of origins.length ? origins : [`https://${rpId}`]) {
+    if (/^android:apk-key-hash:[A-Za-z0-9_-]{43}$/.test(origin)) continue;
+    let url = null;
+    try {
+      url = new URL(origin);
+    } catch {
+      // reported below
+    }
+    const ok =
+      url !== null &&
+      url.origin === origin &&
+      (url.protocol === "https:" || (url.hostname === "localhost" && url.protocol === "http:")) &&
+      (url.hostname === rpId || url.hostname.endsWith(`.${rpId}`));
+    if (!ok)
+      problems.push(
+        `var WEBAUTHN_ORIGINS: ${JSON.stringify(origin)} is not an https origin on ${rpId} or a subdomain of it`,
+      );
+  }
+  return { problems, warnings };
+}
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Arguments                                                                                         */
@@ -223,6 +270,9 @@ export function checkConfig(config, envName) {
   if (vars.NOTIFY_WEBHOOK_URL && !isUrl(vars.NOTIFY_WEBHOOK_URL)) {
     problems.push(`var NOTIFY_WEBHOOK_URL must be a URL (is ${JSON.stringify(vars.NOTIFY_WEBHOOK_URL)})`);
   }
+  const passkeys = webauthnProblems(vars);
+  problems.push(...passkeys.problems);
+  warnings.push(...passkeys.warnings);
   for (const secret of ["JWT_PRIVATE_KEYS", "PASSWORD_PEPPER", "NOTIFY_WEBHOOK_SECRET", "TURNSTILE_SECRET"]) {
     if (secret in vars) {
       problems.push(`${secret} is a plain var in [env.${envName}.vars]: remove it and use \`wrangler secret put\``);
@@ -399,11 +449,17 @@ export function parseMigrationsList(stdout) {
   return names.length ? names : null;
 }
 
-/** Which secrets the Worker needs given its vars: `{ required: [[name, why]], recommended: [[name, why]] }`. */
-export function secretRules(config) {
+/**
+ * Which secrets the Worker needs given its vars and the secrets already set (a webhook URL holding
+ * a token may be a secret itself): `{ required: [[name, why]], recommended: [[name, why]] }`.
+ */
+export function secretRules(config, secretNames = []) {
   const vars = config.vars ?? {};
   const required = [["JWT_PRIVATE_KEYS", "signs every token"]];
-  if (vars.NOTIFY_WEBHOOK_URL) required.push(["NOTIFY_WEBHOOK_SECRET", "required because NOTIFY_WEBHOOK_URL is set"]);
+  if (vars.NOTIFY_WEBHOOK_URL || secretNames.includes("NOTIFY_WEBHOOK_URL")) {
+    // Receivers check X-Signature with it; the Worker refuses to post unsigned (GET /health says so).
+    required.push(["NOTIFY_WEBHOOK_SECRET", "required because NOTIFY_WEBHOOK_URL is set"]);
+  }
   const recommended = [
     ["PASSWORD_PEPPER", "recommended: without it a stolen D1 database can be attacked offline (README, Passwords)"],
   ];
@@ -483,7 +539,7 @@ export async function main(argv, io = {}) {
           `could not read the output of \`wrangler secret list\`: ${oneLine(secrets.stdout).slice(0, 200) || "(empty)"}`,
         );
       } else {
-        const { required, recommended } = secretRules(config);
+        const { required, recommended } = secretRules(config, names);
         const present = [];
         for (const [name, why] of required) {
           if (names.includes(name)) present.push(name);
@@ -492,6 +548,15 @@ export async function main(argv, io = {}) {
         for (const [name, why] of recommended) {
           if (names.includes(name)) present.push(name);
           else warnings.push(`secret ${name} is not set on ${config.name} (${why}): ${putSecretHint(name, envName)}`);
+        }
+        if (
+          (config.vars?.ENVIRONMENT ?? envName) === "production" &&
+          !config.vars?.NOTIFY_WEBHOOK_URL &&
+          !names.includes("NOTIFY_WEBHOOK_URL")
+        ) {
+          warnings.push(
+            "NOTIFY_WEBHOOK_URL is not set: every code (email verification, OTP, reset) answers 503 delivery_unavailable and sign-ups get no verification code",
+          );
         }
         if (!names.includes("TURNSTILE_SECRET")) {
           notes.push(

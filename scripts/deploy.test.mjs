@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { main, parseArgs, parseMigrationsList, parseSecretList, root } from "./deploy.mjs";
+import { main, parseArgs, parseMigrationsList, parseSecretList, root, webauthnProblems } from "./deploy.mjs";
 
 const FAKE = join(root, "scripts", "fake-wrangler.mjs");
 const D1_ID = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
@@ -125,6 +125,21 @@ describe("deploy preflight", () => {
     expect(ok.code).toBe(0);
     // Staging has no NOTIFY_WEBHOOK_URL: no webhook secret needed there.
     expect((await deploy(["--env", "staging"], { config: withUrl })).code).toBe(0);
+  });
+
+  it("requires NOTIFY_WEBHOOK_SECRET when NOTIFY_WEBHOOK_URL is a secret, and warns when production has no webhook", async () => {
+    const urlAsSecret = ["JWT_PRIVATE_KEYS", "PASSWORD_PEPPER", "NOTIFY_WEBHOOK_URL"];
+    const refused = await deploy(["--env", "production"], { answers: { "secret list": { secrets: urlAsSecret } } });
+    expect(refused.code).toBe(1);
+    expect(refused.errors).toEqual([expect.stringMatching(/^secret NOTIFY_WEBHOOK_SECRET is not set /)]);
+    const none = await deploy(["--env", "production"]);
+    expect(none.code).toBe(0);
+    expect(none.out).toMatch(/warning: NOTIFY_WEBHOOK_URL is not set: every code .* 503 delivery_unavailable/);
+    const set = await deploy(["--env", "production"], {
+      answers: { "secret list": { secrets: [...urlAsSecret, "NOTIFY_WEBHOOK_SECRET"] } },
+    });
+    expect(set.code).toBe(0);
+    expect(set.out).not.toMatch(/NOTIFY_WEBHOOK_URL is not set/);
   });
 
   it("only warns about a missing PASSWORD_PEPPER, and still deploys", async () => {
@@ -343,5 +358,23 @@ describe("parsing wrangler's output", () => {
       dryRun: true,
       passthrough: ["--dry-run"],
     });
+  });
+});
+
+describe("passkey settings in the preflight", () => {
+  it("refuses an RP ID with a scheme, an origin off the RP ID, and origins without an RP ID; warns when off", () => {
+    expect(webauthnProblems({}).warnings).toEqual([expect.stringMatching(/passkeys are off/)]);
+    expect(webauthnProblems({ WEBAUTHN_RP_ID: "https://example.org" }).problems).toHaveLength(1);
+    expect(webauthnProblems({ WEBAUTHN_ORIGINS: "https://example.org" }).problems).toHaveLength(1);
+    const off = webauthnProblems({ WEBAUTHN_RP_ID: "example.org", WEBAUTHN_ORIGINS: "https://example.org.evil.test" });
+    expect(off.problems).toEqual([expect.stringMatching(/not an https origin on example.org/)]);
+    expect(
+      webauthnProblems({ WEBAUTHN_RP_ID: "example.org", WEBAUTHN_ORIGINS: "http://app.example.org" }).problems,
+    ).toHaveLength(1);
+    const good = webauthnProblems({
+      WEBAUTHN_RP_ID: "example.org",
+      WEBAUTHN_ORIGINS: `https://example.org, https://app.example.org, android:apk-key-hash:${"a".repeat(43)}`,
+    });
+    expect(good).toEqual({ problems: [], warnings: [] });
   });
 });

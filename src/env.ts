@@ -14,6 +14,7 @@ export interface Env {
   /** Optional: notifications go through this queue (consumer: the same worker's queue handler). */
   NOTIFY_QUEUE?: Queue<unknown>;
   ISSUER?: string;
+  TOKEN_AUDIENCE?: string;
   ENVIRONMENT?: string;
   ACCESS_TTL_SECONDS?: string;
   REFRESH_TTL_SECONDS?: string;
@@ -24,5 +25,9 @@ export interface Env {
   NOTIFY_WEBHOOK_URL?: string;
   NOTIFY_WEBHOOK_SECRET?: string;
   TURNSTILE_SECRET?: string;
+  /** Passkeys (api.md §12): the relying party id (a host name), its display name, and the allowed origins (comma-separated). */
+  WEBAUTHN_RP_ID?: string;
+  WEBAUTHN_RP_NAME?: string;
+  WEBAUTHN_ORIGINS?: string;
   AUDIT_RETENTION_DAYS?: string;
 }

@@ -7,7 +7,16 @@ export const Email = z
   .toLowerCase()
   .max(254)
   .pipe(z.email({ error: "must be an email address" }))
-  .openapi({ example: "ada@example.com" });
+  .openapi({ example: "ada@example.com", format: "email" });
+
+/** An ISO-8601 UTC timestamp in a response (api.md §1). */
+export const Timestamp = z.string().openapi({ format: "date-time", example: "2026-01-31T12:00:00.000Z" });
+
+/** An email address in a response (trimmed and lower-cased when it was stored). */
+export const EmailOut = z.string().openapi({ format: "email" });
+
+/** A URL in a response. */
+export const UrlOut = z.string().openapi({ format: "uri" });
 
 export const Password = z
   .string()
@@ -38,28 +47,34 @@ export const DeviceIdInput = z
 
 export const Description = z.string().trim().max(200);
 
-export const EmailEntrySchema = z.object({ email: z.string(), current: z.boolean(), added_at: z.string() });
+export const EmailEntrySchema = z.object({
+  email: EmailOut,
+  current: z.boolean(),
+  verified: z.boolean().openapi({ description: "A code sent to this address was accepted (api.md §11)" }),
+  added_at: Timestamp,
+});
 
 export const UserSchema = z
   .object({
     id: z.string(),
     realm: z.string(),
-    email: z.string().nullable(),
+    email: EmailOut.nullable(),
+    email_verified: z.boolean().openapi({ description: "Whether the current email was proven by a code sent to it" }),
     emails: z.array(EmailEntrySchema),
     phone_number: z.string().nullable(),
     full_name: z.string().nullable(),
-    image_url: z.string().nullable(),
+    image_url: UrlOut.nullable(),
     roles: z.array(z.string()),
     status: z.enum(["active", "pending", "disabled"]),
     source: z.enum(["password", "phone", "admin"]),
     profile: z.record(z.string(), z.unknown()),
-    created_at: z.string(),
-    updated_at: z.string(),
+    created_at: Timestamp,
+    updated_at: Timestamp,
   })
   .openapi("User");
 
 export const PublicUserSchema = z
-  .object({ id: z.string(), full_name: z.string().nullable(), image_url: z.string().nullable() })
+  .object({ id: z.string(), full_name: z.string().nullable(), image_url: UrlOut.nullable() })
   .openapi("PublicUser");
 
 export const TokenPairSchema = z
@@ -79,10 +94,10 @@ export const DeviceSchema = z
     device_id: z.string(),
     description: z.string().nullable(),
     current: z.boolean(),
-    created_at: z.string(),
-    last_seen_at: z.string(),
+    created_at: Timestamp,
+    last_seen_at: Timestamp,
     push_token: z.string().nullable(),
-    push_token_updated_at: z.string().nullable(),
+    push_token_updated_at: Timestamp.nullable(),
   })
   .openapi("Device");
 
@@ -102,10 +117,19 @@ export const Roles = z.array(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/)).max(16
 export const SignUpBody = z
   .object({
     email: Email,
-    password: Password.optional(),
+    password: Password.optional().openapi({
+      description:
+        "Required for a sign-up; an admin creating a user may leave it out (a welcome code lets the user set one)",
+    }),
     password_confirmation: z.string().max(128).optional(),
     full_name: FullName,
-    phone_number: E164.optional(),
+    phone_number: E164.optional().openapi({ description: "Needs phone_otp: a number is attached only with its proof" }),
+    phone_otp: z
+      .string()
+      .trim()
+      .regex(/^\d{6}$/, { error: "must be the 6-digit code sent to phone_number" })
+      .optional()
+      .openapi({ description: "Required with phone_number: the code POST /v1/otp sent to it" }),
     profile: Profile.optional(),
     captcha_token: z.string().max(4096).optional(),
     device_id: DeviceIdInput,
@@ -146,7 +170,7 @@ export const Domain = z
   });
 
 export const DomainRuleSchema = z
-  .object({ domain: z.string(), rule: z.enum(["allow", "block"]), created_at: z.string() })
+  .object({ domain: z.string(), rule: z.enum(["allow", "block"]), created_at: Timestamp })
   .openapi("DomainRule");
 export const DomainRuleBody = z.object({ rule: z.enum(["allow", "block"]) }).openapi("DomainRuleUpdate");
 
@@ -195,6 +219,19 @@ export const PasswordChangeBody = z
 
 export const ResetRequestBody = z.object({ email: Email }).openapi("ResetRequest");
 
+/** A code typed by a person (8 digits are sent; anything else is simply wrong: 400 invalid_code). */
+const TypedCode = z.string().trim().min(1).max(32).openapi({ example: "12345678" });
+
+export const VerificationRequestBody = z.object({ email: Email }).openapi("VerificationRequest");
+export const VerificationBody = z.object({ email: Email, code: TypedCode }).openapi("Verification");
+export const EmailVerifyBody = z.object({ code: TypedCode }).openapi("EmailChangeVerify");
+export const PendingEmailSchema = z
+  .object({
+    pending_email: z.string(),
+    expires_in: z.number().int().openapi({ description: "Seconds the code sent to pending_email stays valid" }),
+  })
+  .openapi("PendingEmailChange");
+
 export const ResetCompleteBody = z
   .object({
     email: Email,
@@ -242,3 +279,58 @@ export const OtpVerifyBody = z
 export const OtpTokenPairSchema = TokenPairSchema.extend({
   created: z.boolean().openapi({ description: "True when this verify created the user" }),
 }).openapi("OtpTokenPair");
+
+export const TotpCode = z.string().regex(/^\d{6}$/, { error: "must be 6 digits" });
+export const RecoveryCode = z.string().trim().min(1).max(32);
+
+export const TotpEnrolmentSchema = z
+  .object({
+    secret: z.string().openapi({ description: "The shared secret, base32 (what an app takes when typed in)" }),
+    otpauth_uri: z.string().openapi({ description: "otpauth://totp/… for a QR code" }),
+  })
+  .openapi("TotpEnrolment");
+export const TotpConfirmBody = z.object({ code: TotpCode }).openapi("TotpConfirm");
+export const RecoveryCodesSchema = z
+  .object({ recovery_codes: z.array(z.string()).openapi({ description: "Shown once; each works once" }) })
+  .openapi("RecoveryCodes");
+
+export const MfaLoginBody = z
+  .object({
+    mfa_token: z.string().min(1).max(128),
+    code: TotpCode.optional(),
+    recovery_code: RecoveryCode.optional(),
+  })
+  .refine((b) => (b.code === undefined) !== (b.recovery_code === undefined), {
+    error: "give exactly one of code and recovery_code",
+    path: ["code"],
+  })
+  .openapi("MfaLogin");
+
+/** A WebAuthn response in its JSON form (as @simplewebauthn/browser gives it); the library checks the rest. */
+const WebAuthnResponse = z.looseObject({
+  id: z.string().min(1).max(1366),
+  rawId: z.string().min(1).max(1366),
+  type: z.literal("public-key"),
+  response: z.looseObject({ clientDataJSON: z.string().min(1).max(8192) }),
+  clientExtensionResults: z.record(z.string(), z.unknown()).optional().default({}),
+});
+
+export const PasskeyRegisterBody = z
+  .object({ response: WebAuthnResponse, name: z.string().trim().min(1).max(100).optional() })
+  .openapi("PasskeyRegistration");
+export const PasskeyLoginBody = z
+  .object({ response: WebAuthnResponse, device_id: DeviceIdInput, description: Description.optional() })
+  .openapi("PasskeyLogin");
+export const PasskeySchema = z
+  .object({
+    id: z.string(),
+    name: z.string().nullable(),
+    created_at: z.string(),
+    last_used_at: z.string().nullable(),
+    backed_up: z.boolean(),
+    transports: z.array(z.string()),
+  })
+  .openapi("Passkey");
+export const WebAuthnOptionsSchema = z
+  .looseObject({ challenge: z.string() })
+  .openapi("WebAuthnOptions", { description: "PublicKeyCredential creation or request options, JSON form" });

@@ -3,13 +3,25 @@ import { describe, expect, it } from "vitest";
 import { ApiError } from "../src/errors";
 import { setStatus } from "../src/services/admin";
 import { makeDeps } from "../src/services/deps";
-import { api, apiWithEnv, claimsOf, createRealm, login, PASSWORD, signUp, uniqueEmail, withPrefix } from "./helpers";
+import {
+  api,
+  apiWithEnv,
+  claimsOf,
+  createRealm,
+  login,
+  PASSWORD,
+  promote,
+  signUp,
+  signUpVerified,
+  uniqueEmail,
+  withPrefix,
+} from "./helpers";
 
 /** A realm of its own with a bootstrapped admin (root@admin.test is in BOOTSTRAP_ADMIN_EMAILS). */
 async function realmWithAdmin(settings: Parameters<typeof createRealm>[0] = {}) {
   const realm = await createRealm({ ...settings, captcha_required: false });
   const prefix = `/v1/realms/${realm}`;
-  const admin = await signUp("root@admin.test", {}, prefix);
+  const admin = await signUpVerified("root@admin.test", {}, prefix);
   const pair = await login("root@admin.test", { prefix });
   if (settings.captcha_required)
     await env.DB.prepare("UPDATE realms SET captcha_required = 1 WHERE id = ?").bind(realm).run();
@@ -86,7 +98,8 @@ describe("admins and roles", () => {
 
   it("two admins deactivating each other at once never leave the realm without one", async () => {
     const r = await realmWithAdmin();
-    const second = await signUp("second-root@admin.test", {}, r.prefix);
+    const second = await signUp(uniqueEmail(), {}, r.prefix);
+    await promote(r.prefix, r.token, second.id);
     // Called as the route calls it, both at once: over HTTP the middleware's own reads space them out.
     const deps = await makeDeps(env, Date.now(), () => {});
     const as = (userId: string) => ({ kind: "admin" as const, userId });
@@ -108,8 +121,9 @@ describe("admins and roles", () => {
 
   it("two admins demoting each other at once never leave the realm without one", async () => {
     const r = await realmWithAdmin();
-    const second = await signUp("second-root@admin.test", {}, r.prefix);
-    const secondToken = (await login("second-root@admin.test", { prefix: r.prefix })).access_token;
+    const second = await signUp(uniqueEmail(), {}, r.prefix);
+    await promote(r.prefix, r.token, second.id);
+    const secondToken = (await login(second.email, { prefix: r.prefix })).access_token;
     const [a, b] = await Promise.all([
       api("PUT", r.p(`/v1/users/${second.id}/roles`), { token: r.token, body: { roles: ["user"] } }),
       api("PUT", r.p(`/v1/users/${r.admin.id}/roles`), { token: secondToken, body: { roles: ["user"] } }),
@@ -289,14 +303,24 @@ describe("approval", () => {
 describe("domain authority tokens", () => {
   it("acts only on its own domain, and stops at once when revoked", async () => {
     const r = await realmWithAdmin();
-    const mine = await signUp(uniqueEmail("acme.test"), {}, r.prefix);
-    const sub = await signUp(uniqueEmail("eu.acme.test"), {}, r.prefix);
-    const theirs = await signUp(uniqueEmail("other.test"), {}, r.prefix);
+    // Proven addresses: an authority manages only those (identities.test.ts has the unproven case).
+    const mine = await signUpVerified(uniqueEmail("acme.test"), {}, r.prefix);
+    const sub = await signUpVerified(uniqueEmail("eu.acme.test"), {}, r.prefix);
+    const theirs = await signUpVerified(uniqueEmail("other.test"), {}, r.prefix);
 
     const created = await api("POST", r.p("/v1/domains/acme.test/authority-token"), { token: r.token, body: {} });
     expect(created.status).toBe(201);
     expect(created.body.domain).toBe("acme.test");
     const authority = created.body.token as string;
+    // Its own typ and audience (api.md §2): never an access token to a standard resource server.
+    expect(JSON.parse(atob((authority.split(".")[0] as string).replace(/-/g, "+").replace(/_/g, "/"))).typ).toBe(
+      "authority+jwt",
+    );
+    expect(JSON.parse(atob((authority.split(".")[1] as string).replace(/-/g, "+").replace(/_/g, "/"))).aud).toBe(
+      `${env.ISSUER}/authority`,
+    );
+    // Used as an access token it is refused.
+    expect((await api("GET", r.p("/v1/users/me"), { token: authority })).body.error?.code).toBe("invalid_token");
     const stored = await env.DB.prepare("SELECT token_hash FROM authority_tokens WHERE id = ?")
       .bind(created.body.id)
       .first<{ token_hash: string }>();
@@ -370,7 +394,7 @@ describe("realms", () => {
       const existing = await env.DB.prepare(
         "SELECT id FROM users WHERE realm = 'default' AND email = 'second-root@admin.test'",
       ).first();
-      if (!existing) await signUp("second-root@admin.test");
+      if (!existing) await signUpVerified("second-root@admin.test");
       return { token: (await login("second-root@admin.test")).access_token as string };
     })();
     const id = `t${Date.now().toString(36)}`;

@@ -39,6 +39,7 @@ import {
   publicKeySecrets,
   signTestToken,
   signUp,
+  signUpVerified,
   type TestJwk,
   uniqueEmail,
   withPrefix,
@@ -154,9 +155,9 @@ async function twoRealms() {
   const out = [];
   for (const realm of realms) {
     const prefix = `/v1/realms/${realm}`;
-    const admin = await signUp("root@admin.test", {}, prefix);
+    const admin = await signUpVerified("root@admin.test", {}, prefix);
     const adminPair = await login("root@admin.test", { prefix });
-    const user = await signUp(email, {}, prefix);
+    const user = await signUpVerified(email, {}, prefix);
     const pair = await login(email, { prefix });
     out.push({ realm, prefix, admin, adminPair, user, pair, email });
   }
@@ -315,6 +316,7 @@ async function authoritySlot(): Promise<Slot> {
     },
     claims: () => ({
       iss: env.ISSUER,
+      aud: `${env.ISSUER}/authority`,
       sub: `forged${crypto.randomUUID().replace(/-/g, "")}`.slice(0, 32),
       realm: a.realm,
       type: "authority",

@@ -1,7 +1,18 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { domainAndParents, effectiveRule, registrationDecision } from "../src/services/domains";
-import { api, claimsOf, createRealm, login, newSession, PASSWORD, signTestToken, signUp, uniqueEmail } from "./helpers";
+import {
+  api,
+  claimsOf,
+  createRealm,
+  login,
+  newSession,
+  PASSWORD,
+  signTestToken,
+  signUp,
+  signUpVerified,
+  uniqueEmail,
+} from "./helpers";
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
@@ -96,7 +107,7 @@ describe("domain routes", () => {
 
   beforeAll(async () => {
     // The bootstrap admin of this file (storage is per test file).
-    await signUp("root@admin.test");
+    await signUpVerified("root@admin.test");
     admin = (await login("root@admin.test")).access_token;
     userToken = (await newSession()).pair.access_token;
   });
@@ -247,7 +258,7 @@ describe("realm registration modes (separate realms)", () => {
   async function realmWithAdmin(mode: "open" | "allowlist" | "closed") {
     const realm = await createRealm();
     const prefix = `/v1/realms/${realm}`;
-    await signUp("root@admin.test", {}, prefix);
+    await signUpVerified("root@admin.test", {}, prefix);
     const token = (await login("root@admin.test", { prefix })).access_token;
     await env.DB.prepare("UPDATE realms SET registration = ? WHERE id = ?").bind(mode, realm).run();
     const signUpAt = (email: string) =>

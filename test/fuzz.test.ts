@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ERRORS } from "../src/errors";
 import worker, { app } from "../src/index";
 import { knownRoutes } from "../src/routes/define";
-import { createRealm, login, PASSWORD, signUp, uniqueEmail, withPrefix } from "./helpers";
+import { createRealm, login, PASSWORD, signUpVerified, uniqueEmail, withPrefix } from "./helpers";
 
 const RUNS = Number(env.FUZZ_RUNS) > 0 ? Number(env.FUZZ_RUNS) : 30;
 const SEED = env.FUZZ_SEED !== "" && Number.isFinite(Number(env.FUZZ_SEED)) ? Number(env.FUZZ_SEED) : undefined;
@@ -168,7 +168,8 @@ async function snapshot(): Promise<Record<string, string>> {
 /**
  * Tables a rejected request may legitimately change:
  * - 401/403/429: a failed attempt is recorded (audit trail, login throttle).
- * - invalid_code: a failed reset attempt is audited (reset_failed).
+ * - invalid_code: a failed reset attempt is audited (reset_failed) and counted against the
+ *   account's daily failures (code_counters, api.md §16).
  * - refresh_token_reused: theft detection ends the session, which removes its device index row.
  */
 function mayChange(status: number, code: string | undefined): Set<string> {
@@ -177,7 +178,10 @@ function mayChange(status: number, code: string | undefined): Set<string> {
     tables.add("audit_events");
     tables.add("login_throttle");
   }
-  if (code === "invalid_code") tables.add("audit_events");
+  if (code === "invalid_code") {
+    tables.add("audit_events");
+    tables.add("code_counters");
+  }
   if (code === "refresh_token_reused") tables.add("devices");
   return tables;
 }
@@ -306,7 +310,14 @@ async function call(method: string, path: string, token?: string, body?: unknown
 }
 
 async function principal(email: string, prefix = ""): Promise<Principal> {
-  const user = await signUp(email, {}, prefix);
+  // Proven addresses, as their owners would have them; a bootstrap address claims the seat only
+  // while its realm has no other active admin, so a re-made admin is given the role directly.
+  const user = await signUpVerified(email, {}, prefix);
+  if ([REALM_ADMIN, DEFAULT_ADMIN].includes(email) && !user.roles.includes("admin")) {
+    await env.DB.prepare(`UPDATE users SET roles = '["user","admin"]', status = 'active' WHERE id = ?`)
+      .bind(user.id)
+      .run();
+  }
   const pair = await login(email, { prefix });
   return { id: user.id, email, access: pair.access_token, refresh: pair.refresh_token };
 }
@@ -326,6 +337,8 @@ async function purge(realm: string, id: string, email: string): Promise<void> {
     ]);
   }
   await env.DB.prepare("DELETE FROM login_throttle WHERE realm = ? AND subject = ?").bind(realm, email).run();
+  // The address's verification code too, so the new account is sent one at once.
+  await env.DB.prepare("DELETE FROM verification_codes WHERE realm = ? AND subject = ?").bind(realm, email).run();
 }
 
 /** Whether the principal's access token still works, as an active user (an admin when asked). */

@@ -165,6 +165,37 @@ describe("daily caps survive cleanup", () => {
     log.mockRestore();
   });
 
+  it("an address capped for email verification codes stays capped after cleanup", async () => {
+    const clock = frozenClock(Date.parse("2031-06-04T09:00:00.000Z"));
+    const email = uniqueEmail();
+    const sent = async () => {
+      const spy = vi.spyOn(console, "log").mockImplementation(() => {});
+      try {
+        const res = await apiWithEnv({}, "POST", "/v1/users/verification", { body: { email } });
+        expect(res).toMatchObject({ status: 202, body: {} });
+        return loggedNotifications(spy).filter((m) => m.type === "verify_email" && m.to === email).length;
+      } finally {
+        spy.mockRestore();
+      }
+    };
+    await signUp(email);
+    let total = 1; // sign-up sends the first code
+    for (let i = 0; i < 12; i++) {
+      clock.advance(61 * SECOND);
+      total += await sent();
+    }
+    expect(total).toBe(10);
+    clock.advance(40 * MINUTE);
+    const config = loadConfig(env);
+    if (!config.ok) throw new Error("config");
+    await runCleanup(getDb(env.DB), config.config, clock.now);
+    const row = await env.DB.prepare("SELECT 1 FROM verification_codes WHERE subject LIKE ?")
+      .bind(`%${email}%`)
+      .first();
+    expect(row).toBeNull();
+    expect(await sent()).toBe(0);
+  });
+
   it("a reset-capped account stays capped after cleanup; the counters go once their day is over", async () => {
     const clock = frozenClock(Date.parse("2031-06-02T09:00:00.000Z"));
     const email = uniqueEmail();
@@ -370,11 +401,18 @@ describe("familiar-device lockout", () => {
 
 describe("GET /v1/audit", () => {
   it("admins read the realm's events with their actors; login_failed names the account; cursor pages", async () => {
-    await signUp("root@admin.test");
-    const admin = await login("root@admin.test");
+    // An admin made in D1 (the bootstrap seat needs a verified email, which is not what this tests).
+    const adminEmail = uniqueEmail();
+    const made = await signUp(adminEmail);
+    await env.DB.prepare(`UPDATE users SET roles = '["admin","user"]' WHERE id = ?`).bind(made.id).run();
+    const admin = await login(adminEmail);
     const adminId = admin.user.id as string;
     const email = uniqueEmail("audited.example");
     const { user } = await newSession({ email });
+    // An authority token manages only users whose address is verified (api.md §6).
+    await env.DB.prepare("UPDATE user_emails SET verified_at = ? WHERE user_id = ?")
+      .bind(new Date().toISOString(), user.id)
+      .run();
     // A failed login for an existing account, and one for an unknown email.
     expect((await api("POST", "/v1/tokens", { body: { email, password: "wrong password!" } })).status).toBe(401);
     const nobody = uniqueEmail();

@@ -112,9 +112,13 @@ export async function signTestToken(
   const key = await importJWK({ ...material, alg: "ES256" }, "ES256");
   const kid = opts.kid === undefined ? jwk.kid : opts.kid;
   return new SignJWT(claims)
-    .setProtectedHeader({ alg: "ES256", typ: "JWT", ...(kid === null ? {} : { kid }), ...opts.header })
+    .setProtectedHeader({ alg: "ES256", typ: typOf(claims.type), ...(kid === null ? {} : { kid }), ...opts.header })
     .sign(key);
 }
+
+/** The header `typ` the worker puts on a kind of token (api.md §2); `JWT` for anything else. */
+export const typOf = (type: unknown): string =>
+  type === "access" ? "at+jwt" : type === "public" ? "public+jwt" : type === "authority" ? "authority+jwt" : "JWT";
 
 /** Claims of a well-formed access token for `user`, as the worker would mint them now. */
 export function accessClaimsFor(
@@ -124,6 +128,7 @@ export function accessClaimsFor(
   const iat = Math.floor(Date.now() / 1000);
   return {
     iss: env.ISSUER,
+    aud: env.ISSUER,
     sub: user.id,
     realm: user.realm,
     type: "access",
@@ -132,6 +137,7 @@ export function accessClaimsFor(
     jti: crypto.randomUUID(),
     iat,
     exp: iat + 900,
+    auth_time: iat,
     fresh: true,
     roles: user.roles,
     email: user.email,
@@ -155,18 +161,20 @@ export async function createRealm(
     registration?: "open" | "allowlist" | "closed";
     approval_required?: boolean;
     captcha_required?: boolean;
+    email_verification?: "optional" | "required";
   } = {},
 ): Promise<string> {
   const id = settings.id ?? `r${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
   const now = new Date().toISOString();
   await env.DB.prepare(
-    "INSERT INTO realms (id, registration, approval_required, captcha_required, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+    "INSERT INTO realms (id, registration, approval_required, captcha_required, email_verification, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
   )
     .bind(
       id,
       settings.registration ?? "open",
       settings.approval_required ? 1 : 0,
       settings.captcha_required ? 1 : 0,
+      settings.email_verification ?? "optional",
       now,
       now,
     )
@@ -295,4 +303,53 @@ export function publicKeySecrets(jwks: { keys: Record<string, string>[] }): stri
     JSON.stringify(jwks),
     JSON.stringify({ kty: pub.kty, crv: pub.crv, x: pub.x, y: pub.y }),
   ];
+}
+
+/**
+ * Waits for the code of a notification the development notifier logs (sent after the response),
+ * given a console.log spy started before the send; the newest one of that type to that address.
+ */
+export function loggedCode(spy: { mock: { calls: unknown[][] } }, type: string, to: string): Promise<string> {
+  return waitFor(
+    () =>
+      loggedNotifications(spy)
+        .filter((m) => m.type === type && m.to === to && m.code)
+        .at(-1)?.code as string | undefined,
+  );
+}
+
+/**
+ * Signs up and proves the address with the code mailed to it (read from the development log), as
+ * its owner would; a BOOTSTRAP_ADMIN_EMAILS address then claims its realm's admin seat if free.
+ * Returns the User as it is after the proof.
+ */
+export async function signUpVerified(email = uniqueEmail(), extra: Record<string, unknown> = {}, prefix = "") {
+  const spy = vi.spyOn(console, "log");
+  try {
+    const user = await signUp(email, extra, prefix);
+    const code = await loggedCode(spy, "verify_email", user.email);
+    const res = await api("PUT", withPrefix(prefix, "/v1/users/verification"), { body: { email, code } });
+    if (res.status !== 204) throw new Error(`verification failed: ${res.status} ${res.text}`);
+    const row = await env.DB.prepare("SELECT roles, status FROM users WHERE id = ?")
+      .bind(user.id)
+      .first<{ roles: string; status: string }>();
+    return {
+      ...user,
+      roles: JSON.parse(row?.roles ?? "[]") as string[],
+      status: row?.status,
+      email_verified: true,
+      emails: user.emails.map((e: Record<string, unknown>) => ({ ...e, verified: true })),
+    };
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+/** Gives a user the admin role, as the realm's admin (`adminToken`) would. */
+export async function promote(prefix: string, adminToken: string, userId: string): Promise<void> {
+  const res = await api("PUT", withPrefix(prefix, `/v1/users/${userId}/roles`), {
+    token: adminToken,
+    body: { roles: ["admin", "user"] },
+  });
+  if (res.status !== 200) throw new Error(`promote failed: ${res.status} ${res.text}`);
 }

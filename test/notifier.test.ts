@@ -4,6 +4,7 @@ import { ApiError } from "../src/errors";
 import { makeDeps } from "../src/services/deps";
 import { notify } from "../src/services/notifier";
 import { api, apiWithEnv, signUp, uniqueEmail } from "./helpers";
+import { webhookReceiver } from "./webhook-receiver";
 
 const HOOK = "https://hooks.test/notify";
 const SECRET = "test-webhook-secret-5f1c2a9e";
@@ -35,7 +36,7 @@ async function deliveredTo(to: string): Promise<Received[]> {
  * error). The double's global `/__double/mode` is not used for failures: test files run in
  * parallel and share the double, so flipping its mode would fail other files' deliveries.
  */
-function fakeHook(host: string, behave: () => "ok" | "status" | "network") {
+function fakeHook(host: string, behave: () => "ok" | "status" | "network" | "slow") {
   const realFetch = globalThis.fetch;
   const calls: { url: string; headers: Headers; body: string }[] = [];
   vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
@@ -44,6 +45,17 @@ function fakeHook(host: string, behave: () => "ok" | "status" | "network") {
     calls.push({ url: req.url, headers: req.headers, body: await req.text() });
     const how = behave();
     if (how === "network") throw new TypeError("Network connection lost");
+    if (how === "slow") {
+      // Answers after 5 s, unless the caller gives up first (its AbortSignal).
+      await new Promise((resolve, reject) => {
+        const timer = setTimeout(resolve, 5_000);
+        req.signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          reject(req.signal.reason);
+        });
+      });
+      return new Response("ok", { status: 200 });
+    }
     return new Response(how === "ok" ? "ok" : "fail", { status: how === "ok" ? 200 : 500 });
   });
   return calls;
@@ -80,7 +92,7 @@ afterEach(() => {
 });
 
 describe("notifier: signed webhook", () => {
-  it("POSTs the reset code as JSON signed with X-Signature: sha256=<HMAC of the exact body>", async () => {
+  it("POSTs the reset code as JSON signed with X-Signature: t=<unix>,v1=<HMAC of t.body>, and an X-Webhook-Id", async () => {
     const email = uniqueEmail();
     await signUp(email);
     const before = Date.now();
@@ -93,10 +105,19 @@ describe("notifier: signed webhook", () => {
     const hit = got[0] as Received;
     expect(hit.method).toBe("POST");
     expect(hit.headers["content-type"]).toMatch(/^application\/json/);
-    expect(hit.headers["x-signature"]).toBe(`sha256=${await hmacHex(SECRET, hit.body)}`);
-    // The signature is over these exact bytes with this secret: anything else does not match.
-    expect(hit.headers["x-signature"]).not.toBe(`sha256=${await hmacHex("another secret", hit.body)}`);
-    expect(hit.headers["x-signature"]).not.toBe(`sha256=${await hmacHex(SECRET, `${hit.body} `)}`);
+    const [, t] = /^t=(\d+),v1=[0-9a-f]{64}$/.exec(hit.headers["x-signature"] ?? "") ?? [];
+    expect(Number(t)).toBeGreaterThanOrEqual(Math.floor(before / 1000));
+    expect(Number(t)).toBeLessThanOrEqual(Math.ceil(Date.now() / 1000));
+    expect(hit.headers["x-signature"]).toBe(`t=${t},v1=${await hmacHex(SECRET, `${t}.${hit.body}`)}`);
+    expect(hit.headers["x-webhook-id"]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(await webhookReceiver(SECRET).accept(hit.headers, hit.body)).toBe("ok");
+    // The signature is over these exact bytes, this time and this secret: anything else does not match.
+    expect(await webhookReceiver("another secret").accept(hit.headers, hit.body)).toBe("bad_signature");
+    expect(await webhookReceiver(SECRET).accept(hit.headers, `${hit.body} `)).toBe("bad_signature");
+    const later = hit.headers["x-signature"]?.replace(`t=${t},`, `t=${Number(t) + 1},`) ?? "";
+    expect(await webhookReceiver(SECRET).accept({ ...hit.headers, "x-signature": later }, hit.body)).toBe(
+      "bad_signature",
+    );
 
     const payload = JSON.parse(hit.body);
     expect(Object.keys(payload).sort()).toEqual(["channel", "code", "expires_at", "realm", "to", "type"]);
@@ -117,6 +138,33 @@ describe("notifier: signed webhook", () => {
       body: { email, code: payload.code, password: "webhook reset pw", password_confirmation: "webhook reset pw" },
     });
     expect(done.status).toBe(204);
+  });
+
+  it("a receiver's check: the signed time within 5 minutes, and each X-Webhook-Id once", async () => {
+    const email = uniqueEmail();
+    await signUp(email);
+    await apiWithEnv(WEBHOOK, "POST", "/v1/users/reset", { body: { email } });
+    const [hit] = await deliveredTo(email);
+    const { headers, body } = hit as Received;
+    const t = Number(/^t=(\d+),/.exec(headers["x-signature"] ?? "")?.[1]) * 1000;
+    // A replay: the same post (same id) a second time is refused, even within the window.
+    const receiver = webhookReceiver(SECRET, { now: () => t + 1000 });
+    expect(await receiver.accept(headers, body)).toBe("ok");
+    expect(await receiver.accept(headers, body)).toBe("replayed");
+    // A post captured and sent again later (a new receiver that forgot the ids): too old.
+    expect(await webhookReceiver(SECRET, { now: () => t + 5 * 60_000 }).accept(headers, body)).toBe("ok");
+    expect(await webhookReceiver(SECRET, { now: () => t + 5 * 60_000 + 1000 }).accept(headers, body)).toBe("stale");
+    // Without an id or with the old signature format: malformed.
+    const { "x-webhook-id": _, ...noId } = headers;
+    expect(await webhookReceiver(SECRET).accept(noId, body)).toBe("malformed");
+    // Each post has its own id. (A second post to another account: v1.1 sends one reset code per
+    // account a minute, api.md §16.)
+    const other = uniqueEmail();
+    await signUp(other);
+    await apiWithEnv(WEBHOOK, "POST", "/v1/users/reset", { body: { email: other } });
+    const posts = [...(await deliveredTo(email)), ...(await deliveredTo(other))];
+    const ids = new Set(posts.map((r) => r.headers["x-webhook-id"]));
+    expect(ids.size).toBe(2);
   });
 
   it("sends nothing for an unknown email, and answers the same", async () => {
@@ -219,7 +267,8 @@ describe("notify()", () => {
     await notify(await depsWith(hookOn("hooks-ok.test")), message("+15550000000"));
     expect(calls).toHaveLength(1);
     const call = calls[0] as { headers: Headers; body: string };
-    expect(call.headers.get("X-Signature")).toBe(`sha256=${await hmacHex(SECRET, call.body)}`);
+    const headers = Object.fromEntries(call.headers);
+    expect(await webhookReceiver(SECRET).accept(headers, call.body)).toBe("ok");
     expect(JSON.parse(call.body)).toMatchObject({ type: "otp", channel: "sms", to: "+15550000000", code: "123456" });
   });
 
@@ -232,6 +281,16 @@ describe("notify()", () => {
       expect(err.status).toBe(502);
       vi.restoreAllMocks();
     }
+  });
+
+  it("gives up on a webhook that takes longer than an interactive request can wait", async () => {
+    fakeHook("hooks-slow.test", () => "slow");
+    const started = Date.now();
+    const err = await notify(await depsWith(hookOn("hooks-slow.test")), message("+15550000003")).catch((e) => e);
+    // A 5 s answer is too late: the send fails (502) rather than holding the client for it.
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err.code).toBe("delivery_failed");
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it("throws 503 delivery_unavailable in production without a webhook", async () => {

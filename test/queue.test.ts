@@ -1,9 +1,10 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import worker from "../src/index";
 import { retryDelaySeconds, signPayload } from "../src/services/notifier";
-import { apiWithEnv, uniqueEmail, waitFor } from "./helpers";
+import { apiWithEnv, frozenClock, uniqueEmail, waitFor } from "./helpers";
+import { webhookReceiver } from "./webhook-receiver";
 
 const HOOK = { NOTIFY_WEBHOOK_URL: "https://hooks.test/queue", NOTIFY_WEBHOOK_SECRET: "queue-test-webhook-secret" };
 const FAILING = { ...HOOK, NOTIFY_WEBHOOK_URL: "https://fail.hooks.test/queue" };
@@ -42,7 +43,29 @@ describe("queued delivery: the consumer", () => {
     const hit = (await received()).find((r) => r.url === HOOK.NOTIFY_WEBHOOK_URL && r.body.includes(to));
     expect(hit).toBeDefined();
     expect(JSON.parse(hit?.body ?? "{}")).toEqual(payload);
-    expect(hit?.headers["x-signature"]).toBe(await signPayload(HOOK.NOTIFY_WEBHOOK_SECRET, hit?.body ?? ""));
+    // Signed at delivery, with the queue message's id (the same on every retry of it).
+    expect(hit?.headers["x-webhook-id"]).toBe("m1");
+    expect(await webhookReceiver(HOOK.NOTIFY_WEBHOOK_SECRET).accept(hit?.headers ?? {}, hit?.body ?? "")).toBe("ok");
+  });
+
+  it("signs at delivery time: a message that waited in the queue carries the time it was posted", async () => {
+    const to = uniqueEmail();
+    const payload = { type: "verify_email", channel: "email", to, code: "12345678", realm: "default" };
+    const sentAt = Date.now();
+    const clock = frozenClock(sentAt + 3_600_000);
+    try {
+      const result = await consume(HOOK, [{ id: "late-1", attempts: 2, body: { v: 1, payload } }]);
+      expect(result.explicitAcks).toEqual(["late-1"]);
+      const hit = (await received()).find((r) => r.body.includes(to));
+      const t = Number(/^t=(\d+),/.exec(hit?.headers["x-signature"] ?? "")?.[1]);
+      expect(t).toBe(Math.floor(clock.now / 1000));
+      expect(await signPayload(HOOK.NOTIFY_WEBHOOK_SECRET, hit?.body ?? "", t)).toBe(hit?.headers["x-signature"]);
+      // A receiver an hour later than the enqueue, but in step with the delivery, accepts it.
+      const receiver = webhookReceiver(HOOK.NOTIFY_WEBHOOK_SECRET, { now: () => clock.now });
+      expect(await receiver.accept(hit?.headers ?? {}, hit?.body ?? "")).toBe("ok");
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("retries a failed delivery with growing delays, never loses it", async () => {
@@ -92,5 +115,7 @@ describe("queued delivery: the producer", () => {
     expect(queued.body.v).toBe(1);
     expect(queued.body.payload).toMatchObject({ type: "otp", channel: "sms", to: phone, realm: "default" });
     expect(String(queued.body.payload.code)).toMatch(/^\d{6}$/);
+    // Nothing is signed at enqueue time: the consumer signs when it posts (see above).
+    expect(Object.keys(queued.body).sort()).toEqual(["payload", "v"]);
   });
 });

@@ -110,7 +110,9 @@ describe("POST /v1/users/reset", () => {
     expect(row?.code_hash).not.toBe(bare);
     expect(row?.attempts).toBe(0);
     expect(Date.parse(row?.expires_at) - Date.parse(row?.sent_at)).toBe(15 * 60 * 1000);
-    const byEmail = await env.DB.prepare("SELECT count(*) AS n FROM verification_codes WHERE subject = ?")
+    const byEmail = await env.DB.prepare(
+      "SELECT count(*) AS n FROM verification_codes WHERE subject = ? AND purpose = 'reset'",
+    )
       .bind(email)
       .first<{ n: number }>();
     expect(byEmail?.n).toBe(0);

@@ -6,6 +6,7 @@ import { auth, deps } from "../middleware/auth";
 import {
   EmailChangeBody,
   PasswordChangeBody,
+  PendingEmailSchema,
   ResetCompleteBody,
   ResetRequestBody,
   UserPatchBody,
@@ -14,7 +15,7 @@ import {
 import { changeEmail, changePassword, completeReset, deleteUser, requestReset, updateUser } from "../services/accounts";
 import { audit, selfActor } from "../services/audit";
 import { toUser } from "../services/users";
-import { bearerAuth, json, jsonBody, route } from "./define";
+import { bearerAuth, json, jsonBody, optionalAuth, route } from "./define";
 import { publicTokenDevice } from "./tokens";
 
 const IdParam = z.object({
@@ -51,6 +52,9 @@ export const account = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/users/reset",
+      operationId: "requestPasswordReset",
+      security: optionalAuth,
+      errors: ["delivery_unavailable"],
       tags: ["account"],
       summary: "Ask for a password reset code",
       description:
@@ -82,6 +86,9 @@ export const account = new OpenAPIHono<AppEnv>()
     route({
       method: "put",
       path: "/v1/users/reset",
+      operationId: "resetPassword",
+      security: optionalAuth,
+      errors: ["invalid_code"],
       tags: ["account"],
       summary: "Set a new password with a reset code",
       description:
@@ -113,28 +120,40 @@ export const account = new OpenAPIHono<AppEnv>()
     route({
       method: "put",
       path: "/v1/users/me/email",
+      operationId: "changeEmail",
+      errors: ["invalid_credentials", "fresh_token_required", "email_in_use", "user_not_found", "domain_not_allowed"],
       tags: ["account"],
       summary: "Change the email",
       description:
-        "The new email is appended to the history and becomes current (an email held before becomes current again). `current_password` is required when the account has a password; without one, a fresh token is required instead.",
+        "The new email is appended to the history and becomes current (an email held before becomes current again, keeping its `verified`). A new address starts unverified and is sent a code (`verify_email`); the old address is sent an `email_changed` notice. In a realm that requires verification (`email_verification: required`, or an allowlist realm) an address this user has not proven waits for its code instead: `202 {pending_email, expires_in}`, then `PUT /v1/users/me/email/verify`. `current_password` is required when the account has a password; without one, a fresh token is required instead.",
       security: bearerAuth,
       middleware: [auth()] as const,
       request: jsonBody(EmailChangeBody),
-      responses: { 200: json("The user", UserSchema) },
+      responses: {
+        200: json("The user", UserSchema),
+        202: json("The change waits for the code sent to the new address", PendingEmailSchema),
+      },
     }),
     async (c) => {
       const body = c.req.valid("json");
       const claims = c.get("claims");
       const d = await deps(c);
-      const { user, changed } = await changeEmail(d, claims, body);
-      if (changed) audit(d, c, { type: "email_changed", realm: claims.realm, userId: user.id, deviceId: claims.did });
-      return c.json(toUser(user), 200);
+      const result = await changeEmail(d, claims, body);
+      const event = { realm: claims.realm, userId: claims.sub, deviceId: claims.did };
+      if (result.kind === "pending") {
+        audit(d, c, { type: "email_change_pending", ...event });
+        return c.json({ pending_email: result.pending_email, expires_in: result.expires_in }, 202);
+      }
+      if (result.kind === "changed") audit(d, c, { type: "email_changed", ...event });
+      return c.json(toUser(result.user), 200);
     },
   )
   .openapi(
     route({
       method: "put",
       path: "/v1/users/me/password",
+      operationId: "changePassword",
+      errors: ["invalid_credentials", "fresh_token_required", "user_not_found"],
       tags: ["account"],
       summary: "Change the password; every other device is logged out",
       description:
@@ -163,6 +182,8 @@ export const account = new OpenAPIHono<AppEnv>()
     route({
       method: "patch",
       path: "/v1/users/{id}",
+      operationId: "updateUser",
+      errors: ["forbidden", "not_found", "phone_in_use", "user_not_found"],
       tags: ["account"],
       summary: "Edit a user (oneself, or anyone as an admin)",
       description:
@@ -192,6 +213,8 @@ export const account = new OpenAPIHono<AppEnv>()
     route({
       method: "delete",
       path: "/v1/users/{id}",
+      operationId: "deleteUser",
+      errors: ["forbidden", "fresh_token_required", "not_found", "last_admin", "user_not_found"],
       tags: ["account"],
       summary: "Delete a user (oneself with a fresh token, or anyone as an admin)",
       description: "Every session ends, then the account is removed; its email may register again.",

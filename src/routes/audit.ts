@@ -45,6 +45,8 @@ export const auditTrail = new OpenAPIHono<AppEnv>().openapi(
   route({
     method: "get",
     path: "/v1/audit",
+    operationId: "listAuditEvents",
+    errors: ["forbidden", "user_not_found", "account_disabled", "account_pending"],
     tags: ["admin"],
     summary: "Read the realm's audit trail (admin)",
     description:

@@ -5,6 +5,7 @@ import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { adminOnly } from "../middleware/admin";
 import { deps } from "../middleware/auth";
+import { Timestamp } from "../schemas";
 import { audit } from "../services/audit";
 import { REALM_ID } from "../storage/realms";
 import { type RealmRow, realms as realmsTable } from "../storage/schema";
@@ -17,8 +18,13 @@ const RealmSchema = z
     registration: z.enum(["open", "allowlist", "closed"]),
     approval_required: z.boolean(),
     captcha_required: z.boolean(),
-    created_at: z.string(),
-    updated_at: z.string(),
+    admin_mfa_required: z.boolean(),
+    email_verification: z.enum(["optional", "required"]).openapi({
+      description:
+        "`required`: a correct password on an unverified account answers 403 email_unverified, and an email change waits for its code. An allowlist realm always requires verification, whatever this says.",
+    }),
+    created_at: Timestamp,
+    updated_at: Timestamp,
   })
   .openapi("Realm");
 
@@ -27,6 +33,14 @@ const RealmBody = z
     registration: z.enum(["open", "allowlist", "closed"]),
     approval_required: z.boolean(),
     captcha_required: z.boolean(),
+    admin_mfa_required: z.boolean().optional().openapi({
+      description:
+        "Admin routes refuse access tokens without `mfa` in `amr` (403 mfa_required). Unchanged when left out.",
+    }),
+    email_verification: z
+      .enum(["optional", "required"])
+      .optional()
+      .openapi({ description: "Default `optional` for a new realm; left as it is when omitted" }),
   })
   .openapi("RealmSettings");
 
@@ -35,6 +49,8 @@ const toRealm = (r: RealmRow) => ({
   registration: r.registration,
   approval_required: r.approvalRequired,
   captcha_required: r.captchaRequired,
+  admin_mfa_required: r.adminMfaRequired,
+  email_verification: r.emailVerification,
   created_at: r.createdAt,
   updated_at: r.updatedAt,
 });
@@ -50,6 +66,8 @@ export const realms = new OpenAPIHono<AppEnv>()
     route({
       method: "get",
       path: "/v1/realms",
+      operationId: "listRealms",
+      errors: ["forbidden", "user_not_found"],
       tags: ["realms"],
       summary: "List realms (admins of realm default)",
       security: bearerAuth,
@@ -66,6 +84,8 @@ export const realms = new OpenAPIHono<AppEnv>()
     route({
       method: "put",
       path: "/v1/realms/{realm}",
+      operationId: "putRealm",
+      errors: ["forbidden", "user_not_found"],
       tags: ["realms"],
       summary: "Create a realm or change its settings (admins of realm default)",
       security: bearerAuth,
@@ -87,6 +107,8 @@ export const realms = new OpenAPIHono<AppEnv>()
         registration: body.registration,
         approvalRequired: body.approval_required,
         captchaRequired: body.captcha_required,
+        ...(body.admin_mfa_required === undefined ? {} : { adminMfaRequired: body.admin_mfa_required }),
+        ...(body.email_verification ? { emailVerification: body.email_verification } : {}),
         updatedAt: now,
       };
       const [row] = await d.db

@@ -3,9 +3,10 @@ import type { AppContext, AppEnv } from "../context";
 import { verifyToken } from "../crypto/jwt";
 import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
-import { LoginBody, LogoutBody, PublicTokenBody, RefreshBody, TokenPairSchema } from "../schemas";
+import { LoginBody, LogoutBody, MfaLoginBody, PublicTokenBody, RefreshBody, TokenPairSchema } from "../schemas";
 import { audit, selfActor } from "../services/audit";
 import { bearer } from "../services/auth";
+import { finishMfaLogin } from "../services/mfa";
 import {
   endSession,
   endSessionsBefore,
@@ -15,7 +16,7 @@ import {
   startSession,
 } from "../services/sessions";
 import { authenticate, LoginFailure } from "../services/users";
-import { bearerAuth, json, jsonBody, route } from "./define";
+import { bearerAuth, json, jsonBody, noAuth, optionalAuth, route } from "./define";
 
 /** The device id of an optional public token in Authorization (login, sign-up, reset, OTP). */
 export async function publicTokenDevice(c: AppContext): Promise<string | undefined> {
@@ -40,6 +41,9 @@ export const tokens = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/tokens/public",
+      operationId: "createPublicToken",
+      security: noAuth,
+      errors: [],
       tags: ["tokens"],
       summary: "Get an anonymous device token",
       request: jsonBody(PublicTokenBody),
@@ -54,9 +58,20 @@ export const tokens = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/tokens",
+      operationId: "login",
+      security: optionalAuth,
+      errors: [
+        "invalid_credentials",
+        "account_disabled",
+        "account_pending",
+        "email_unverified",
+        "too_many_attempts",
+        "realm_not_found",
+      ],
       tags: ["tokens"],
       summary: "Log in with email and password",
-      description: "Optionally with a public token in Authorization: its device id is used.",
+      description:
+        "Optionally with a public token in Authorization: its device id is used. With an authenticator app on, a correct password answers 401 mfa_required with `mfa_token` and `mfa_methods`, and no session starts: POST /v1/tokens/mfa finishes the login.",
       request: jsonBody(LoginBody),
       responses: { 200: json("Tokens for this device", TokenPairSchema) },
     }),
@@ -76,7 +91,7 @@ export const tokens = new OpenAPIHono<AppEnv>()
         }
         throw e;
       }
-      const pair = await startSession(d, user, deviceId, { description: body.description ?? null });
+      const pair = await startSession(d, user, deviceId, { description: body.description ?? null, amr: ["pwd"] });
       audit(d, c, { type: "login", realm, userId: user.id, deviceId, actor: selfActor(user.id) });
       return c.json(pair, 200);
     },
@@ -84,7 +99,57 @@ export const tokens = new OpenAPIHono<AppEnv>()
   .openapi(
     route({
       method: "post",
+      path: "/v1/tokens/mfa",
+      tags: ["tokens"],
+      operationId: "finishMfaLogin",
+      summary: "Finish a login with the second factor",
+      errors: ["invalid_otp", "account_disabled", "account_pending", "email_unverified", "too_many_attempts"],
+      security: optionalAuth,
+      description:
+        "The `mfa_token` of a 401 mfa_required, with the authenticator app's `code` or one `recovery_code`. The token lives 5 minutes, allows 5 tries, is spent by its success and starts the session on the first step's device. Wrong code: 401 invalid_otp (counted by the account's login throttle); an expired, spent or exhausted token: 401 invalid_token.",
+      request: jsonBody(MfaLoginBody),
+      responses: { 200: json("Tokens for the first step's device", TokenPairSchema) },
+    }),
+    async (c) => {
+      const body = c.req.valid("json");
+      const d = await deps(c);
+      const realm = c.get("realm");
+      const result = await finishMfaLogin(d, realm, { ...body, presentedDeviceId: await publicTokenDevice(c) });
+      if (!result.ok) {
+        audit(d, c, {
+          type: "mfa_failed",
+          realm,
+          userId: result.userId,
+          deviceId: result.deviceId,
+          detail: { method: body.code !== undefined ? "totp" : "recovery_code" },
+        });
+        throw new ApiError("invalid_otp");
+      }
+      audit(d, c, {
+        type: "login",
+        realm,
+        userId: result.userId,
+        deviceId: result.deviceId,
+        detail: { amr: result.amr },
+      });
+      return c.json(result.pair, 200);
+    },
+  )
+  .openapi(
+    route({
+      method: "post",
       path: "/v1/tokens/refresh",
+      operationId: "refreshTokens",
+      security: noAuth,
+      errors: [
+        "invalid_token",
+        "token_expired",
+        "session_revoked",
+        "refresh_token_reused",
+        "user_not_found",
+        "account_disabled",
+        "account_pending",
+      ],
       tags: ["tokens"],
       summary: "Rotate a refresh token",
       request: jsonBody(RefreshBody),
@@ -99,6 +164,8 @@ export const tokens = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/logout",
+      operationId: "logout",
+      errors: [],
       tags: ["tokens"],
       summary: "Log out this device, or every device with all: true",
       security: bearerAuth,

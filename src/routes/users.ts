@@ -6,10 +6,11 @@ import { auth, deps } from "../middleware/auth";
 import { PublicUserSchema, SignUpBody, UserSchema } from "../schemas";
 import { sendWelcome } from "../services/accounts";
 import { audit, selfActor } from "../services/audit";
-import { bearer, verifyAccess } from "../services/auth";
+import { assertAdminMfa, bearer, verifyAccess } from "../services/auth";
 import { noticeApprovalNeeded, requireUser, signUp, toPublicUser, toUser } from "../services/users";
+import { sendVerification } from "../services/verification";
 import { findUserById } from "../storage/users";
-import { bearerAuth, json, jsonBody, route } from "./define";
+import { bearerAuth, json, jsonBody, optionalAuth, route } from "./define";
 import { publicTokenDevice } from "./tokens";
 
 export const users = new OpenAPIHono<AppEnv>()
@@ -17,10 +18,26 @@ export const users = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/users",
+      operationId: "signUp",
+      security: optionalAuth,
+      errors: [
+        "user_exists",
+        "phone_in_use",
+        "domain_not_allowed",
+        "registration_closed",
+        "forbidden",
+        "token_revoked",
+        "captcha_failed",
+        "captcha_unavailable",
+        "account_disabled",
+        "user_not_found",
+        "delivery_failed",
+        "delivery_unavailable",
+      ],
       tags: ["users"],
       summary: "Sign up (or, with an admin's access token, create a user)",
       description:
-        "Without a token, or with a public token, this is a sign-up. With an admin's access token the user is created active with source `admin`.",
+        "Without a token, or with a public token, this is a sign-up. With an admin's access token the user is created active with source `admin`. The email starts unverified and is sent a code (`verify_email`; prove it with `PUT /v1/users/verification`); a user created by an admin without a password gets a `welcome` code instead, which proves the address when used. A `phone_number` needs `phone_otp`, the code `POST /v1/otp` sent to it, for every caller (admins included).",
       request: jsonBody(SignUpBody),
       responses: { 201: json("The new user", UserSchema) },
     }),
@@ -40,11 +57,14 @@ export const users = new OpenAPIHono<AppEnv>()
         deviceId = claims.did;
         const caller = await requireUser(d, realm, claims.sub);
         if (!caller.roles.includes("admin")) throw new ApiError("forbidden");
+        await assertAdminMfa(d, realm, claims.amr);
         byAdmin = true;
         adminId = caller.id;
       }
       const user = await signUp(d, realm, body, { byAdmin, ip: clientIp(c) });
+      // A welcome code (a reset code) proves the address when used; everyone else gets a verification code.
       if (byAdmin && !body.password) await sendWelcome(d, user);
+      else await sendVerification(d, user, body.email);
       if (user.status === "pending") noticeApprovalNeeded(d, user);
       audit(d, c, {
         type: "signup",
@@ -61,6 +81,8 @@ export const users = new OpenAPIHono<AppEnv>()
     route({
       method: "get",
       path: "/v1/users/me",
+      operationId: "getMe",
+      errors: ["user_not_found"],
       tags: ["users"],
       summary: "The signed-in user",
       security: bearerAuth,
@@ -76,6 +98,8 @@ export const users = new OpenAPIHono<AppEnv>()
     route({
       method: "get",
       path: "/v1/users/{id}",
+      operationId: "getUser",
+      errors: ["user_not_found", "not_found"],
       tags: ["users"],
       summary: "A user: everything for oneself and admins, id, name and image for anyone else",
       security: bearerAuth,

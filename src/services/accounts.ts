@@ -3,12 +3,15 @@ import type { AccessClaims } from "../crypto/jwt";
 import { hashPassword, verifyPassword } from "../crypto/passwords";
 import { randomDigits } from "../crypto/random";
 import { ApiError } from "../errors";
+// The fields PATCH /v1/users/{id} may change: the package's type is the one definition.
+import type { UserPatch } from "../sdk/client";
 import {
   type CodeRef,
   checkCode,
   codeSecret,
   codesSentToday,
   consumeCode,
+  countNothing,
   deleteCodes,
   findCode,
   hashCode,
@@ -16,8 +19,9 @@ import {
   revertIssue,
 } from "../storage/codes";
 import { isUniqueViolation } from "../storage/db";
+import { setPendingEmail, switchEmailStatements } from "../storage/emails";
 import { findRealm } from "../storage/realms";
-import { userEmails, users } from "../storage/schema";
+import { type RealmRow, userEmails, users } from "../storage/schema";
 import { clearAccountThrottle } from "../storage/throttle";
 import {
   findUserByEmail,
@@ -28,12 +32,21 @@ import {
   type UserRecord,
 } from "../storage/users";
 import { iso } from "../time";
+import { assertAdminMfa } from "./auth";
 import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
 import { deliveryAvailable, notify, notifyQuietly } from "./notifier";
 import { provePhone } from "./otp";
 import { accountChanged, endAllSessions, endSessionsOf, reaffirmSession, retryInPlace, sessionsOf } from "./sessions";
 import { requireUser } from "./users";
+import {
+  addressProven,
+  sendVerification,
+  sendVerificationNow,
+  spendVerification,
+  VERIFY_TTL_MS,
+  verificationRequired,
+} from "./verification";
 
 /** Reset codes: 8 digits, valid 15 minutes (api.md §4). */
 const RESET_CODE_DIGITS = 8;
@@ -53,32 +66,24 @@ const isAdmin = (u: UserRecord) => u.roles.includes("admin");
  * The user a `{id|me}` route acts on: oneself, or for an admin anyone of the realm
  * (404 not_found when there is none). Anyone else: 403 forbidden, whether or not the id exists.
  */
-async function resolveTarget(deps: Deps, caller: UserRecord, id: string): Promise<UserRecord> {
+async function resolveTarget(deps: Deps, caller: UserRecord, id: string, claims: AccessClaims): Promise<UserRecord> {
   if (id === "me" || id === caller.id) return caller;
   if (!isAdmin(caller)) throw new ApiError("forbidden");
+  await assertAdminMfa(deps, caller.realm, claims.amr);
   const user = await findUserById(deps.db, caller.realm, id);
   if (!user) throw new ApiError("not_found", "User not found");
   return user;
 }
 
-export interface UserPatch {
-  full_name?: string;
-  phone_number?: string | null;
-  /** The OTP sent to a new phone_number (POST /v1/otp), proving the caller holds it. */
-  phone_otp?: string;
-  image_url?: string | null;
-  profile?: Record<string, unknown>;
-}
-
 /** PATCH /v1/users/{id|me}: self or admin. The unique index on (realm, phone) decides races. */
 export async function updateUser(deps: Deps, claims: AccessClaims, id: string, patch: UserPatch): Promise<UserRecord> {
   const caller = await requireUser(deps, claims.realm, claims.sub);
-  const target = await resolveTarget(deps, caller, id);
+  const target = await resolveTarget(deps, caller, id, claims);
   if (patch.phone_number && patch.phone_number !== target.phoneNumber && target.id === caller.id) {
     // A number logs in by OTP, so whoever adds it must hold it: otherwise anyone could attach a
-    // stranger's number and receive that person's OTP logins. Admins editing others are trusted.
-    const holder = await findUserByPhone(deps.db, target.realm, patch.phone_number);
-    if (holder && holder.id !== target.id) throw new ApiError("phone_in_use");
+    // stranger's number and receive that person's OTP logins. Admins editing others are trusted
+    // (the audit names the admin). The proof comes first, so without the code nothing tells
+    // whether another account holds the number.
     if (!patch.phone_otp) {
       throw new ApiError(
         "validation_failed",
@@ -89,6 +94,8 @@ export async function updateUser(deps: Deps, claims: AccessClaims, id: string, p
       );
     }
     await provePhone(deps, target.realm, patch.phone_number, patch.phone_otp);
+    const holder = await findUserByPhone(deps.db, target.realm, patch.phone_number);
+    if (holder && holder.id !== target.id) throw new ApiError("phone_in_use");
   }
   const set: Partial<typeof users.$inferInsert> = { updatedAt: iso(deps.now) };
   if (patch.full_name !== undefined) set.fullName = patch.full_name;
@@ -125,40 +132,100 @@ async function assertCredential(deps: Deps, user: UserRecord, claims: AccessClai
   if (!check.ok) throw new ApiError("invalid_credentials", "The current password is not correct");
 }
 
+export type EmailChangeResult =
+  | { kind: "unchanged" | "changed"; user: UserRecord }
+  | { kind: "pending"; user: UserRecord; pending_email: string; expires_in: number };
+
 /**
  * PUT /v1/users/me/email (api.md §4): the new email is appended to the history (or, when this
- * user held it before, made current again without a second row). Another user's current email
- * is 409 email_in_use; the unique index users_realm_email decides concurrent claims.
+ * user held it before, made current again without a second row, keeping its `verified`). Another
+ * user's current email is 409 email_in_use; the unique index users_realm_email decides concurrent
+ * claims. A new address starts unverified and is sent a code. In a realm that requires
+ * verification an address not yet proven by this user waits for its code instead (`pending`).
  */
 export async function changeEmail(
   deps: Deps,
   claims: AccessClaims,
   input: { email: string; current_password?: string },
-): Promise<{ user: UserRecord; changed: boolean }> {
+): Promise<EmailChangeResult> {
   const user = await requireUser(deps, claims.realm, claims.sub);
   await assertCredential(deps, user, claims, input.current_password);
   const realm = await findRealm(deps.db, claims.realm);
   if (!realm) throw new ApiError("realm_not_found");
-  // Block rules apply; the registration mode is about sign-up, not about existing accounts.
-  await assertEmailAllowed(deps.db, realm, input.email, { ignoreMode: true });
-  if (input.email === user.email) return { user, changed: false };
+  await assertChangeAllowed(deps, realm, input.email);
+  if (input.email === user.email) return { kind: "unchanged", user };
   const holder = await findUserByEmail(deps.db, claims.realm, input.email);
   if (holder && holder.id !== user.id) throw new ApiError("email_in_use");
-  const now = iso(deps.now);
+  const proven = user.emails.some((e) => e.email === input.email && e.verified);
+  if (verificationRequired(realm) && !proven) {
+    await sendVerificationNow(deps, user, input.email);
+    await setPendingEmail(deps.db, user.id, input.email, iso(deps.now));
+    return { kind: "pending", user, pending_email: input.email, expires_in: VERIFY_TTL_MS / 1000 };
+  }
+  const changed = await switchEmail(deps, user, input.email);
+  if (!proven) await sendVerification(deps, changed, input.email);
+  return { kind: "changed", user: changed };
+}
+
+/**
+ * Block rules apply to a new address; in an allowlist realm it must also be of an allowed domain
+ * (else one could sign up at an allowed domain and then move anywhere). The closed mode is about
+ * sign-up, not about existing accounts.
+ */
+async function assertChangeAllowed(deps: Deps, realm: RealmRow, email: string) {
+  await assertEmailAllowed(deps.db, realm, email, { ignoreMode: realm.registration !== "allowlist" });
+}
+
+/**
+ * PUT /v1/users/me/email/verify: the code sent to the pending address completes the change; the
+ * address is then current and verified. No pending change, or a wrong, used or expired code:
+ * 400 invalid_code.
+ */
+export async function completeEmailChange(
+  deps: Deps,
+  claims: AccessClaims,
+  code: string,
+): Promise<{ user: UserRecord; admin: boolean; email: string } | { user: null; reason: string }> {
+  const user = await requireUser(deps, claims.realm, claims.sub);
+  const email = user.pendingEmail;
+  const spent = email ? await spendVerification(deps, claims.realm, user.id, email, code) : "no_pending_change";
+  if (!email || spent !== "ok") return { user: null, reason: spent };
+  const realm = await findRealm(deps.db, claims.realm);
+  if (!realm) throw new ApiError("realm_not_found");
+  // The rules may have changed while the code was on its way.
+  await assertChangeAllowed(deps, realm, email);
+  const changed = await switchEmail(deps, user, email);
+  const { admin } = await addressProven(deps, changed, email);
+  return { user: await reload(deps, changed), admin, email };
+}
+
+/** Makes `email` the user's current address (history row kept or added), and tells the old address. */
+async function switchEmail(deps: Deps, user: UserRecord, email: string): Promise<UserRecord> {
   try {
     await deps.db.batch([
-      deps.db.update(users).set({ email: input.email, updatedAt: now }).where(eq(users.id, user.id)),
-      deps.db.insert(userEmails).values({ userId: user.id, email: input.email, addedAt: now }).onConflictDoNothing(),
+      ...switchEmailStatements(deps.db, user.id, email, iso(deps.now)),
       // A reset code mailed to the old address must not outlive the change.
-      deleteCodes(deps.db, claims.realm, [user.id], "reset"),
+      deleteCodes(deps.db, user.realm, [user.id], "reset"),
     ]);
   } catch (e) {
     if (isUniqueViolation(e)) throw new ApiError("email_in_use");
     throw e;
   }
-  await accountChanged(deps, claims.realm, user.id);
+  if (user.email) {
+    // The old address hears of every change, so an owner whose account was taken learns of it.
+    deps.defer(
+      notifyQuietly(deps, {
+        type: "email_changed",
+        channel: "email",
+        to: user.email,
+        realm: user.realm,
+        data: { new_email: email },
+      }),
+    );
+  }
+  await accountChanged(deps, user.realm, user.id);
   // Committed: the answer must not fail now, and the read is safe to repeat.
-  return { user: await retryInPlace(() => reload(deps, user)), changed: true };
+  return retryInPlace(() => reload(deps, user));
 }
 
 /** PUT /v1/users/me/password: sets the password; every other device of the user is logged out. */
@@ -201,7 +268,7 @@ export async function deleteUser(
   const caller = await requireUser(deps, claims.realm, claims.sub);
   const self = id === "me" || id === caller.id;
   if (self && claims.fresh !== true) throw new ApiError("fresh_token_required");
-  const target = await resolveTarget(deps, caller, id);
+  const target = await resolveTarget(deps, caller, id, claims);
   if (isAdmin(target)) {
     const row = await deps.db.get<{ ok: number }>(sql`SELECT ${otherAdminExists(target.realm, target.id)} AS ok`);
     if (!row?.ok) throw new ApiError("last_admin");
@@ -209,7 +276,9 @@ export async function deleteUser(
   // The sessions to end, read before the rows go (the device index cascades with them); they end
   // after the deletion, which decides: before it nothing has changed, after it nothing fails the answer.
   const deviceIds = await sessionsOf(deps, target.id);
-  const subjects = [target.id, ...target.emails.map((e) => e.email)];
+  // Verification codes (kept per address) stay: their send limits outlive the account, and they
+  // are bound to this account's id, so they prove nothing for a later holder of the address.
+  const subjects = [target.id];
   if (target.phoneNumber) subjects.push(target.phoneNumber);
   const [deleted] = await deps.db.batch([
     deps.db
@@ -298,7 +367,9 @@ export async function requestReset(
       hashCode(await codeSecret(deps.config), ref, randomDigits(RESET_CODE_DIGITS)),
       codesSentToday(deps.db, ref, deps.now),
     ]);
+    // As a known account's send: the code upsert, then the day's counter (neither matches a row here).
     await deleteCodes(deps.db, realm, [ref.subject], "reset");
+    await countNothing(deps.db, ref, deps.now);
     return { userId: null, sent: false };
   }
   const issued = await issueResetCode(deps, user, true);
@@ -339,7 +410,9 @@ export async function completeReset(
     .update(users)
     .set({ passwordHash, updatedAt: at, passwordChangedAt: at, sessionsValidAfter: at })
     .where(eq(users.id, user.id));
-  // The owner proved control of the email: lift any login lock along with the old password.
+  // The owner proved control of the email: lift any login lock along with the old password, and
+  // the address counts as verified (the code went to it: a change of address deletes reset codes).
+  await addressProven(deps, user, input.email);
   await Promise.all([endAllSessions(deps, realm, user.id), clearAccountThrottle(deps.db, realm, input.email)]);
   return { ok: true, userId: user.id };
 }

@@ -3,6 +3,7 @@ import { utf8 } from "../crypto/encoding";
 import { ApiError } from "../errors";
 import { users } from "../storage/schema";
 import {
+  emailVerified,
   findUserById,
   hasAdminRole,
   otherAdminExists,
@@ -22,10 +23,18 @@ export type Principal = { kind: "admin"; userId: string } | { kind: "authority";
 /** The domain of an email (after the last @). */
 const emailDomain = (email: string | null) => (email ? email.slice(email.lastIndexOf("@") + 1) : null);
 
-/** An authority may act only on users whose current email is in its domain (exactly that domain). */
+/**
+ * An authority may act only on users whose current email is in its domain (exactly that domain)
+ * and verified (an unproven address there could be anyone's), and never on an admin (api.md §6).
+ */
 function assertMayManage(principal: Principal, user: UserRecord): void {
-  if (principal.kind === "authority" && emailDomain(user.email) !== principal.domain) throw new ApiError("forbidden");
+  if (principal.kind !== "authority") return;
+  if (emailDomain(user.email) !== principal.domain || !emailVerified(user) || isAdmin(user)) {
+    throw new ApiError("forbidden");
+  }
 }
+
+const isAdmin = (user: UserRecord) => user.roles.includes("admin");
 
 export interface ListQuery {
   limit: number;
@@ -64,6 +73,13 @@ export function listWhere(realm: string, query: ListQuery, principal: Principal)
     // A suffix test, not LIKE: a domain may be longer than a LIKE pattern may be (ASCII case folded, as LIKE did).
     const suffix = `@${domain}`;
     where.push(sql`lower(substr(${users.email}, -length(${suffix}))) = lower(${suffix})`);
+  }
+  // An authority sees only the users it manages: a verified current address, no admins.
+  if (principal.kind === "authority") {
+    where.push(
+      sql`EXISTS (SELECT 1 FROM user_emails e WHERE e.user_id = ${users.id} AND e.email = ${users.email} AND e.verified_at IS NOT NULL)`,
+      sql`NOT ${hasAdminRole}`,
+    );
   }
   if (query.status) where.push(eq(users.status, query.status));
   if (query.q) {

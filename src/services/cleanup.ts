@@ -8,6 +8,7 @@ import { DAY_MS, iso } from "../time";
 const CLEANUP_BATCH = 500;
 
 export interface CleanupReport {
+  /** One-time codes of every kind: verification codes, second-step mfa_tokens, WebAuthn challenges. */
   codes: number;
   codeCounters: number;
   authorityTokens: number;
@@ -21,7 +22,7 @@ export interface CleanupReport {
 export const FAMILIAR_DEVICE_DAYS = 90;
 
 /**
- * The scheduled cleanup: expired verification codes, code counters of past UTC days, expired authority tokens, device-index rows
+ * The scheduled cleanup: expired verification codes, code counters of past UTC days, mfa_tokens and WebAuthn challenges, expired authority tokens, device-index rows
  * of sessions that have expired (their Durable Objects delete themselves by alarm), audit events
  * older than AUDIT_RETENTION_DAYS, idle unlocked login-throttle rows, and devices that have not
  * signed in to an account for FAMILIAR_DEVICE_DAYS. Idempotent and bounded:
@@ -38,10 +39,22 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
     );
     return changedRows(res);
   };
-  const [codes, codeCounters, authorityTokens, devices, auditEvents, loginThrottle, loginDevices] = await Promise.all([
+  const [
+    codes,
+    codeCounters,
+    mfaTokens,
+    challenges,
+    authorityTokens,
+    devices,
+    auditEvents,
+    loginThrottle,
+    loginDevices,
+  ] = await Promise.all([
     purge("verification_codes", sql`expires_at <= ${nowIso}`),
     // The daily caps live here: a day's counters go only once that UTC day is over.
     purge("code_counters", sql`day < ${nowIso.slice(0, 10)}`),
+    purge("mfa_tokens", sql`expires_at <= ${nowIso}`),
+    purge("webauthn_challenges", sql`expires_at <= ${nowIso}`),
     purge("authority_tokens", sql`expires_at <= ${nowIso}`),
     // With a margin: a refresh moves the row's expiry at most every INDEX_EVERY_MS, so a live
     // session's row may say it expired up to that long ago. A failed index write waits for the
@@ -52,5 +65,13 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
     purge("login_throttle", sql`updated_at < ${idleBefore} AND (locked_until IS NULL OR locked_until <= ${nowIso})`),
     purge("login_devices", sql`last_login_at < ${iso(now - FAMILIAR_DEVICE_DAYS * DAY_MS)}`),
   ]);
-  return { codes, codeCounters, authorityTokens, devices, auditEvents, loginThrottle, loginDevices };
+  return {
+    codes: codes + mfaTokens + challenges,
+    codeCounters,
+    authorityTokens,
+    devices,
+    auditEvents,
+    loginThrottle,
+    loginDevices,
+  };
 }

@@ -5,7 +5,7 @@ import type { Deps } from "./deps";
 
 /** A message for a person: a code (OTP, reset, welcome) or a notice (an account awaiting approval). */
 export interface Notification {
-  type: "otp" | "reset" | "welcome" | "approval_needed";
+  type: "otp" | "reset" | "welcome" | "verify_email" | "email_changed" | "approval_needed";
   channel: "sms" | "email";
   to: string;
   realm: string;
@@ -15,9 +15,13 @@ export interface Notification {
   data?: Record<string, unknown>;
 }
 
-/** The exact bytes posted, and their signature header: `sha256=<hex HMAC-SHA256(body, NOTIFY_WEBHOOK_SECRET)>`. */
-export async function signPayload(secret: string, body: string): Promise<string> {
-  return `sha256=${hex(await hmacSha256(secret, body))}`;
+/**
+ * The `X-Signature` header of a post (api.md §8): `t=<unix seconds>,v1=<hex HMAC-SHA256 of
+ * "<t>.<body>" under NOTIFY_WEBHOOK_SECRET>`. The time is signed with the body, so a receiver can
+ * refuse an old post, and with `X-Webhook-Id` one it has seen before.
+ */
+export async function signPayload(secret: string, body: string, t: number): Promise<string> {
+  return `t=${t},v1=${hex(await hmacSha256(secret, `${t}.${body}`))}`;
 }
 
 /** False in production without a webhook: every notify() would answer 503 delivery_unavailable. */
@@ -41,18 +45,33 @@ export interface QueuedNotification {
 }
 
 /**
- * Posts one payload to the webhook, signed. Throws ApiError delivery_failed when the webhook
- * cannot be reached in 10 s or answers other than 2xx.
+ * How long a post may take: a client waits for a direct one (an OTP send answers only after
+ * it), so a few seconds; the queue's consumer has no one waiting and retries anyway.
  */
-async function postWebhook(url: string, secret: string, payload: Record<string, unknown>): Promise<void> {
+const DIRECT_TIMEOUT_MS = 3_000;
+const QUEUED_TIMEOUT_MS = 10_000;
+
+/**
+ * Posts one payload to the webhook, signed now (at delivery, so a queued message that waited or
+ * was retried still carries a current time), with `id` as `X-Webhook-Id`. Throws ApiError
+ * delivery_failed when the webhook cannot be reached within `timeoutMs` or answers other than 2xx.
+ */
+async function postWebhook(
+  url: string,
+  secret: string,
+  payload: Record<string, unknown>,
+  id: string,
+  timeoutMs: number,
+): Promise<void> {
   const body = JSON.stringify(payload);
+  const signature = await signPayload(secret, body, Math.floor(Date.now() / 1000));
   let res: Response;
   try {
     res = await fetch(url, {
       method: "POST",
-      headers: { "Content-Type": "application/json", "X-Signature": await signPayload(secret, body) },
+      headers: { "Content-Type": "application/json", "X-Signature": signature, "X-Webhook-Id": id },
       body,
-      signal: AbortSignal.timeout(10_000),
+      signal: AbortSignal.timeout(timeoutMs),
     });
   } catch {
     throw new ApiError("delivery_failed");
@@ -86,7 +105,7 @@ export async function notify(deps: Deps, n: Notification): Promise<void> {
     }
     return;
   }
-  await postWebhook(url, secret, payload);
+  await postWebhook(url, secret, payload, crypto.randomUUID(), DIRECT_TIMEOUT_MS);
 }
 
 /**
@@ -132,7 +151,9 @@ export async function deliverBatch(
       continue;
     }
     try {
-      await postWebhook(url, secret, body.payload);
+      // The queue's message id: unique per message and the same on every retry, so a receiver that
+      // got a post whose answer was lost refuses the retry as a replay instead of sending twice.
+      await postWebhook(url, secret, body.payload, msg.id, QUEUED_TIMEOUT_MS);
       msg.ack();
     } catch {
       // Never the payload: it may hold a code.

@@ -1,9 +1,11 @@
 import { and, eq, sql } from "drizzle-orm";
+import { secondFactorDone } from "../auth-methods/amr";
 import { type AccessClaims, type PublicClaims, signToken } from "../crypto/jwt";
-import { newDeviceId, randomString } from "../crypto/random";
+import { newDeviceId, randomString, sha256Hex } from "../crypto/random";
 import { ApiError } from "../errors";
 import { changedRows } from "../storage/db";
 import {
+  type Authn,
   type DeviceView,
   type LiveJti,
   newDevice,
@@ -14,9 +16,10 @@ import {
 } from "../storage/device-session";
 import { deviceSessionName } from "../storage/keys";
 import { rememberLoginDevice } from "../storage/login-devices";
+import { insertMfaToken } from "../storage/mfa";
 import { deleteEndedRow, putOnBlacklist } from "../storage/revocations";
 import { devices } from "../storage/schema";
-import { findUserById, setSessionsValidAfter } from "../storage/users";
+import { emailVerified, findUserById, setSessionsValidAfter } from "../storage/users";
 import { iso } from "../time";
 import type { Deps } from "./deps";
 import { forgetNotRevoked } from "./revocation-cache";
@@ -98,9 +101,12 @@ async function signAccess(
   sid: string,
   access: LiveJti & { iat: number },
   fresh: boolean,
+  authn: Authn,
 ): Promise<string> {
+  const audience = deps.config.TOKEN_AUDIENCE;
   const claims: AccessClaims = {
     iss: deps.config.ISSUER,
+    aud: audience.length === 1 ? (audience[0] as string) : audience,
     sub: user.id,
     realm: user.realm,
     type: "access",
@@ -112,7 +118,10 @@ async function signAccess(
     fresh,
     roles: user.roles,
     email: user.email,
+    email_verified: emailVerified(user),
     name: user.fullName,
+    amr: authn.amr,
+    auth_time: authn.authTime,
   };
   return signToken(deps.keys, claims);
 }
@@ -129,9 +138,41 @@ function tokenPair(deps: Deps, user: UserSnapshot, deviceId: string, accessToken
   };
 }
 
+/** An `mfa_token` lives 5 minutes (api.md §12). */
+const MFA_TOKEN_TTL_MS = 5 * 60_000;
+export const MFA_METHODS = ["totp", "recovery_code"];
+
+/**
+ * The second-factor gate (api.md §12), on the one way into a session: an account with TOTP on gets
+ * no session from a first factor alone. Instead, the first step is kept (device, description,
+ * push token, its `amr`) under a new `mfa_token`, and the answer is 401 mfa_required carrying it.
+ */
+async function secondFactorGate(
+  deps: Deps,
+  user: UserSnapshot,
+  deviceId: string,
+  opts: { description?: string | null; pushToken?: string | null; amr: string[] },
+): Promise<void> {
+  if (!user.totpOn || secondFactorDone(opts.amr)) return;
+  const token = randomString(43);
+  await insertMfaToken(deps.db, {
+    tokenHash: await sha256Hex(token),
+    realm: user.realm,
+    userId: user.id,
+    deviceId,
+    description: opts.description ?? null,
+    pushToken: opts.pushToken ?? null,
+    amr: opts.amr,
+    attempts: 0,
+    expiresAt: iso(deps.now + MFA_TOKEN_TTL_MS),
+  });
+  throw new ApiError("mfa_required", undefined, { body: { mfa_token: token, mfa_methods: MFA_METHODS } });
+}
+
 /**
  * Logs a device in after a credential check: starts (or replaces) its session and returns a
- * TokenPair whose access token is fresh. The session id is drawn here, so the token is signed
+ * TokenPair whose access token is fresh. Every way of signing in comes through here, and so
+ * through the second-factor gate first (secondFactorGate). The session id is drawn here, so the token is signed
  * while the object starts and the index is written.
  *
  * `user` is the account as the credential check read it. The index row is written only while the
@@ -146,8 +187,10 @@ export async function startSession(
   deps: Deps,
   user: UserSnapshot,
   deviceId: string,
-  opts: { description?: string | null; pushToken?: string | null } = {},
+  opts: { description?: string | null; pushToken?: string | null; amr: string[] },
 ) {
+  await secondFactorGate(deps, user, deviceId, opts);
+  const authn: Authn = { amr: opts.amr, authTime: Math.floor(deps.now / 1000) };
   const access = newAccess(deps);
   const device = newDevice({
     deviceId,
@@ -158,16 +201,19 @@ export async function startSession(
   });
   const stub = sessionStub(deps, user.realm, user.id, deviceId);
   const started = stub
-    .start({ realm: user.realm, userId: user.id, device, access: { jti: access.jti, exp: access.exp } })
+    .start({ realm: user.realm, userId: user.id, device, access: { jti: access.jti, exp: access.exp }, authn })
     .then(async (r) => {
       // The session this login replaced: its access tokens stop working now, whatever follows.
       // Then the index row: it always names a session that was started.
-      const [, indexed] = await Promise.all([carryOut(deps, stub, r.owed), indexIfUnchanged(deps, user, device)]);
+      const [, indexed] = await Promise.all([
+        carryOut(deps, stub, r.owed),
+        indexIfUnchanged(deps, user, device, secondFactorDone(authn.amr)),
+      ]);
       return { ...r, indexed };
     });
   const [{ refreshToken, indexed }, accessToken] = await Promise.all([
     started,
-    signAccess(deps, user, deviceId, device.sid, access, true),
+    signAccess(deps, user, deviceId, device.sid, access, true, authn),
   ]);
   // This device has now signed in to the account: its own login-throttle budget from now on.
   if (indexed) deps.defer(rememberLoginDevice(deps.db, user.id, deviceId, deps.now));
@@ -180,13 +226,20 @@ export async function startSession(
   return tokenPair(deps, user, deviceId, accessToken, refreshToken);
 }
 
-/** Writes the device's index row if the account is still active with the password `user` was read with. */
-async function indexIfUnchanged(deps: Deps, user: UserSnapshot, d: DeviceView): Promise<boolean> {
+/**
+ * Writes the device's index row if the account is still active with the password `user` was read
+ * with, and (unless the login checked two factors) still has no authenticator app: TOTP turned on
+ * while a password-only login was on its way leaves that login without a session.
+ */
+async function indexIfUnchanged(deps: Deps, user: UserSnapshot, d: DeviceView, twoFactors: boolean): Promise<boolean> {
   const row = indexRow(d);
+  const noTotp = twoFactors
+    ? sql``
+    : sql`AND NOT EXISTS (SELECT 1 FROM totp_factors WHERE user_id = ${user.id} AND confirmed_at IS NOT NULL)`;
   const res = await deps.db.run(sql`
     INSERT INTO devices (user_id, device_id, realm, session_id, description, push_token, push_token_updated_at, created_at, last_seen_at, expires_at)
     SELECT ${user.id}, ${row.deviceId}, ${user.realm}, ${row.sessionId}, ${row.description}, ${row.pushToken}, ${row.pushTokenUpdatedAt}, ${row.createdAt}, ${row.lastSeenAt}, ${row.expiresAt}
-    WHERE EXISTS (SELECT 1 FROM users WHERE id = ${user.id} AND status = 'active' AND password_changed_at IS ${user.passwordChangedAt} AND sessions_valid_after IS ${user.sessionsValidAfter})
+    WHERE EXISTS (SELECT 1 FROM users WHERE id = ${user.id} AND status = 'active' AND password_changed_at IS ${user.passwordChangedAt} AND sessions_valid_after IS ${user.sessionsValidAfter}) ${noTotp}
     ON CONFLICT (user_id, device_id) DO UPDATE SET session_id = excluded.session_id, description = excluded.description,
       push_token = excluded.push_token, push_token_updated_at = excluded.push_token_updated_at,
       created_at = excluded.created_at, last_seen_at = excluded.last_seen_at, expires_at = excluded.expires_at`);
@@ -233,7 +286,7 @@ export async function refreshSession(deps: Deps, realm: string, refreshToken: st
   }
   // The strict check refuses tokens pushed out of the session at once; the blacklist follows.
   deps.defer(carryOut(deps, stub, result.owed));
-  const accessToken = await signAccess(deps, result.user, loc.deviceId, result.device.sid, access, false);
+  const accessToken = await signAccess(deps, result.user, loc.deviceId, result.device.sid, access, false, result.authn);
   if (result.reindex) {
     // An upsert: the row comes back if it was lost (a failed login write, or purged as expired).
     const row = indexRow(result.device);

@@ -2,15 +2,32 @@ import { and, eq } from "drizzle-orm";
 import { dummyVerify, hashPassword, verifyPassword } from "../crypto/passwords";
 import { ApiError, tooMany } from "../errors";
 import { isUniqueViolation, violatedColumn } from "../storage/db";
+import { activeAdminExists } from "../storage/emails";
 import { isFamiliarDevice } from "../storage/login-devices";
 import { findRealm } from "../storage/realms";
 import { users } from "../storage/schema";
-import { clearLoginFailures, recordLoginFailure, reserveLoginAttempt, throttleSubject } from "../storage/throttle";
-import { findUserByEmail, findUserById, hasAdminRole, insertUser, newUserRow, type UserRecord } from "../storage/users";
+import {
+  clearLoginFailures,
+  recordLoginFailure,
+  releaseLoginAttempt,
+  reserveLoginAttempt,
+  throttleSubject,
+} from "../storage/throttle";
+import {
+  emailVerified,
+  findUserByEmail,
+  findUserById,
+  hasAdminRole,
+  insertUser,
+  newUserRow,
+  type UserRecord,
+} from "../storage/users";
 import { checkCaptcha } from "./captcha";
 import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
 import { notifyQuietly } from "./notifier";
+import { provePhone } from "./otp";
+import { emailUnverified, verificationRequired } from "./verification";
 
 /** The User of api.md §4. Never includes the password hash. */
 export function toUser(u: Omit<UserRecord, "passwordHash">) {
@@ -18,7 +35,8 @@ export function toUser(u: Omit<UserRecord, "passwordHash">) {
     id: u.id,
     realm: u.realm,
     email: u.email,
-    emails: u.emails,
+    email_verified: emailVerified(u),
+    emails: u.emails.map((e) => ({ ...e, verified: e.verified === true })),
     phone_number: u.phoneNumber,
     full_name: u.fullName,
     image_url: u.imageUrl,
@@ -69,6 +87,8 @@ export interface SignUpInput {
   password?: string;
   full_name: string;
   phone_number?: string;
+  /** The OTP that POST /v1/otp sent to phone_number: a number is attached only with its proof. */
+  phone_otp?: string;
   profile?: Record<string, unknown>;
   roles?: string[];
 }
@@ -90,15 +110,28 @@ export async function signUp(
   if (!opts.byAdmin && !input.password) {
     throw new ApiError("validation_failed", undefined, { fields: { password: "is required" } });
   }
-  // Bootstrap admins may sign up in a closed or allowlist realm (someone must be first); block rules still apply.
-  const bootstrapAdmin = deps.config.BOOTSTRAP_ADMIN_EMAILS.includes(input.email);
-  await assertEmailAllowed(deps.db, realm, input.email, { byAdmin: opts.byAdmin || bootstrapAdmin });
+  if (input.phone_number && !input.phone_otp) {
+    throw new ApiError(
+      "validation_failed",
+      "Prove the number: request a code with POST /v1/otp, then send it as phone_otp",
+      { fields: { phone_otp: "is required with phone_number" } },
+    );
+  }
+  // A bootstrap address may sign up in a closed or allowlist realm while the realm has no active
+  // admin (someone must be first), but waits as `pending` until its address is proven and the
+  // seat claimed (services/verification.ts): typing the address grants nothing. Block rules apply.
+  const viaSeat =
+    !opts.byAdmin &&
+    realm.registration !== "open" &&
+    deps.config.BOOTSTRAP_ADMIN_EMAILS.includes(input.email) &&
+    !(await activeAdminExists(deps.db, realmId));
+  await assertEmailAllowed(deps.db, realm, input.email, { byAdmin: opts.byAdmin || viaSeat });
   if (await findUserByEmail(deps.db, realmId, input.email)) throw new ApiError("user_exists");
+  // The proof comes before anything that would tell whether another account holds the number.
+  if (input.phone_number && input.phone_otp) await provePhone(deps, realmId, input.phone_number, input.phone_otp);
 
   const roles = new Set(opts.byAdmin && input.roles?.length ? input.roles : ["user"]);
-  if (bootstrapAdmin) roles.add("admin");
-  // Bootstrap admins are the approvers: they never wait for approval themselves.
-  const pending = realm.approvalRequired && !opts.byAdmin && !bootstrapAdmin;
+  const pending = !opts.byAdmin && (realm.approvalRequired || viaSeat);
   const row = newUserRow(deps.now, {
     realm: realmId,
     email: input.email,
@@ -117,7 +150,11 @@ export async function signUp(
     if (violatedColumn(e) === "phone_number") throw new ApiError("phone_in_use");
     throw new ApiError("user_exists");
   }
-  return { ...row, emails: [{ email: input.email, current: true, added_at: row.createdAt }] };
+  return {
+    ...row,
+    emails: [{ email: input.email, current: true, verified: false, added_at: row.createdAt }],
+    totpOn: false,
+  };
 }
 
 /** A failed login, with the account it was for (null when the email has none): for the audit trail only. */
@@ -162,17 +199,37 @@ export async function authenticate(
     await recordLoginFailure(deps.db, realmId, subject, attempt, deps.now);
     throw fail(new ApiError("invalid_credentials"));
   }
-  // The reset is written while the session starts, and may land just after the answer: it is sent
-  // to D1 before this request answers, so the account's next attempt is counted after it.
-  deps.defer(clearLoginFailures(deps.db, realmId, subject));
+  if (user.totpOn) {
+    // With a second step to come, the count is left as it was (only a completed login clears it),
+    // so someone holding the password gets no fresh code tries by logging in again.
+    await releaseLoginAttempt(deps.db, realmId, subject);
+  } else {
+    // The reset is written while the session starts, and may land just after the answer: it is sent
+    // to D1 before this request answers, so the account's next attempt is counted after it.
+    deps.defer(clearLoginFailures(deps.db, realmId, subject));
+  }
   // Status is revealed only to someone who knows the password.
-  if (user.status === "pending") throw fail(new ApiError("account_pending"));
-  if (user.status === "disabled") throw fail(new ApiError("account_disabled"));
+  try {
+    assertActive(user);
+  } catch (e) {
+    throw fail(e as ApiError);
+  }
+  // Only a verified account reads its realm's setting: the common login costs no extra read.
+  if (!emailVerified(user)) {
+    const realm = await findRealm(deps.db, realmId);
+    if (realm && verificationRequired(realm)) throw fail(emailUnverified());
+  }
   if (check.needsRehash) {
     const passwordHash = await hashPassword(password, deps.config.PASSWORD_PEPPER);
     deps.defer(deps.db.update(users).set({ passwordHash }).where(eq(users.id, user.id)));
   }
   return user;
+}
+
+/** A signed-in account must be active: 403 account_pending / account_disabled (api.md §3), after a correct credential only. */
+export function assertActive(user: Pick<UserRecord, "status">): void {
+  if (user.status === "pending") throw new ApiError("account_pending");
+  if (user.status === "disabled") throw new ApiError("account_disabled");
 }
 
 /** Loads the user of a token; a token whose user is gone or locked gets the 403 of api.md §2. */

@@ -39,7 +39,11 @@ export async function codeSecret(config: Config): Promise<Uint8Array<ArrayBuffer
 }
 
 /** The stored form of a code: hex HMAC-SHA-256 over realm, purpose, subject and code. */
-export async function hashCode(secret: Uint8Array<ArrayBuffer>, ref: CodeRef, code: string): Promise<string> {
+export async function hashCode(
+  secret: Uint8Array<ArrayBuffer>,
+  ref: Omit<CodeRef, "purpose"> & { purpose: CodePurpose | "recovery" },
+  code: string,
+): Promise<string> {
   return hex(await hmacSha256(secret, [ref.realm, ref.purpose, ref.subject, code].join("\n")));
 }
 
@@ -66,6 +70,18 @@ function counterWhere(ref: CodeRef, now: number) {
 export async function codesSentToday(db: Db, ref: CodeRef, now: number): Promise<number> {
   const rows = await db.select({ sends: codeCounters.sends }).from(codeCounters).where(counterWhere(ref, now)).limit(1);
   return rows[0]?.sends ?? 0;
+}
+
+/**
+ * A write that changes nothing, as costly as `countSend`: for requests about a subject that has no
+ * account, so they cost what a real send costs and their timing does not tell the two apart.
+ */
+export async function countNothing(db: Db, ref: CodeRef, now: number): Promise<void> {
+  const t = codeCounters;
+  await db
+    .update(t)
+    .set({ sends: sql`${t.sends} + 1` })
+    .where(counterWhere(ref, now));
 }
 
 /** Counts one send today; returns today's count, this one included. */

@@ -1,4 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
+import { secondFactorDone } from "../auth-methods/amr";
 import { b64url, fromB64url, utf8 } from "../crypto/encoding";
 import { hmacKey, hmacSign, newSecret, randomString, timingSafeEqual } from "../crypto/random";
 import type { Env } from "../env";
@@ -10,6 +11,14 @@ export type { EndedRow, LiveJti } from "./revocations";
 
 /** A retry of the refresh token rotated away less than this long ago succeeds (api.md §3). */
 const REFRESH_GRACE_MS = 10_000;
+
+/** How the session's credentials were checked (api.md §2, §12): kept across refreshes. */
+export interface Authn {
+  /** RFC 8176 method values. */
+  amr: string[];
+  /** When the credentials were checked (seconds since the epoch). */
+  authTime: number;
+}
 
 /**
  * The account as refresh puts it into tokens and the TokenPair (no password hash). The object
@@ -60,6 +69,8 @@ export interface SessionState {
   userAt?: number;
   /** When the D1 device index last got this session's last-seen and expiry (ms). */
   indexedAt?: number;
+  /** How the login checked the credentials (absent in sessions begun before it was recorded). */
+  authn?: Authn;
 }
 
 export interface DeviceView {
@@ -79,6 +90,7 @@ export interface StartInput {
   /** The new session as newDevice() made it (the worker writes the same to the D1 index after this call). */
   device: DeviceView;
   access: LiveJti;
+  authn: Authn;
 }
 
 /** A new session of a device, starting at `now`, with a new session id. */
@@ -111,6 +123,7 @@ export type RefreshResult =
       reindex: boolean;
       /** Older access tokens this refresh pushed out (MAX_LIVE_JTIS): the caller blacklists them. */
       revoked: LiveJti[];
+      authn: Authn;
       owed: Owed;
     }
   | {
@@ -395,6 +408,7 @@ export class DeviceSession extends DurableObject<Env> {
         spent: [],
         jtis: [input.access],
         indexedAt: d.createdAt,
+        authn: input.authn,
       };
       await this.write(s);
       return { refreshToken: await this.refreshToken(s, 0), replaced, owed: this.owedNow() };
@@ -429,8 +443,13 @@ export class DeviceSession extends DurableObject<Env> {
       }
       const user = await this.currentUser(s, input.now);
       // Begun before the account's last password change, reset, deactivation or "log out
-      // everywhere" (api.md §16): over, even if the device index never listed this session.
-      if (user?.status !== "active" || begunBefore(s, validAfterMs(user.sessionsValidAfter))) {
+      // everywhere" (api.md §16), or with one factor while the account now has two: over, even
+      // if the device index never listed this session.
+      if (
+        user?.status !== "active" ||
+        begunBefore(s, validAfterMs(user.sessionsValidAfter)) ||
+        (user.totpOn && !secondFactorDone(s.authn?.amr))
+      ) {
         // The account is gone or locked: the session cannot continue.
         const ended = await this.endOwing(s, input.now);
         return { ok: false, code: "session_revoked", ended: true, revoked: ended.revoked, owed: ended.owed };
@@ -465,6 +484,7 @@ export class DeviceSession extends DurableObject<Env> {
         user,
         reindex,
         revoked,
+        authn: s.authn ?? { amr: [], authTime: Math.floor(s.createdAt / 1000) },
         owed: this.owedNow(),
       };
     });
@@ -526,6 +546,23 @@ export class DeviceSession extends DurableObject<Env> {
       s.indexedAt = input.now;
       await this.write(s);
       return view(s);
+    });
+  }
+
+  /**
+   * The session's user proved more factors (an authenticator app confirmed from it): its `amr`
+   * gains them, so it survives the refresh check for accounts with a second factor.
+   */
+  addMethods(input: { sid: string; amr: string[]; now: number }): Promise<boolean> {
+    return this.serial(async () => {
+      const s = this.read();
+      if (!s || s.sid !== input.sid || input.now >= s.expiresAt) return false;
+      const prev = s.authn ?? { amr: [], authTime: Math.floor(s.createdAt / 1000) };
+      s.authn = { amr: [...new Set([...prev.amr, ...input.amr])], authTime: prev.authTime };
+      delete s.user;
+      delete s.userAt;
+      await this.write(s);
+      return true;
     });
   }
 

@@ -15,6 +15,12 @@ export const realms = sqliteTable("realms", {
     .default("open"),
   approvalRequired: integer("approval_required", { mode: "boolean" }).notNull().default(false),
   captchaRequired: integer("captcha_required", { mode: "boolean" }).notNull().default(false),
+  /** Admin routes refuse access tokens without `mfa` in `amr` (api.md §12). */
+  adminMfaRequired: integer("admin_mfa_required", { mode: "boolean" }).notNull().default(false),
+  /** api.md §6, §11: `required` refuses a password login to an unverified address (allowlist realms always do). */
+  emailVerification: text("email_verification", { enum: ["optional", "required"] })
+    .notNull()
+    .default("optional"),
   createdAt: text("created_at").notNull(),
   updatedAt: text("updated_at").notNull(),
 });
@@ -41,6 +47,8 @@ export const users = sqliteTable(
     updatedAt: text("updated_at").notNull(),
     /** When a password change or reset last ended the account's sessions; a login that read an older value starts none. */
     passwordChangedAt: text("password_changed_at"),
+    /** An email change waiting for its code (realms that require verification, api.md §4); null when none. */
+    pendingEmail: text("pending_email"),
     /**
      * Sessions begun before this time are over (api.md §16): set by a password change or reset,
      * deactivation and "log out everywhere"; refresh and strict checks compare a session's start
@@ -64,6 +72,8 @@ export const userEmails = sqliteTable(
       .references(() => users.id, { onDelete: "cascade" }),
     email: text("email").notNull(),
     addedAt: text("added_at").notNull(),
+    /** When a code sent to this address was accepted (api.md §11); null: not proven. */
+    verifiedAt: text("verified_at"),
   },
   (t) => [primaryKey({ columns: [t.userId, t.email] })],
 );
@@ -101,12 +111,12 @@ export const devices = sqliteTable(
   (t) => [primaryKey({ columns: [t.userId, t.deviceId] }), index("devices_expires").on(t.expiresAt)],
 );
 
-/** One live code per (realm, purpose, subject): reset codes and OTPs, stored only as a hash. */
+/** One live code per (realm, purpose, subject): reset codes, OTPs and email verification codes, stored only as a hash. */
 export const verificationCodes = sqliteTable(
   "verification_codes",
   {
     realm: text("realm").notNull(),
-    purpose: text("purpose", { enum: ["reset", "otp"] }).notNull(),
+    purpose: text("purpose", { enum: ["reset", "otp", "verify_email"] }).notNull(),
     subject: text("subject").notNull(),
     codeHash: text("code_hash").notNull(),
     attempts: integer("attempts").notNull().default(0),
@@ -218,4 +228,93 @@ export const loginThrottle = sqliteTable(
     updatedAt: text("updated_at").notNull(),
   },
   (t) => [primaryKey({ columns: [t.realm, t.subject] }), index("login_throttle_updated").on(t.updatedAt)],
+);
+
+/**
+ * An account's authenticator app (api.md §12): the TOTP secret, usable once `confirmed_at` is set.
+ * `last_step` is the newest 30-second step whose code was accepted; a code is accepted only for a
+ * later step (one conditional UPDATE), so a code works once even within its window.
+ */
+export const totpFactors = sqliteTable("totp_factors", {
+  userId: text("user_id")
+    .primaryKey()
+    .references(() => users.id, { onDelete: "cascade" }),
+  realm: text("realm").notNull(),
+  secret: text("secret").notNull(),
+  confirmedAt: text("confirmed_at"),
+  lastStep: integer("last_step"),
+  createdAt: text("created_at").notNull(),
+});
+
+/** Recovery codes: only an HMAC of each is stored; `used_at` spends one (a conditional UPDATE). */
+export const recoveryCodes = sqliteTable(
+  "recovery_codes",
+  {
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    codeHash: text("code_hash").notNull(),
+    usedAt: text("used_at"),
+    createdAt: text("created_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.codeHash] })],
+);
+
+/**
+ * The second step of a login (api.md §12): a correct first factor leaves a row here instead of a
+ * session. Only a SHA-256 of the `mfa_token` is stored. It carries the device and what the first
+ * step checked; `attempts` is raised before each try, by a conditional UPDATE, so at most 5 are judged.
+ */
+export const mfaTokens = sqliteTable(
+  "mfa_tokens",
+  {
+    tokenHash: text("token_hash").primaryKey(),
+    realm: text("realm").notNull(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    deviceId: text("device_id").notNull(),
+    description: text("description"),
+    pushToken: text("push_token"),
+    amr: text("amr", { mode: "json" }).$type<string[]>().notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    expiresAt: text("expires_at").notNull(),
+  },
+  (t) => [index("mfa_tokens_expires").on(t.expiresAt)],
+);
+
+/** WebAuthn credentials (passkeys). `id` is the credential id (base64url), unique across realms. */
+export const passkeys = sqliteTable(
+  "passkeys",
+  {
+    id: text("id").primaryKey(),
+    realm: text("realm").notNull(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    name: text("name"),
+    publicKey: text("public_key").notNull(),
+    counter: integer("counter").notNull().default(0),
+    transports: text("transports", { mode: "json" }).$type<string[]>().notNull().default(sql`'[]'`),
+    backedUp: integer("backed_up", { mode: "boolean" }).notNull().default(false),
+    createdAt: text("created_at").notNull(),
+    lastUsedAt: text("last_used_at"),
+  },
+  (t) => [index("passkeys_user").on(t.userId)],
+);
+
+/**
+ * WebAuthn challenges, kept server-side: 5 minutes, spent by the first verification that names
+ * them (DELETE … RETURNING). Registration challenges belong to one user; login ones to none.
+ */
+export const webauthnChallenges = sqliteTable(
+  "webauthn_challenges",
+  {
+    challenge: text("challenge").primaryKey(),
+    realm: text("realm").notNull(),
+    purpose: text("purpose", { enum: ["register", "login"] }).notNull(),
+    userId: text("user_id"),
+    expiresAt: text("expires_at").notNull(),
+  },
+  (t) => [index("webauthn_challenges_expires").on(t.expiresAt)],
 );

@@ -70,6 +70,19 @@ export async function clearLoginFailures(db: Db, realm: string, subject: string)
 }
 
 /**
+ * Gives back an attempt that was counted but proved nothing either way: a correct password on an
+ * account whose second step is still to come. The count then neither rises nor resets, so only
+ * a completed login clears it and wrong second-step codes lock the account as wrong passwords do.
+ */
+export async function releaseLoginAttempt(db: Db, realm: string, subject: string) {
+  const t = loginThrottle;
+  await db
+    .update(t)
+    .set({ failures: sql`MAX(${t.failures} - 1, 0)` })
+    .where(and(eq(t.realm, realm), eq(t.subject, subject), isNull(t.lockedUntil)));
+}
+
+/**
  * The throttle subject of a login attempt (README, "Login throttle"): the email tried, shared by
  * every device the account never signed in from; or, for a device that did sign in to it before,
  * the email and that device, a budget of its own, so strangers' failures do not lock it out.

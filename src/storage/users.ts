@@ -8,24 +8,38 @@ import { type UserRow, userEmails, users } from "./schema";
 export interface EmailEntry {
   email: string;
   current: boolean;
+  /** A code sent to this address was accepted (api.md §11). */
+  verified: boolean;
   added_at: string;
 }
 
 export interface UserRecord extends UserRow {
   emails: EmailEntry[];
+  /** An authenticator app is confirmed: a session needs a second factor (api.md §12). */
+  totpOn: boolean;
 }
 
-const emailsJson = sql<string>`(SELECT json_group_array(json_object('email', e.email, 'added_at', e.added_at)) FROM (SELECT email, added_at FROM user_emails WHERE user_id = ${users.id} ORDER BY added_at, email) e)`;
+const emailsJson = sql<string>`(SELECT json_group_array(json_object('email', e.email, 'added_at', e.added_at, 'verified', e.verified_at IS NOT NULL)) FROM (SELECT email, added_at, verified_at FROM user_emails WHERE user_id = ${users.id} ORDER BY added_at, email) e)`;
 
 /** A row of a select of `userColumnsWithEmails`, as a UserRecord. */
-export function withEmails(row: UserRow & { emailsJson: string | null }): UserRecord {
-  const { emailsJson: raw, ...user } = row;
-  const list = JSON.parse(raw ?? "[]") as { email: string; added_at: string }[];
+export function withEmails(row: UserRow & { emailsJson: string | null; totpOn: unknown }): UserRecord {
+  const { emailsJson: raw, totpOn, ...user } = row;
+  const list = JSON.parse(raw ?? "[]") as { email: string; added_at: string; verified: number }[];
   return {
     ...user,
-    emails: list.map((e) => ({ email: e.email, added_at: e.added_at, current: e.email === user.email })),
+    totpOn: Boolean(totpOn),
+    emails: list.map((e) => ({
+      email: e.email,
+      added_at: e.added_at,
+      current: e.email === user.email,
+      verified: e.verified === 1,
+    })),
   };
 }
+
+/** Whether the current email was proven (api.md §11); false without an email. Also reads session copies made before `verified` existed. */
+export const emailVerified = (u: { email: string | null; emails: { email: string; verified?: boolean }[] }) =>
+  u.email !== null && u.emails.some((e) => e.email === u.email && e.verified === true);
 
 /**
  * The finders' SQL, built once per isolate (with placeholders) instead of on every call: for these
@@ -75,7 +89,7 @@ async function findOne(db: Db, f: Finder, values: Record<string, string>): Promi
     const value = raw[i];
     row[key] = value === null || !column ? value : column.mapFromDriverValue(value);
   });
-  return withEmails(row as UserRow & { emailsJson: string | null });
+  return withEmails(row as UserRow & { emailsJson: string | null; totpOn: unknown });
 }
 
 /** A user by id within a realm, with their email history; null when there is none. */
@@ -122,17 +136,27 @@ export function newUserRow(
     createdAt: at,
     updatedAt: at,
     passwordChangedAt: null,
+    pendingEmail: null,
     sessionsValidAfter: null,
     ...fields,
   };
 }
 
-/** Inserts a user and their first email in one batch (D1 has no transactions; a batch is atomic). */
-export async function insertUser(db: Db, row: typeof users.$inferInsert): Promise<void> {
+/**
+ * Inserts a user and their first email in one batch (D1 has no transactions; a batch is atomic).
+ * `emailVerifiedAt`: when the first email is already proven; unverified otherwise.
+ */
+export async function insertUser(
+  db: Db,
+  row: typeof users.$inferInsert,
+  emailVerifiedAt: string | null = null,
+): Promise<void> {
   if (row.email) {
     await db.batch([
       db.insert(users).values(row),
-      db.insert(userEmails).values({ userId: row.id, email: row.email, addedAt: row.createdAt }),
+      db
+        .insert(userEmails)
+        .values({ userId: row.id, email: row.email, addedAt: row.createdAt, verifiedAt: emailVerifiedAt }),
     ]);
   } else {
     await db.insert(users).values(row);
@@ -154,11 +178,17 @@ const userColumns = {
   createdAt: users.createdAt,
   updatedAt: users.updatedAt,
   passwordChangedAt: users.passwordChangedAt,
+  pendingEmail: users.pendingEmail,
   sessionsValidAfter: users.sessionsValidAfter,
 };
 
-/** Every column of a user and their email history (as JSON): select these, then map rows with withEmails. */
-export const userColumnsWithEmails = { ...userColumns, emailsJson };
+const totpOn = sql<number>`EXISTS (SELECT 1 FROM totp_factors t WHERE t.user_id = ${users.id} AND t.confirmed_at IS NOT NULL)`;
+
+/**
+ * Every column of a user, their email history (as JSON) and whether TOTP is on: select these,
+ * then map rows with withEmails.
+ */
+export const userColumnsWithEmails = { ...userColumns, emailsJson, totpOn };
 
 /**
  * The row's roles include `admin`. Role names match ^[a-z][a-z0-9_-]*$, so the quoted name in the
