@@ -37,7 +37,8 @@ import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
 import { deliveryAvailable, notify, notifyQuietly } from "./notifier";
 import { provePhone } from "./otp";
-import { accountChanged, endAllSessions, endSessionsOf, reaffirmSession, retryInPlace, sessionsOf } from "./sessions";
+import { retryInPlace } from "./retry";
+import { accountChanged, endAllSessions, endSessionsOf, reaffirmSession, sessionsOf } from "./sessions";
 import { requireUser } from "./users";
 import {
   addressProven,

@@ -22,6 +22,7 @@ import { devices } from "../storage/schema";
 import { emailVerified, findUserById, setSessionsValidAfter } from "../storage/users";
 import { iso } from "../time";
 import type { Deps } from "./deps";
+import { retryInPlace } from "./retry";
 import { forgetNotRevoked } from "./revocation-cache";
 import { toUser } from "./users";
 
@@ -405,23 +406,6 @@ export async function endSessionsOf(deps: Deps, realm: string, userId: string, d
     );
   }
   return left;
-}
-
-const RETRY_WAITS_MS = [0, 50, 250];
-
-/** Runs an idempotent step again when it fails, up to three times in all (waiting 50 ms, then 250 ms). */
-export async function retryInPlace<T>(step: () => Promise<T>): Promise<T> {
-  let last: unknown;
-  for (const wait of RETRY_WAITS_MS) {
-    if (wait) await new Promise((r) => setTimeout(r, wait));
-    try {
-      return await step();
-    } catch (e) {
-      if (e instanceof ApiError) throw e;
-      last = e;
-    }
-  }
-  throw last;
 }
 
 /** The user's devices, newest first. */
