@@ -156,7 +156,7 @@ describe("faults: each store call of each operation failed in turn", () => {
         const faults = new Faults({ failAt: i });
         const res = await op.run(faults, s);
         const where = `${op.name}, call ${i} (${faults.failed?.kind} ${faults.failed?.what.slice(0, 60)})`;
-        outcomes.push(`${i} ${faults.failed?.kind}: ${res.status}`);
+        outcomes.push(`${i} ${faults.failed?.kind} [${faults.failed?.what.slice(0, 48)}]: ${res.status}`);
         expect(res.status, `${where}: ${res.text}`).not.toBe(500);
         if (res.status === op.ok) {
           await op.done(s);
