@@ -4,7 +4,7 @@ import { HTTPException } from "hono/http-exception";
 import { getPath } from "hono/utils/url";
 import { loadConfig } from "./config";
 import type { AppEnv } from "./context";
-import { ApiError, errorBody, REJECTED_TOKEN_CODES } from "./errors";
+import { ApiError, errorBody, isTransientStoreError, REJECTED_TOKEN_CODES } from "./errors";
 import { IP_LIMITS, ipLimit } from "./middleware/limits";
 import { realmContext, routedPath } from "./middleware/realm";
 import { cors, jsonBody, requestContext } from "./middleware/request";
@@ -138,6 +138,20 @@ export function buildApp() {
       const code =
         err.status === 415 ? "unsupported_media_type" : err.status === 413 ? "payload_too_large" : "invalid_json";
       return c.json(errorBody(code), err.status === 415 || err.status === 413 ? err.status : 400);
+    }
+    // A store that could not be reached: nothing was committed by this step, and a retry may work.
+    if (isTransientStoreError(err)) {
+      console.error(
+        JSON.stringify({
+          level: "error",
+          request_id: c.get("requestId"),
+          code: "temporarily_unavailable",
+          path: new URL(c.req.url).pathname,
+          error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
+        }),
+      );
+      c.header("Retry-After", "1");
+      return c.json(errorBody("temporarily_unavailable"), 503);
     }
     // Unexpected: log everything we know (never secrets: the error carries no request data), answer nothing internal.
     console.error(

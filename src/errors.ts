@@ -41,6 +41,7 @@ export const ERRORS = {
   internal_error: [500, "Something went wrong"],
   delivery_failed: [502, "The message could not be delivered"],
   config_invalid: [503, "The service is not configured"],
+  temporarily_unavailable: [503, "The service is temporarily unavailable. Please try again shortly"],
   delivery_unavailable: [503, "No delivery channel is configured"],
   captcha_unavailable: [503, "The captcha check is not available"],
   passkeys_unavailable: [503, "Passkeys are not configured"],
@@ -107,4 +108,25 @@ export function tooMany(retryAfterMs: number, message?: string): ApiError {
   return new ApiError("too_many_attempts", message, {
     headers: { "Retry-After": String(retryAfterSeconds(retryAfterMs)) },
   });
+}
+
+/**
+ * True for an error of a store that a retry may not meet again: D1, KV or a Durable Object that
+ * could not be reached or answered with an internal error (the runtime marks some `retryable` or
+ * `overloaded`). Never a constraint violation or an error in a query, which a retry repeats.
+ */
+export function isTransientStoreError(e: unknown): boolean {
+  for (let err = e, depth = 0; err && depth < 4; err = (err as { cause?: unknown }).cause, depth++) {
+    const x = err as { retryable?: unknown; overloaded?: unknown; message?: unknown };
+    if (x.retryable === true || x.overloaded === true) return true;
+    const text = String(x.message ?? err);
+    if (/constraint|no such (table|column)|syntax error|SQLITE_(CONSTRAINT|ERROR)\b/i.test(text)) return false;
+    if (
+      /D1_ERROR|Network connection lost|KV (GET|PUT|DELETE|LIST) failed|storage operation exceeded timeout|Durable Object (reset|is overloaded|storage)|internal error/i.test(
+        text,
+      )
+    )
+      return true;
+  }
+  return false;
 }

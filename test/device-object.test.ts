@@ -90,9 +90,16 @@ describe("DeviceSession storage", () => {
     const r2 = await refresh(r1.body.refresh_token);
     expect((await stored(stub)).session!.jtis.map((j) => j.jti)).toEqual([jti(r2.body.access_token)]);
 
-    // Ending the session hands back the live ones, for the blacklist.
+    // Ending the session hands back the live ones, for the blacklist, and keeps them (with the
+    // index row to delete) in its outbox until the caller settles them; then nothing is left.
     const ended = await stub.end({ now: clock.now });
     expect(ended).toMatchObject({ ended: true, revoked: [{ jti: jti(r2.body.access_token) }] });
+    expect(ended.owed.jtis.map((j) => j.jti)).toEqual([jti(r2.body.access_token)]);
+    expect(ended.owed.rows).toEqual([
+      { userId: pair.user.id, deviceId: pair.device_id, sid: claimsOf(pair.access_token).sid },
+    ]);
+    expect((await stored(stub)).keys).toEqual(["outbox"]);
+    await stub.settle({ jtis: ended.owed.jtis.map((j) => j.jti), sids: ended.owed.rows.map((r) => r.sid) });
     expect((await stored(stub)).keys).toEqual([]);
   });
 
@@ -145,7 +152,7 @@ describe("DeviceSession storage", () => {
       refreshTtlMs: 30 * DAY,
       access: { jti: "x", exp: Math.floor(Date.now() / 1000) + 900 },
     });
-    expect(res).toEqual({ ok: false, code: "invalid_token", revoked: [] });
+    expect(res).toEqual({ ok: false, code: "invalid_token", revoked: [], owed: { jtis: [], rows: [] } });
     expect((await stored(stub)).session).toEqual(before);
   });
 });

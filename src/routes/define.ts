@@ -37,7 +37,7 @@ export type RouteSpec = Omit<RouteConfig, "security" | "operationId" | "summary"
 const BODY_ERRORS: ErrorCode[] = ["validation_failed", "invalid_json", "payload_too_large", "unsupported_media_type"];
 const TOKEN_ERRORS: ErrorCode[] = ["missing_token", "invalid_token", "token_expired", "token_revoked"];
 const OPTIONAL_TOKEN_ERRORS: ErrorCode[] = ["invalid_token", "token_expired"];
-const SERVER_ERRORS: ErrorCode[] = ["internal_error", "config_invalid"];
+const SERVER_ERRORS: ErrorCode[] = ["internal_error", "config_invalid", "temporarily_unavailable"];
 
 const header = (description: string, format?: string) => ({
   description,

@@ -177,8 +177,10 @@ export const tokens = new OpenAPIHono<AppEnv>()
       const body = c.req.valid("json");
       const claims = c.get("claims");
       const d = await deps(c);
+      // Everywhere: decided by the sessions_valid_after write, after which nothing fails the
+      // answer (this device's session is among those ended). One device: decided by its object.
       if (body.all) await endSessionsBefore(d, claims.realm, claims.sub);
-      await endSession(d, claims.realm, claims.sub, claims.did);
+      else await endSession(d, claims.realm, claims.sub, claims.did);
       audit(d, c, {
         type: "logout",
         realm: claims.realm,

@@ -37,7 +37,8 @@ import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
 import { deliveryAvailable, notify, notifyQuietly } from "./notifier";
 import { provePhone } from "./otp";
-import { accountChanged, endAllSessions, reaffirmSession } from "./sessions";
+import { retryInPlace } from "./retry";
+import { accountChanged, endAllSessions, endSessionsOf, reaffirmSession, sessionsOf } from "./sessions";
 import { requireUser } from "./users";
 import {
   addressProven,
@@ -224,7 +225,8 @@ async function switchEmail(deps: Deps, user: UserRecord, email: string): Promise
     );
   }
   await accountChanged(deps, user.realm, user.id);
-  return reload(deps, user);
+  // Committed: the answer must not fail now, and the read is safe to repeat.
+  return retryInPlace(() => reload(deps, user));
 }
 
 /** PUT /v1/users/me/password: sets the password; every other device of the user is logged out. */
@@ -254,8 +256,9 @@ export async function changePassword(
 
 /**
  * DELETE /v1/users/{id|me}: oneself with a fresh token, or an admin anyone of the realm.
- * Every session ends first, then the rows go (emails and the device index cascade; codes are
- * deleted), so the email may register again. The realm's last admin cannot be deleted
+ * The rows go first (emails and the device index cascade; codes are deleted), so the email may
+ * register again; then every session ends (a session missed there finds no account at its next
+ * refresh or strict check). The realm's last admin cannot be deleted
  * (409 last_admin, as for role changes in api.md §6).
  */
 export async function deleteUser(
@@ -271,7 +274,9 @@ export async function deleteUser(
     const row = await deps.db.get<{ ok: number }>(sql`SELECT ${otherAdminExists(target.realm, target.id)} AS ok`);
     if (!row?.ok) throw new ApiError("last_admin");
   }
-  await endAllSessions(deps, target.realm, target.id);
+  // The sessions to end, read before the rows go (the device index cascades with them); they end
+  // after the deletion, which decides: before it nothing has changed, after it nothing fails the answer.
+  const deviceIds = await sessionsOf(deps, target.id);
   // Verification codes (kept per address) stay: their send limits outlive the account, and they
   // are bound to this account's id, so they prove nothing for a later holder of the address.
   const subjects = [target.id];
@@ -294,6 +299,7 @@ export async function deleteUser(
     deleteCodes(deps.db, target.realm, subjects),
   ]);
   if (deleted.length === 0 && (await findUserById(deps.db, target.realm, target.id))) throw new ApiError("last_admin");
+  await endSessionsOf(deps, target.realm, target.id, deviceIds);
   return { userId: target.id, byAdmin: !self };
 }
 

@@ -9,17 +9,20 @@ import {
   type DeviceView,
   type LiveJti,
   newDevice,
+  type Owed,
   parseRefreshToken,
   type RefreshResult,
   type UserSnapshot,
 } from "../storage/device-session";
-import { deviceSessionName, kvKeys, kvTtl } from "../storage/keys";
+import { deviceSessionName } from "../storage/keys";
 import { rememberLoginDevice } from "../storage/login-devices";
 import { insertMfaToken } from "../storage/mfa";
+import { deleteEndedRow, putOnBlacklist } from "../storage/revocations";
 import { devices } from "../storage/schema";
 import { emailVerified, findUserById, setSessionsValidAfter } from "../storage/users";
 import { iso } from "../time";
 import type { Deps } from "./deps";
+import { retryInPlace } from "./retry";
 import { forgetNotRevoked } from "./revocation-cache";
 import { toUser } from "./users";
 
@@ -37,16 +40,37 @@ export function sessionStub(deps: Deps, realm: string, userId: string, deviceId:
   return ns.get(ns.idFromName(deviceSessionName(realm, userId, deviceId)));
 }
 
-/** Puts access tokens on the KV blacklist until each would have expired. */
-export async function blacklist(deps: Deps, jtis: LiveJti[]): Promise<void> {
-  if (!jtis.length) return;
-  const nowSec = Math.floor(deps.now / 1000);
+type SessionStub = ReturnType<typeof sessionStub>;
+
+/**
+ * Carries out what a session object's answer obliges (its outbox, see Owed): the access tokens go
+ * on the KV blacklist and the ended sessions' index rows are deleted; then the object is told, so
+ * it drops them. A failure here fails nothing: the object keeps what was not settled and its alarm
+ * carries it out, retrying with backoff, so the decision the object made (a session ended, a token
+ * pushed out) holds and nothing it obliges is forgotten. Strict checks ask the object directly
+ * and refuse those tokens meanwhile.
+ */
+export async function carryOut(deps: Deps, stub: SessionStub, owed: Owed): Promise<void> {
+  if (!owed.jtis.length && !owed.rows.length) return;
+  const jtis = owed.jtis.map((j) => j.jti);
   // This isolate's "not revoked" answers for these tokens go, before and after the writes.
-  forgetNotRevoked(jtis.map((j) => j.jti));
-  await Promise.all(
-    jtis.map((j) => deps.env.TOKENS.put(kvKeys.blacklist(j.jti), "1", { expirationTtl: kvTtl(j.exp - nowSec) })),
-  );
-  forgetNotRevoked(jtis.map((j) => j.jti));
+  forgetNotRevoked(jtis);
+  const results = await Promise.allSettled([
+    putOnBlacklist(deps.env.TOKENS, owed.jtis, deps.now),
+    ...owed.rows.map((r) => deleteEndedRow(deps.db, r)),
+  ]);
+  forgetNotRevoked(jtis);
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) {
+    console.error(JSON.stringify({ level: "error", event: "outbox_deferred", error: String(failed.reason) }));
+    return;
+  }
+  try {
+    await stub.settle({ jtis, sids: owed.rows.map((r) => r.sid) });
+  } catch (e) {
+    // Unsettled, the object's alarm carries it out again: every step is idempotent.
+    console.error(JSON.stringify({ level: "error", event: "outbox_unsettled", error: String(e) }));
+  }
 }
 
 /** An anonymous device token (api.md §3). */
@@ -183,7 +207,7 @@ export async function startSession(
       // The session this login replaced: its access tokens stop working now, whatever follows.
       // Then the index row: it always names a session that was started.
       const [, indexed] = await Promise.all([
-        blacklist(deps, r.replaced.revoked),
+        carryOut(deps, stub, r.owed),
         indexIfUnchanged(deps, user, device, secondFactorDone(authn.amr)),
       ]);
       return { ...r, indexed };
@@ -196,7 +220,7 @@ export async function startSession(
   if (indexed) deps.defer(rememberLoginDevice(deps.db, user.id, deviceId, deps.now));
   if (!indexed) {
     const ended = await stub.end({ now: deps.now, sid: device.sid });
-    await blacklist(deps, ended.revoked);
+    await carryOut(deps, stub, ended.owed);
     const now = await findUserById(deps.db, user.realm, user.id);
     throw new ApiError(now && now.status !== "active" ? `account_${now.status}` : "invalid_credentials");
   }
@@ -256,15 +280,13 @@ export async function refreshSession(deps: Deps, realm: string, refreshToken: st
     access: { jti: access.jti, exp: access.exp },
   })) as RefreshResult;
   if (!result.ok) {
-    await blacklist(deps, result.revoked);
-    // The object ended the session (theft, expiry, or an account gone or locked): its index row goes too.
-    if (result.ended) {
-      await deleteIndexRow(deps, loc.userId, loc.deviceId, loc.sid);
-    }
+    // The object may have ended the session (theft, expiry, or an account gone or locked): its
+    // tokens are blacklisted and its index row goes.
+    await carryOut(deps, stub, result.owed);
     throw new ApiError(result.code);
   }
   // The strict check refuses tokens pushed out of the session at once; the blacklist follows.
-  if (result.revoked.length) deps.defer(blacklist(deps, result.revoked));
+  deps.defer(carryOut(deps, stub, result.owed));
   const accessToken = await signAccess(deps, result.user, loc.deviceId, result.device.sid, access, false, result.authn);
   if (result.reindex) {
     // An upsert: the row comes back if it was lost (a failed login write, or purged as expired).
@@ -284,12 +306,6 @@ export async function refreshSession(deps: Deps, realm: string, refreshToken: st
   return tokenPair(deps, result.user, loc.deviceId, accessToken, result.refreshToken);
 }
 
-async function deleteIndexRow(deps: Deps, userId: string, deviceId: string, sid?: string | null) {
-  const where = [eq(devices.userId, userId), eq(devices.deviceId, deviceId)];
-  if (sid) where.push(eq(devices.sessionId, sid));
-  await deps.db.delete(devices).where(and(...where));
-}
-
 /**
  * Ends one device's session at once: its refresh token stops working and its access tokens are
  * blacklisted. The index row goes by the ended session's id: a re-login of the device between the
@@ -299,11 +315,9 @@ async function deleteIndexRow(deps: Deps, userId: string, deviceId: string, sid?
 export async function endSession(deps: Deps, realm: string, userId: string, deviceId: string): Promise<boolean> {
   // No device id of another shape was ever given out: no session to end, no object to wake.
   if (!DEVICE_ID.test(deviceId)) return false;
-  const ended = await sessionStub(deps, realm, userId, deviceId).end({ now: deps.now });
-  await Promise.all([
-    blacklist(deps, ended.revoked),
-    ended.sid ? deleteIndexRow(deps, userId, deviceId, ended.sid) : undefined,
-  ]);
+  const stub = sessionStub(deps, realm, userId, deviceId);
+  const ended = await stub.end({ now: deps.now });
+  await carryOut(deps, stub, ended.owed);
   return ended.ended;
 }
 
@@ -327,7 +341,7 @@ export async function reaffirmSession(deps: Deps, claims: AccessClaims): Promise
 }
 
 /** The device ids of a user's sessions, as the D1 index lists them. */
-async function sessionsOf(deps: Deps, userId: string): Promise<string[]> {
+export async function sessionsOf(deps: Deps, userId: string): Promise<string[]> {
   const rows = await deps.db.select({ deviceId: devices.deviceId }).from(devices).where(eq(devices.userId, userId));
   return rows.map((r) => r.deviceId);
 }
@@ -351,10 +365,47 @@ export async function accountChanged(deps: Deps, realm: string, userId: string, 
   }
 }
 
-/** Ends every session of a user, except `keepDeviceId` when given. */
+/**
+ * Ends every session of a user, except `keepDeviceId` when given. Called only after the change
+ * that ends them has been written (a password change, reset, deactivation or "log out
+ * everywhere" sets sessions_valid_after; a deletion removes the account), so it never fails the
+ * request: each step is retried in place, and a session still unreachable after that is refused
+ * by its next refresh and strict check anyway (api.md §16). Returns how many could not be ended.
+ */
 export async function endAllSessions(deps: Deps, realm: string, userId: string, keepDeviceId?: string) {
-  const ids = await sessionsOf(deps, userId);
-  await Promise.all(ids.filter((d) => d !== keepDeviceId).map((d) => endSession(deps, realm, userId, d)));
+  let ids: string[];
+  try {
+    ids = await retryInPlace(() => sessionsOf(deps, userId));
+  } catch (e) {
+    console.error(
+      JSON.stringify({ level: "error", event: "sessions_not_ended", realm, user_id: userId, error: String(e) }),
+    );
+    return 1;
+  }
+  return endSessionsOf(
+    deps,
+    realm,
+    userId,
+    ids.filter((d) => d !== keepDeviceId),
+  );
+}
+
+/** Ends the sessions of these devices of a user, as endAllSessions does (never throws). */
+export async function endSessionsOf(deps: Deps, realm: string, userId: string, deviceIds: string[]) {
+  let left = 0;
+  try {
+    const results = await Promise.allSettled(
+      deviceIds.map((d) => retryInPlace(() => endSession(deps, realm, userId, d))),
+    );
+    left = results.filter((r) => r.status === "rejected").length;
+    if (left) throw new Error(`${left} of ${results.length} sessions unreachable`);
+  } catch (e) {
+    left ||= 1;
+    console.error(
+      JSON.stringify({ level: "error", event: "sessions_not_ended", realm, user_id: userId, error: String(e) }),
+    );
+  }
+  return left;
 }
 
 /** The user's devices, newest first. */

@@ -16,6 +16,7 @@ import { emailVerified, findUserByEmail, type UserRecord } from "../storage/user
 import { DAY_MS, iso } from "../time";
 import type { Deps } from "./deps";
 import { notify, notifyQuietly } from "./notifier";
+import { retryInPlace } from "./retry";
 import { accountChanged } from "./sessions";
 
 /** Email verification codes (api.md §11): 8 digits, 30 minutes, 5 tries, one send a minute and 10 a day per address. */
@@ -81,10 +82,24 @@ const message = (realm: string, email: string, code: string, expiresAt: string) 
 /**
  * Sends a code to a new account's (or a newly current) address, after the response. Within the
  * address's limits only: a refused send is not an error (POST /v1/users/verification resends).
+ * It follows a change already written (a sign-up, an email change), so it never fails the
+ * answer: the step is retried in place, and a send that still fails is logged and left to a resend.
  */
 export async function sendVerification(deps: Deps, user: UserRecord, email: string): Promise<void> {
-  const issued = await issueVerification(deps, user.realm, user.id, email);
-  if (issued.ok) deps.defer(notifyQuietly(deps, message(user.realm, email, issued.code, issued.expiresAt)));
+  try {
+    const issued = await retryInPlace(() => issueVerification(deps, user.realm, user.id, email));
+    if (issued.ok) deps.defer(notifyQuietly(deps, message(user.realm, email, issued.code, issued.expiresAt)));
+  } catch (e) {
+    console.error(
+      JSON.stringify({
+        level: "error",
+        event: "verification_not_sent",
+        realm: user.realm,
+        user_id: user.id,
+        error: String(e),
+      }),
+    );
+  }
 }
 
 /**

@@ -4,7 +4,10 @@ import { b64url, fromB64url, utf8 } from "../crypto/encoding";
 import { hmacKey, hmacSign, newSecret, randomString, timingSafeEqual } from "../crypto/random";
 import type { Env } from "../env";
 import { getDb } from "./db";
+import { deleteEndedRow, type EndedRow, type LiveJti, putOnBlacklist } from "./revocations";
 import { findUserById, type UserRecord } from "./users";
+
+export type { EndedRow, LiveJti } from "./revocations";
 
 /** A retry of the refresh token rotated away less than this long ago succeeds (api.md §3). */
 const REFRESH_GRACE_MS = 10_000;
@@ -15,12 +18,6 @@ export interface Authn {
   amr: string[];
   /** When the credentials were checked (seconds since the epoch). */
   authTime: number;
-}
-
-export interface LiveJti {
-  jti: string;
-  /** Expiry in seconds since the epoch, as in the JWT (`now` values here are milliseconds). */
-  exp: number;
 }
 
 /**
@@ -127,6 +124,7 @@ export type RefreshResult =
       /** Older access tokens this refresh pushed out (MAX_LIVE_JTIS): the caller blacklists them. */
       revoked: LiveJti[];
       authn: Authn;
+      owed: Owed;
     }
   | {
       ok: false;
@@ -134,6 +132,7 @@ export type RefreshResult =
       /** This call ended the session (the caller drops its index row). */
       ended?: true;
       revoked: LiveJti[];
+      owed: Owed;
     };
 
 /**
@@ -163,9 +162,33 @@ export interface EndResult {
   sid: string | null;
   /** Access tokens of the ended session that are still live: the caller blacklists them. */
   revoked: LiveJti[];
+  owed: Owed;
+}
+
+/** Everything the object's outbox holds after a call: what the caller carries out, then settles. */
+export interface Owed {
+  jtis: LiveJti[];
+  rows: EndedRow[];
 }
 
 const KEY = "session";
+
+/**
+ * What the object's answers oblige the caller to do and the caller has not yet confirmed:
+ * access tokens to put on the blacklist and index rows of ended sessions to delete. Recorded in
+ * the same storage write as the decision that created it (an ended session, a token pushed out),
+ * so it cannot be lost: the session gateway carries it out and then `settle`s it; whatever is
+ * not settled by OUTBOX_RETRY_MS[0], the object's alarm carries out itself, retrying with backoff.
+ */
+interface Outbox {
+  jtis: LiveJti[];
+  rows: EndedRow[];
+  /** Failed attempts of the alarm so far. */
+  attempt: number;
+}
+const OUTBOX = "outbox";
+/** When the alarm carries out an unsettled outbox: after the first delay, then backing off (ms). */
+export const OUTBOX_RETRY_MS = [30_000, 60_000, 300_000, 900_000, 3_600_000];
 
 /** Parsed refresh token: `rt1.<b64url(realm|user|device|sid|counter)>.<b64url(hmac)>`. */
 export interface RefreshLocator {
@@ -267,11 +290,85 @@ export class DeviceSession extends DurableObject<Env> {
     }
   }
 
+  /** Ends the session's state; an unsettled outbox stays, with the alarm that carries it out. */
   private async wipe(): Promise<void> {
+    if (this.outbox()) {
+      this.ctx.storage.kv.delete(KEY);
+      this.session = null;
+      return;
+    }
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     this.session = null;
     this.alarmAt = undefined;
+  }
+
+  private outbox(): Outbox | undefined {
+    return this.ctx.storage.kv.get<Outbox>(OUTBOX);
+  }
+
+  private owedNow(): Owed {
+    const box = this.outbox();
+    return { jtis: box?.jtis ?? [], rows: box?.rows ?? [] };
+  }
+
+  /**
+   * Records obligations that an answer hands to the caller (see Outbox), and makes sure the alarm
+   * comes to carry them out should the caller never settle them.
+   */
+  private async owe(jtis: LiveJti[], row?: EndedRow): Promise<void> {
+    if (!jtis.length && !row) return;
+    const box = this.outbox() ?? { jtis: [], rows: [], attempt: 0 };
+    const known = new Set(box.jtis.map((j) => j.jti));
+    box.jtis.push(...jtis.filter((j) => !known.has(j.jti)));
+    if (row && !box.rows.some((r) => r.sid === row.sid)) box.rows.push(row);
+    this.ctx.storage.kv.put(OUTBOX, box);
+    await this.alarmBy(Date.now() + (OUTBOX_RETRY_MS[box.attempt] ?? 3_600_000));
+  }
+
+  /** Moves the alarm earlier to `at` when it is later (or unset). */
+  private async alarmBy(at: number): Promise<void> {
+    if (this.alarmAt === undefined || this.alarmAt > at) {
+      await this.ctx.storage.setAlarm(at);
+      this.alarmAt = at;
+    }
+  }
+
+  /** Obligations of `owe` the caller has carried out: they leave the outbox. */
+  settle(input: { jtis: string[]; sids: string[] }): Promise<void> {
+    return this.serial(async () => {
+      const box = this.outbox();
+      if (!box) return;
+      const jtis = new Set(input.jtis);
+      const sids = new Set(input.sids);
+      box.jtis = box.jtis.filter((j) => !jtis.has(j.jti));
+      box.rows = box.rows.filter((r) => !sids.has(r.sid));
+      if (box.jtis.length || box.rows.length) this.ctx.storage.kv.put(OUTBOX, box);
+      else {
+        this.ctx.storage.kv.delete(OUTBOX);
+        if (!this.read()) await this.wipe();
+      }
+    });
+  }
+
+  /** The alarm's part: carry out an unsettled outbox, or back off and come again. */
+  private async deliverOutbox(box: Outbox, now: number): Promise<void> {
+    const jtis = box.jtis.filter((j) => live(j, now));
+    try {
+      await Promise.all([
+        putOnBlacklist(this.env.TOKENS, jtis, now),
+        ...box.rows.map((r) => deleteEndedRow(getDb(this.env.DB), r)),
+      ]);
+      this.ctx.storage.kv.delete(OUTBOX);
+    } catch (e) {
+      box.attempt += 1;
+      box.jtis = jtis;
+      this.ctx.storage.kv.put(OUTBOX, box);
+      const retryAt = now + (OUTBOX_RETRY_MS[box.attempt] ?? 3_600_000);
+      await this.ctx.storage.setAlarm(retryAt);
+      this.alarmAt = retryAt;
+      console.error(JSON.stringify({ level: "error", event: "outbox_retry", attempt: box.attempt, error: String(e) }));
+    }
   }
 
   /** HMAC-SHA-256 under the session's secret: the MAC of refresh token `counter`. */
@@ -293,11 +390,15 @@ export class DeviceSession extends DurableObject<Env> {
   }
 
   /** Starts (or replaces) the session of this device; returns the first refresh token. */
-  start(input: StartInput): Promise<{ refreshToken: string; replaced: EndResult }> {
+  start(input: StartInput): Promise<{ refreshToken: string; replaced: Omit<EndResult, "owed">; owed: Owed }> {
     return this.serial(async () => {
       const d = input.device;
       const old = this.read();
-      const replaced = old ? this.endResult(old, d.createdAt) : { ended: false, sid: null, revoked: [] };
+      const replaced: Omit<EndResult, "owed"> = old
+        ? this.endResult(old, d.createdAt)
+        : { ended: false, sid: null, revoked: [] };
+      // The replaced session's tokens; its index row is overwritten by the new session's.
+      await this.owe(replaced.revoked);
       const s: SessionState = {
         ...d,
         realm: input.realm,
@@ -310,7 +411,7 @@ export class DeviceSession extends DurableObject<Env> {
         authn: input.authn,
       };
       await this.write(s);
-      return { refreshToken: await this.refreshToken(s, 0), replaced };
+      return { refreshToken: await this.refreshToken(s, 0), replaced, owed: this.owedNow() };
     });
   }
 
@@ -330,16 +431,15 @@ export class DeviceSession extends DurableObject<Env> {
   }): Promise<RefreshResult> {
     return this.serial(async () => {
       const s = this.read();
-      if (!s || s.sid !== input.sid) return { ok: false, code: "session_revoked", revoked: [] };
-      if (input.counter > s.counter) return { ok: false, code: "invalid_token", revoked: [] };
+      if (!s || s.sid !== input.sid) return { ok: false, code: "session_revoked", revoked: [], owed: this.owedNow() };
+      if (input.counter > s.counter) return { ok: false, code: "invalid_token", revoked: [], owed: this.owedNow() };
       // Constant time: the MAC is the secret part of the token.
       if (!timingSafeEqual(await this.mac(s, input.counter), input.mac)) {
-        return { ok: false, code: "invalid_token", revoked: [] };
+        return { ok: false, code: "invalid_token", revoked: [], owed: this.owedNow() };
       }
       if (input.now >= s.expiresAt) {
-        const ended = this.endResult(s, input.now);
-        await this.wipe();
-        return { ok: false, code: "token_expired", ended: true, revoked: ended.revoked };
+        const ended = await this.endOwing(s, input.now);
+        return { ok: false, code: "token_expired", ended: true, revoked: ended.revoked, owed: ended.owed };
       }
       const user = await this.currentUser(s, input.now);
       // Begun before the account's last password change, reset, deactivation or "log out
@@ -351,9 +451,8 @@ export class DeviceSession extends DurableObject<Env> {
         (user.totpOn && !secondFactorDone(s.authn?.amr))
       ) {
         // The account is gone or locked: the session cannot continue.
-        const ended = this.endResult(s, input.now);
-        await this.wipe();
-        return { ok: false, code: "session_revoked", ended: true, revoked: ended.revoked };
+        const ended = await this.endOwing(s, input.now);
+        return { ok: false, code: "session_revoked", ended: true, revoked: ended.revoked, owed: ended.owed };
       }
       const inGrace = (s.spent ?? []).filter((x) => input.now - x.at < REFRESH_GRACE_MS);
       const rotates = input.counter === s.counter;
@@ -366,15 +465,15 @@ export class DeviceSession extends DurableObject<Env> {
         s.spent = inGrace;
       } else {
         // Rotated away more than 10 s ago: someone else holds (or held) this session's tokens.
-        const ended = this.endResult(s, input.now);
-        await this.wipe();
-        return { ok: false, code: "refresh_token_reused", ended: true, revoked: ended.revoked };
+        const ended = await this.endOwing(s, input.now);
+        return { ok: false, code: "refresh_token_reused", ended: true, revoked: ended.revoked, owed: ended.owed };
       }
       s.lastSeenAt = input.now;
       const jtis = [...s.jtis.filter((j) => live(j, input.now)), input.access];
       const keep = rotates ? MAX_LIVE_JTIS : MAX_LIVE_JTIS_IN_GRACE;
       const revoked = jtis.splice(0, Math.max(0, jtis.length - keep));
       s.jtis = jtis;
+      await this.owe(revoked);
       const reindex = input.now - (s.indexedAt ?? 0) >= INDEX_EVERY_MS;
       if (reindex) s.indexedAt = input.now;
       await this.write(s);
@@ -386,6 +485,7 @@ export class DeviceSession extends DurableObject<Env> {
         reindex,
         revoked,
         authn: s.authn ?? { amr: [], authTime: Math.floor(s.createdAt / 1000) },
+        owed: this.owedNow(),
       };
     });
   }
@@ -421,10 +521,9 @@ export class DeviceSession extends DurableObject<Env> {
   end(input: { now: number; sid?: string }): Promise<EndResult> {
     return this.serial(async () => {
       const s = this.read();
-      if (!s || (input.sid && s.sid !== input.sid)) return { ended: false, sid: null, revoked: [] };
-      const result = this.endResult(s, input.now);
-      await this.wipe();
-      return result;
+      if (!s || (input.sid && s.sid !== input.sid))
+        return { ended: false, sid: null, revoked: [], owed: this.owedNow() };
+      return this.endOwing(s, input.now);
     });
   }
 
@@ -488,7 +587,10 @@ export class DeviceSession extends DurableObject<Env> {
 
   /** Runs when the session expires: removes everything it kept. */
   override async alarm(): Promise<void> {
+    const box = this.outbox();
+    if (box) await this.deliverOutbox(box, Date.now());
     const s = this.read();
+    if (this.outbox()) return; // retrying later; the session's own expiry is checked then too
     if (s && Date.now() < s.expiresAt) {
       await this.ctx.storage.setAlarm(s.expiresAt);
       this.alarmAt = s.expiresAt;
@@ -509,7 +611,15 @@ export class DeviceSession extends DurableObject<Env> {
     return s.user;
   }
 
-  private endResult(s: SessionState, now: number): EndResult {
+  private endResult(s: SessionState, now: number): Omit<EndResult, "owed"> {
     return { ended: true, sid: s.sid, revoked: s.jtis.filter((j) => live(j, now)) };
+  }
+
+  /** Ends the session, recording what its end obliges (its live tokens, its index row) in the outbox. */
+  private async endOwing(s: SessionState, now: number): Promise<EndResult> {
+    const result = this.endResult(s, now);
+    await this.owe(result.revoked, { userId: s.userId, deviceId: s.deviceId, sid: s.sid });
+    await this.wipe();
+    return { ...result, owed: this.owedNow() };
   }
 }
