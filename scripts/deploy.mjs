@@ -41,7 +41,7 @@ const USAGE =
 const REMOTE_TIMEOUT_MS = 120_000;
 
 /**
- * The passkey settings as src/config.ts checks them (api.md §12): WEBAUTHN_RP_ID a host name;
+ * The passkey settings as src/config.ts checks them (docs/api.md §12): WEBAUTHN_RP_ID a host name;
  * each of WEBAUTHN_ORIGINS an https origin on it or a subdomain (http only for localhost), or
  * android:apk-key-hash:<hash>. Unset RP ID: passkeys are off (a warning).
  */
@@ -461,7 +461,7 @@ export function secretRules(config, secretNames = []) {
     required.push(["NOTIFY_WEBHOOK_SECRET", "required because NOTIFY_WEBHOOK_URL is set"]);
   }
   const recommended = [
-    ["PASSWORD_PEPPER", "recommended: without it a stolen D1 database can be attacked offline (README, Passwords)"],
+    ["PASSWORD_PEPPER", "recommended: without it a stolen D1 database can be attacked offline (docs/security.md, Passwords)"],
   ];
   return { required, recommended };
 }

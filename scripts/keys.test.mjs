@@ -1,4 +1,4 @@
-// Tests of `npm run keys`: the steps of a signing-key rotation (README, "Signing keys").
+// Tests of `npm run keys`: the steps of a signing-key rotation (docs/operations.md, "Signing keys").
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

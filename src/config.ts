@@ -58,7 +58,7 @@ const optionalText = z
 
 const schema = z.object({
   ISSUER: z.url({ error: "must be a URL" }),
-  // The `aud` of access tokens (api.md §2): one audience or a comma-separated list; default: the ISSUER.
+  // The `aud` of access tokens (docs/api.md §2): one audience or a comma-separated list; default: the ISSUER.
   TOKEN_AUDIENCE: z
     .string()
     .optional()
@@ -93,7 +93,7 @@ const schema = z.object({
     .optional()
     .transform((v) => (v === "" ? undefined : v))
     .pipe(z.url({ error: "must be a URL" }).optional()),
-  // Receivers check X-Signature with it (api.md §8): a short one could be guessed offline from one post.
+  // Receivers check X-Signature with it (docs/api.md §8): a short one could be guessed offline from one post.
   NOTIFY_WEBHOOK_SECRET: z
     .string()
     .optional()
@@ -122,7 +122,7 @@ const schema = z.object({
 });
 
 export type Config = z.output<typeof schema> & {
-  /** Passkey settings (api.md §12), or null when WEBAUTHN_RP_ID is not set (passkeys are off). */
+  /** Passkey settings (docs/api.md §12), or null when WEBAUTHN_RP_ID is not set (passkeys are off). */
   webauthn: WebAuthnConfig | null;
 };
 

@@ -25,7 +25,7 @@ export interface Env {
   NOTIFY_WEBHOOK_URL?: string;
   NOTIFY_WEBHOOK_SECRET?: string;
   TURNSTILE_SECRET?: string;
-  /** Passkeys (api.md §12): the relying party id (a host name), its display name, and the allowed origins (comma-separated). */
+  /** Passkeys (docs/api.md §12): the relying party id (a host name), its display name, and the allowed origins (comma-separated). */
   WEBAUTHN_RP_ID?: string;
   WEBAUTHN_RP_NAME?: string;
   WEBAUTHN_ORIGINS?: string;

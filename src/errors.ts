@@ -1,5 +1,5 @@
 /**
- * The error codes of the API contract (api.md §1–§10) and their HTTP status, in one table.
+ * The error codes of the API contract (docs/api.md §1–§10) and their HTTP status, in one table.
  * Services throw `ApiError`; the app's single onError turns it into the wire shape.
  */
 export const ERRORS = {
@@ -80,7 +80,7 @@ export class ApiError extends Error {
   }
 }
 
-/** The wire shape of every error (api.md §1). */
+/** The wire shape of every error (docs/api.md §1). */
 export function errorBody(code: ErrorCode, message?: string, fields?: Record<string, string>) {
   const error: { code: ErrorCode; message: string; fields?: Record<string, string> } = {
     code,

@@ -45,11 +45,11 @@ async function scheduledCleanup(env: Env, now: number): Promise<CleanupReport | 
 export type VerifyResult = { ok: true; claims: Record<string, unknown> } | { ok: false; code: string; message: string };
 
 /**
- * The RPC entrypoint for other Workers and Pages (api.md §7): verify tokens and read users
+ * The RPC entrypoint for other Workers and Pages (docs/api.md §7): verify tokens and read users
  * without a network hop, or forward HTTP requests to the API.
  */
 export class AuthService extends WorkerEntrypoint<Env> {
-  /** Verifies an access token with the checks and codes of api.md §2. */
+  /** Verifies an access token with the checks and codes of docs/api.md §2. */
   async verify(token: string, options?: (AuthOptions & { realm?: string }) | null): Promise<VerifyResult> {
     options ??= {};
     try {

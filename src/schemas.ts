@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 
-/** Emails are trimmed and lower-cased (api.md §1). */
+/** Emails are trimmed and lower-cased (docs/api.md §1). */
 export const Email = z
   .string()
   .trim()
@@ -9,7 +9,7 @@ export const Email = z
   .pipe(z.email({ error: "must be an email address" }))
   .openapi({ example: "ada@example.com", format: "email" });
 
-/** An ISO-8601 UTC timestamp in a response (api.md §1). */
+/** An ISO-8601 UTC timestamp in a response (docs/api.md §1). */
 export const Timestamp = z.string().openapi({ format: "date-time", example: "2026-01-31T12:00:00.000Z" });
 
 /** An email address in a response (trimmed and lower-cased when it was stored). */
@@ -50,7 +50,7 @@ export const Description = z.string().trim().max(200);
 export const EmailEntrySchema = z.object({
   email: EmailOut,
   current: z.boolean(),
-  verified: z.boolean().openapi({ description: "A code sent to this address was accepted (api.md §11)" }),
+  verified: z.boolean().openapi({ description: "A code sent to this address was accepted (docs/api.md §11)" }),
   added_at: Timestamp,
 });
 

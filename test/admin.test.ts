@@ -312,7 +312,7 @@ describe("domain authority tokens", () => {
     expect(created.status).toBe(201);
     expect(created.body.domain).toBe("acme.test");
     const authority = created.body.token as string;
-    // Its own typ and audience (api.md §2): never an access token to a standard resource server.
+    // Its own typ and audience (docs/api.md §2): never an access token to a standard resource server.
     expect(JSON.parse(atob((authority.split(".")[0] as string).replace(/-/g, "+").replace(/_/g, "/"))).typ).toBe(
       "authority+jwt",
     );
@@ -422,7 +422,7 @@ describe("realms", () => {
     const r = await realmWithAdmin();
     const denied = await api("GET", r.p("/v1/realms"), { token: r.token });
     expect(denied.status).toBe(403);
-    // Without a token the answer is about the token, in any realm (api.md §2).
+    // Without a token the answer is about the token, in any realm (docs/api.md §2).
     const anonymous = await api("GET", r.p("/v1/realms"));
     expect({ status: anonymous.status, code: anonymous.body.error.code }).toEqual({
       status: 401,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { api, createRealm, login, PASSWORD, signUp, uniqueEmail } from "./helpers";
 
-/** Asserts the one error shape of api.md §1 and returns the error. */
+/** Asserts the one error shape of docs/api.md §1 and returns the error. */
 function expectError(res: { status: number; body: any; headers: Headers }, status: number, code: string) {
   expect({ status: res.status, code: res.body?.error?.code }).toEqual({ status, code });
   expect(Object.keys(res.body)).toEqual(["error"]);

@@ -7,7 +7,7 @@
 // random and huge Authorization / X-Request-Id headers, garbage in path and query, realm prefixes.
 //
 // Properties of every answer: never a 5xx; every non-2xx answer has exactly the error shape of
-// api.md §1 with a known code and its status; every answer has a sane X-Request-Id; a rejected
+// docs/api.md §1 with a known code and its status; every answer has a sane X-Request-Id; a rejected
 // request writes nothing to D1 (row counts and rowid sums of every table, before and after,
 // with the documented exceptions below); Object.prototype is never polluted.
 //
@@ -169,7 +169,7 @@ async function snapshot(): Promise<Record<string, string>> {
  * Tables a rejected request may legitimately change:
  * - 401/403/429: a failed attempt is recorded (audit trail, login throttle).
  * - invalid_code: a failed reset attempt is audited (reset_failed) and counted against the
- *   account's daily failures (code_counters, api.md §16).
+ *   account's daily failures (code_counters, docs/api.md §16).
  * - refresh_token_reused: theft detection ends the session, which removes its device index row.
  */
 function mayChange(status: number, code: string | undefined): Set<string> {
@@ -210,7 +210,7 @@ function checkAnswer(plan: Plan, res: Answer): string | undefined {
 
   if (res.status >= 200 && res.status < 300) return undefined;
   if (plan.method === "HEAD") return undefined; // no body to check
-  // api.md §1: exactly {error: {code, message, fields?}}.
+  // docs/api.md §1: exactly {error: {code, message, fields?}}.
   const body = res.json as { error?: { code?: unknown; message?: unknown; fields?: unknown } } | undefined;
   expect(res.headers.get("Content-Type") ?? "").toMatch(/^application\/json/);
   expect(body && typeof body === "object" && !Array.isArray(body)).toBe(true);

@@ -409,7 +409,7 @@ describe("GET /v1/audit", () => {
     const adminId = admin.user.id as string;
     const email = uniqueEmail("audited.example");
     const { user } = await newSession({ email });
-    // An authority token manages only users whose address is verified (api.md §6).
+    // An authority token manages only users whose address is verified (docs/api.md §6).
     await env.DB.prepare("UPDATE user_emails SET verified_at = ? WHERE user_id = ?")
       .bind(new Date().toISOString(), user.id)
       .run();

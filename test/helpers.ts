@@ -116,7 +116,7 @@ export async function signTestToken(
     .sign(key);
 }
 
-/** The header `typ` the worker puts on a kind of token (api.md §2); `JWT` for anything else. */
+/** The header `typ` the worker puts on a kind of token (docs/api.md §2); `JWT` for anything else. */
 export const typOf = (type: unknown): string =>
   type === "access" ? "at+jwt" : type === "public" ? "public+jwt" : type === "authority" ? "authority+jwt" : "JWT";
 

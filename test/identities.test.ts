@@ -22,7 +22,7 @@ import {
   withPrefix,
 } from "./helpers";
 
-// Proven identities (api.md §4, §6, §11): every address the registry acts on is one a code proved.
+// Proven identities (docs/api.md §4, §6, §11): every address the registry acts on is one a code proved.
 
 afterEach(() => {
   vi.useRealTimers();
@@ -200,7 +200,7 @@ describe("phone numbers are proven before they are attached (the pre-hijack)", (
   });
 });
 
-describe("the bootstrap admin seat (api.md §6)", () => {
+describe("the bootstrap admin seat (docs/api.md §6)", () => {
   it("an unverified bootstrap address is an ordinary user, even in a closed realm with approval", async () => {
     const r = await freshRealm({ registration: "closed", approval_required: true });
     const { result: made, code } = await withMailedCode("root@admin.test", () =>
@@ -296,7 +296,7 @@ async function signUpVerifiedExisting(email: string, prefix: string, clock?: { a
   }
 }
 
-describe("verification codes (api.md §11)", () => {
+describe("verification codes (docs/api.md §11)", () => {
   it("sign-up mails an 8-digit code; a wrong one is refused, the right one proves the address once", async () => {
     const email = uniqueEmail();
     const { result: user, code } = await withMailedCode(email, () => signUp(email));

@@ -242,7 +242,7 @@ describe("GET /openapi.json", () => {
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
   });
 
-  it("lists the routes of api.md with their methods", () => {
+  it("lists the routes of docs/api.md with their methods", () => {
     for (const [path, methods] of Object.entries(EXPECTED_PATHS)) {
       expect(doc.paths, path).toHaveProperty([path]);
       for (const m of methods) expect(doc.paths[path], `${m} ${path}`).toHaveProperty([m]);
@@ -358,7 +358,7 @@ describe("GET /openapi.json", () => {
   });
 });
 
-describe("discovery metadata (api.md §14)", () => {
+describe("discovery metadata (docs/api.md §14)", () => {
   for (const path of ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"]) {
     it(`${path}: issuer equal to iss, jwks_uri, only true fields, cacheable`, async () => {
       const res = await api("GET", path);

@@ -158,7 +158,7 @@ describe("notifier: signed webhook", () => {
     const { "x-webhook-id": _, ...noId } = headers;
     expect(await webhookReceiver(SECRET).accept(noId, body)).toBe("malformed");
     // Each post has its own id. (A second post to another account: v1.1 sends one reset code per
-    // account a minute, api.md §16.)
+    // account a minute, docs/api.md §16.)
     const other = uniqueEmail();
     await signUp(other);
     await apiWithEnv(WEBHOOK, "POST", "/v1/users/reset", { body: { email: other } });

@@ -118,7 +118,7 @@ describe("POST /v1/users/reset", () => {
     expect(byEmail?.n).toBe(0);
   });
 
-  // v1.1 (api.md §16): within 60 s of a send, a new request keeps the pending code (and sends nothing).
+  // v1.1 (docs/api.md §16): within 60 s of a send, a new request keeps the pending code (and sends nothing).
   it("replaces the previous code with a new request made 60 s after it", async () => {
     const clock = frozenClock();
     const email = uniqueEmail();

@@ -1,4 +1,4 @@
-// AuthService (api.md §7), reached the way a Pages project or another Worker reaches it: a second
+// AuthService (docs/api.md §7), reached the way a Pages project or another Worker reaches it: a second
 // worker ("consumer", test/workers/consumer.js) bound to the AuthService entrypoint through a real
 // service binding. Nothing here calls the class directly.
 import { env } from "cloudflare:workers";
@@ -121,7 +121,7 @@ describe("AuthService.verify over the service binding", () => {
   });
 });
 
-describe("AuthService.verify with strict: the account as it is now (api.md §16)", () => {
+describe("AuthService.verify with strict: the account as it is now (docs/api.md §16)", () => {
   it("a user disabled in D1 is account_disabled with strict (as HTTP /me says), pending is account_pending", async () => {
     const { pair, user } = await newSession();
     expect(await verifyRpc(pair.access_token, { strict: true })).toMatchObject({ ok: true });

@@ -1,4 +1,4 @@
-// Device sessions (api.md §2, §3): public tokens, login, refresh rotation with a 10 s grace and
+// Device sessions (docs/api.md §2, §3): public tokens, login, refresh rotation with a 10 s grace and
 // reuse detection, logout, devices. Every test makes its own users and devices.
 import { env } from "cloudflare:workers";
 import fc from "fast-check";

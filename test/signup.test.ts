@@ -39,7 +39,7 @@ async function legacyHash(password: string, iterations: number): Promise<string>
 }
 
 describe("sign-up", () => {
-  it("returns 201 and the User of api.md §4", async () => {
+  it("returns 201 and the User of docs/api.md §4", async () => {
     const email = uniqueEmail();
     const res = await api("POST", "/v1/users", {
       body: {

@@ -377,7 +377,7 @@ describe("JWKS and the tokens login mints", () => {
     expect(header.kid).toBe("test-1");
   });
 
-  it("the access token carries the claims of api.md §2", async () => {
+  it("the access token carries the claims of docs/api.md §2", async () => {
     const before = Math.floor(Date.now() / 1000);
     const email = uniqueEmail();
     const user = await signUp(email, { full_name: "Claims Person" });
@@ -398,10 +398,10 @@ describe("JWKS and the tokens login mints", () => {
       fresh: true,
       roles: ["user"],
       email,
-      // v1.1 (api.md §2, §11): whether that email was proven; a fresh sign-up's is not.
+      // v1.1 (docs/api.md §2, §11): whether that email was proven; a fresh sign-up's is not.
       email_verified: false,
       name: "Claims Person",
-      // v1.1 (api.md §2, §12): how and when the credentials were checked.
+      // v1.1 (docs/api.md §2, §12): how and when the credentials were checked.
       amr: ["pwd"],
       auth_time: c.iat,
     });

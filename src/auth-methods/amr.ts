@@ -1,5 +1,5 @@
 /**
- * RFC 8176 authentication method references as api.md §12 uses them: `pwd` password, `sms` phone
+ * RFC 8176 authentication method references as docs/api.md §12 uses them: `pwd` password, `sms` phone
  * code, `otp` authenticator app, `kba` recovery code, `hwk` passkey, and `mfa` when two
  * independent factors were checked (a passkey with user verification counts as two).
  */

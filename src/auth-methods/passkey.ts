@@ -26,7 +26,7 @@ import {
 import { findUserById, type UserRecord } from "../storage/users";
 import { iso } from "../time";
 
-/** The Passkey of api.md §12. */
+/** The Passkey of docs/api.md §12. */
 export const toPasskey = (p: PasskeyRow) => ({
   id: p.id,
   name: p.name,
@@ -144,7 +144,7 @@ export type PasskeyLogin =
   | { ok: false; reason: PasskeyLoginFailure; userId: string | null; passkeyId: string | null; detail?: string };
 
 /**
- * Checks a discoverable-credential assertion (api.md §12): the credential must be known in this
+ * Checks a discoverable-credential assertion (docs/api.md §12): the credential must be known in this
  * realm and its user handle that credential's user; the library checks the challenge (spent here
  * on first use), origin, RP ID and signature. User verification is required when the account has
  * TOTP on, since the passkey then stands in for both factors. A signature counter that did not

@@ -8,7 +8,7 @@ const JWT_ALG = "ES256";
 export type TokenType = "access" | "public" | "authority";
 
 /**
- * The JWS `typ` of each kind (api.md §2): RFC 9068's `at+jwt` for access tokens and a type of
+ * The JWS `typ` of each kind (docs/api.md §2): RFC 9068's `at+jwt` for access tokens and a type of
  * their own for the others, so a resource server that checks `typ` (or `aud`) the standard way
  * never takes a public or authority token for a login.
  */
@@ -17,7 +17,7 @@ export const TOKEN_TYP = { access: "at+jwt", public: "public+jwt", authority: "a
 /** The audience of authority tokens: never one a resource server accepts as a login. */
 export const authorityAudience = (issuer: string) => `${issuer}/authority`;
 
-/** Claims common to every token this service signs (api.md §2). */
+/** Claims common to every token this service signs (docs/api.md §2). */
 export interface BaseClaims {
   iss: string;
   realm: string;
@@ -42,10 +42,10 @@ export interface AccessClaims extends BaseClaims {
   fresh: boolean;
   roles: string[];
   email: string | null;
-  /** Whether `email` was proven (api.md §11). */
+  /** Whether `email` was proven (docs/api.md §11). */
   email_verified: boolean;
   name: string | null;
-  /** RFC 8176 methods of the login behind this token (api.md §12). */
+  /** RFC 8176 methods of the login behind this token (docs/api.md §12). */
   amr?: string[];
 }
 

@@ -30,7 +30,7 @@ export function randomString(length: number, alphabet = ALNUM): string {
 /** A numeric code of `digits` digits, uniformly distributed (leading zeros kept). */
 export const randomDigits = (digits: number): string => randomString(digits, "0123456789");
 
-/** A device id: 32 characters of [A-Za-z0-9] (api.md §1). */
+/** A device id: 32 characters of [A-Za-z0-9] (docs/api.md §1). */
 export const newDeviceId = (): string => randomString(32);
 
 /** A sortable, unique id: 12 hex digits of milliseconds, then 80 random bits. */

@@ -6,7 +6,7 @@ import { tooMany } from "../errors";
 
 type Limiter = "RL_SIGNUP" | "RL_LOGIN" | "RL_OTP" | "RL_RESET";
 
-/** Which routes each per-IP limiter guards (api.md §10). Paths are as routed (realm prefix removed). */
+/** Which routes each per-IP limiter guards (docs/api.md §10). Paths are as routed (realm prefix removed). */
 export const IP_LIMITS: [method: "POST" | "PUT", path: string, limiter: Limiter][] = [
   ["POST", "/v1/users", "RL_SIGNUP"],
   ["POST", "/v1/tokens", "RL_LOGIN"],

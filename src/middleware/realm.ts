@@ -5,7 +5,7 @@ import { ApiError } from "../errors";
 import { getDb } from "../storage/db";
 import { findRealm, REALM_ID } from "../storage/realms";
 
-/** `/v1/realms/{realm}/<rest>` is `/v1/<rest>` in that realm (api.md §1). */
+/** `/v1/realms/{realm}/<rest>` is `/v1/<rest>` in that realm (docs/api.md §1). */
 const REALM_PREFIX = /^\/v1\/realms\/([^/]+)(\/.+)$/;
 
 /** The path the router sees: the realm prefix removed. */
@@ -33,7 +33,7 @@ const KNOWN_MS = 10_000;
 /**
  * Sets `realm`; an unknown realm is 404 realm_not_found. The realm is read from the path as the
  * router decodes it (Hono's getPath), never from the raw URL: otherwise `/v1/%72ealms/b/...` would
- * be routed as realm b's route while judged as realm `default` (api.md §16).
+ * be routed as realm b's route while judged as realm `default` (docs/api.md §16).
  */
 export const realmContext: MiddlewareHandler<AppEnv> = async (c, next) => {
   const realm = realmOf(getPath(c.req.raw));

@@ -73,7 +73,7 @@ function logRequest(c: Context<AppEnv>, started: number): void {
 }
 
 /**
- * JSON bodies (api.md §1): non-JSON content type 415, more than 16 KiB 413 (counted while
+ * JSON bodies (docs/api.md §1): non-JSON content type 415, more than 16 KiB 413 (counted while
  * streaming, so a missing or lying Content-Length does not help), unparsable 400 invalid_json.
  * The parsed body is cached on the request for the route's validator. An empty body reads as {}.
  * Only for a route that exists: an unknown path is 404 and a wrong method 405, whatever the body.

@@ -46,7 +46,7 @@ const refuseCredentialFields: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
 };
 
-/** Account management (api.md §4): profile edits, email and password changes, deletion, reset codes. */
+/** Account management (docs/api.md §4): profile edits, email and password changes, deletion, reset codes. */
 export const account = new OpenAPIHono<AppEnv>()
   .openapi(
     route({

@@ -44,7 +44,7 @@ function statusRoute(action: "activate" | "deactivate", status: "active" | "disa
   return [definition, handler] as const;
 }
 
-/** Administration of users (api.md §6): listing, approval, deactivation, roles. */
+/** Administration of users (docs/api.md §6): listing, approval, deactivation, roles. */
 export const admin = new OpenAPIHono<AppEnv>()
   .openapi(
     route({

@@ -40,7 +40,7 @@ const AuditEventSchema = z
   })
   .openapi("AuditEvent");
 
-/** The audit trail (api.md §15), for the realm's admins. */
+/** The audit trail (docs/api.md §15), for the realm's admins. */
 export const auditTrail = new OpenAPIHono<AppEnv>().openapi(
   route({
     method: "get",

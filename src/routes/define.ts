@@ -44,7 +44,7 @@ const header = (description: string, format?: string) => ({
   schema: { type: "string" as const, ...(format ? { format } : {}) },
 });
 
-/** Response headers (api.md §1, §2, §10). */
+/** Response headers (docs/api.md §1, §2, §10). */
 export const HEADERS = {
   "X-Request-Id": header("The caller's request id when it sent a sane one, else a new one"),
   "X-D1-Bookmark": header(

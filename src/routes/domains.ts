@@ -20,7 +20,7 @@ const AuthorityTokenSchema = z
   .object({ id: z.string(), token: z.string(), domain: z.string(), expires_at: Timestamp })
   .openapi("AuthorityToken");
 
-/** Domain rules (api.md §6). Changing a rule never touches existing users. */
+/** Domain rules (docs/api.md §6). Changing a rule never touches existing users. */
 export const domains = new OpenAPIHono<AppEnv>()
   .openapi(
     route({

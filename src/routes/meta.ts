@@ -30,7 +30,7 @@ const MetadataSchema = z
   .openapi("ServerMetadata");
 
 /**
- * Discovery metadata (api.md §14): the same few fields under both names, and only fields that are
+ * Discovery metadata (docs/api.md §14): the same few fields under both names, and only fields that are
  * true of this service. It has no OAuth authorization or token endpoint (logins are JSON calls of
  * its own), so none is claimed; libraries that start from an issuer URL need `issuer` and `jwks_uri`.
  */

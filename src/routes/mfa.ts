@@ -9,7 +9,7 @@ import { bearerAuth, json, jsonBody, route } from "./define";
 
 const fresh = auth({ fresh: true });
 
-/** The authenticator app of the signed-in user (api.md §12). Every change needs a fresh token. */
+/** The authenticator app of the signed-in user (docs/api.md §12). Every change needs a fresh token. */
 export const mfa = new OpenAPIHono<AppEnv>()
   .openapi(
     route({

@@ -3,8 +3,8 @@ import { z } from "@hono/zod-openapi";
 import { REALM_ID } from "../storage/realms";
 import { errorResponse, HEADERS, responseHeaders } from "./define";
 
-// The OpenAPI 3.1 document (api.md §9), from the route definitions, plus what they cannot say:
-// the realm-prefixed copy of every /v1 path (api.md §1), the servers, and the notifier's posts.
+// The OpenAPI 3.1 document (docs/api.md §9), from the route definitions, plus what they cannot say:
+// the realm-prefixed copy of every /v1 path (docs/api.md §1), the servers, and the notifier's posts.
 
 type Doc = ReturnType<OpenAPIHono["getOpenAPI31Document"]>;
 type Operation = Record<string, unknown> & {
@@ -36,7 +36,7 @@ const Webhook = z
   })
   .openapi("Notification");
 
-/** Registers the response headers route() refers to, and the notifier's webhook (api.md §8). */
+/** Registers the response headers route() refers to, and the notifier's webhook (docs/api.md §8). */
 export function registerDocumentParts(app: Pick<OpenAPIHono, "openAPIRegistry">) {
   for (const [name, header] of Object.entries(HEADERS)) {
     app.openAPIRegistry.registerComponent("headers", name, header);

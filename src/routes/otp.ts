@@ -9,7 +9,7 @@ import { resolveDeviceId } from "../services/sessions";
 import { json, jsonBody, optionalAuth, route } from "./define";
 import { publicTokenDevice } from "./tokens";
 
-/** Phone-number login with one-time codes (api.md §5). */
+/** Phone-number login with one-time codes (docs/api.md §5). */
 export const otp = new OpenAPIHono<AppEnv>()
   .openapi(
     route({

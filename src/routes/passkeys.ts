@@ -27,7 +27,7 @@ import { publicTokenDevice } from "./tokens";
 const fresh = auth({ fresh: true });
 const EmptyBody = z.object({}).openapi("Empty");
 
-/** Passkeys (WebAuthn, api.md §12): managing one's own, and signing in with one. */
+/** Passkeys (WebAuthn, docs/api.md §12): managing one's own, and signing in with one. */
 export const passkeys = new OpenAPIHono<AppEnv>()
   .openapi(
     route({

@@ -55,7 +55,7 @@ const toRealm = (r: RealmRow) => ({
   updated_at: r.updatedAt,
 });
 
-/** Only admins of realm `default` create realms and change their settings (api.md §6). */
+/** Only admins of realm `default` create realms and change their settings (docs/api.md §6). */
 const defaultRealmOnly: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (c.get("realm") !== "default") throw new ApiError("forbidden", "Only admins of realm default manage realms");
   await next();

@@ -11,7 +11,7 @@ import { confirmVerification, requestVerification } from "../services/verificati
 import { bearerAuth, json, jsonBody, optionalAuth, route } from "./define";
 import { publicTokenDevice } from "./tokens";
 
-/** Verified emails (api.md §11): resending a code, proving an address, completing a pending change. */
+/** Verified emails (docs/api.md §11): resending a code, proving an address, completing a pending change. */
 export const verification = new OpenAPIHono<AppEnv>()
   .openapi(
     route({
@@ -82,7 +82,7 @@ export const verification = new OpenAPIHono<AppEnv>()
       tags: ["account"],
       summary: "Complete a pending email change with the code sent to the new address",
       description:
-        "For realms that require verification (api.md §4): the pending address becomes current and verified. No pending change, or a wrong, used or expired code: 400 invalid_code.",
+        "For realms that require verification (docs/api.md §4): the pending address becomes current and verified. No pending change, or a wrong, used or expired code: 400 invalid_code.",
       security: bearerAuth,
       middleware: [auth()] as const,
       request: jsonBody(EmailVerifyBody),

@@ -49,11 +49,11 @@ import {
   verificationRequired,
 } from "./verification";
 
-/** Reset codes: 8 digits, valid 15 minutes (api.md §4). */
+/** Reset codes: 8 digits, valid 15 minutes (docs/api.md §4). */
 const RESET_CODE_DIGITS = 8;
 const RESET_TTL_MS = 15 * 60 * 1000;
 /**
- * Reset-code limits per account (api.md §16): a new code at most every 60 s (a pending one is not
+ * Reset-code limits per account (docs/api.md §16): a new code at most every 60 s (a pending one is not
  * replaced meanwhile), at most 10 sent a UTC day, and at most 10 failed tries a day across all its
  * codes. Together: at most 10 guesses a day at an 8-digit code, and at most 10 emails.
  */
@@ -138,7 +138,7 @@ export type EmailChangeResult =
   | { kind: "pending"; user: UserRecord; pending_email: string; expires_in: number };
 
 /**
- * PUT /v1/users/me/email (api.md §4): the new email is appended to the history (or, when this
+ * PUT /v1/users/me/email (docs/api.md §4): the new email is appended to the history (or, when this
  * user held it before, made current again without a second row, keeping its `verified`). Another
  * user's current email is 409 email_in_use; the unique index users_realm_email decides concurrent
  * claims. A new address starts unverified and is sent a code. In a realm that requires
@@ -259,7 +259,7 @@ export async function changePassword(
  * The rows go first (emails and the device index cascade; codes are deleted), so the email may
  * register again; then every session ends (a session missed there finds no account at its next
  * refresh or strict check). The realm's last admin cannot be deleted
- * (409 last_admin, as for role changes in api.md §6).
+ * (409 last_admin, as for role changes in docs/api.md §6).
  */
 export async function deleteUser(
   deps: Deps,
@@ -343,7 +343,7 @@ async function issueResetCode(
 }
 
 /**
- * POST /v1/users/reset (api.md §4, §8). Always the same answer, and about the same work, whether
+ * POST /v1/users/reset (docs/api.md §4, §8). Always the same answer, and about the same work, whether
  * or not the email has an account: the lookup, a code drawn and hashed, and one D1 write.
  *
  * Delivery choice: the message is sent after the response (deps.defer). Sending it inline would
@@ -351,7 +351,7 @@ async function issueResetCode(
  * tell that the email exists; no-enumeration is the stronger promise, so a failed delivery is
  * logged (without the code or address) and the caller still gets 202. Only a production worker
  * with no delivery channel at all answers 503 delivery_unavailable, for every email alike,
- * which reveals nothing. The interval and daily cap of reset codes (api.md §16) do not change
+ * which reveals nothing. The interval and daily cap of reset codes (docs/api.md §16) do not change
  * the answer either: a refused send is still 202 {}, and simply sends nothing.
  */
 export async function requestReset(
@@ -406,7 +406,7 @@ export async function completeReset(
   if (!(await consumeCode(deps.db, ref, codeHash))) return { ok: false, userId: user.id, reason: "raced" };
   const passwordHash = await hashPassword(input.password, deps.config.PASSWORD_PEPPER);
   const at = iso(deps.now);
-  // sessions_valid_after: also a session the device index lost ends at its next refresh (api.md §16).
+  // sessions_valid_after: also a session the device index lost ends at its next refresh (docs/api.md §16).
   await deps.db
     .update(users)
     .set({ passwordHash, updatedAt: at, passwordChangedAt: at, sessionsValidAfter: at })

@@ -25,7 +25,7 @@ const emailDomain = (email: string | null) => (email ? email.slice(email.lastInd
 
 /**
  * An authority may act only on users whose current email is in its domain (exactly that domain)
- * and verified (an unproven address there could be anyone's), and never on an admin (api.md §6).
+ * and verified (an unproven address there could be anyone's), and never on an admin (docs/api.md §6).
  */
 function assertMayManage(principal: Principal, user: UserRecord): void {
   if (principal.kind !== "authority") return;
@@ -135,7 +135,7 @@ export async function setStatus(
   const updatedAt = iso(deps.now);
   const rows = await deps.db
     .update(users)
-    // Deactivation marks every session begun before now as over (api.md §16), listed or not.
+    // Deactivation marks every session begun before now as over (docs/api.md §16), listed or not.
     .set(status === "disabled" ? { status, updatedAt, sessionsValidAfter: updatedAt } : { status, updatedAt })
     .where(
       and(

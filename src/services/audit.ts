@@ -6,7 +6,7 @@ import { badCursor, decodeCursor, encodeCursor } from "./cursor";
 import type { Deps } from "./deps";
 
 /**
- * Who acted (api.md §15): a signed-in user (`id` their user id), an admin of the realm, an
+ * Who acted (docs/api.md §15): a signed-in user (`id` their user id), an admin of the realm, an
  * authority token's holder (`id` the token's id), or the service itself. A request without any
  * token is a `user` whose `id` is the account only once a credential proved it (a login, a
  * completed reset), else null: a failed login names the account in `user_id`, never as its actor.

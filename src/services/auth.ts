@@ -12,24 +12,24 @@ import { sessionStub } from "./sessions";
 
 export interface AuthOptions {
   /**
-   * Ask the device's Durable Object too: authoritative and immediate (api.md §2); and read the
-   * account, so its current status, roles and sessions_valid_after decide (api.md §16).
+   * Ask the device's Durable Object too: authoritative and immediate (docs/api.md §2); and read the
+   * account, so its current status, roles and sessions_valid_after decide (docs/api.md §16).
    */
   strict?: boolean;
   /** Require a token minted by a credential check, not by refresh. */
   fresh?: boolean;
   /** Require every one of these roles (as the token states them; with `strict`, as the account has them now). */
   roles?: string[];
-  /** Require a login that checked two factors (`mfa` in `amr`, api.md §12): 403 mfa_required otherwise. */
+  /** Require a login that checked two factors (`mfa` in `amr`, docs/api.md §12): 403 mfa_required otherwise. */
   mfa?: boolean;
 }
 
 /**
  * Verifies an access token for a realm: signature and claims, the KV blacklist, and with
- * `strict` the device's session. Throws ApiError with the codes of api.md §2.
+ * `strict` the device's session. Throws ApiError with the codes of docs/api.md §2.
  *
  * With `strict`, the account is read from D1 as well: a token of a user deleted, disabled or
- * pending meanwhile gets the 403 of api.md §2, and `roles` is judged by the account's current
+ * pending meanwhile gets the 403 of docs/api.md §2, and `roles` is judged by the account's current
  * roles (a demoted admin fails at once). Without it, roles are the token's (up to its lifetime).
  *
  * Per isolate, the signature check is remembered per token string (crypto/jwt.ts; expiry is
@@ -64,7 +64,7 @@ export async function verifyAccess(
     });
     if (verdict !== "ok") throw new ApiError(verdict);
     if (await blacklisted) throw new ApiError("token_revoked");
-    // The same 403s as the HTTP routes give a token whose account is gone or locked (api.md §2).
+    // The same 403s as the HTTP routes give a token whose account is gone or locked (docs/api.md §2).
     if (!user) throw new ApiError("user_not_found");
     if (user.status === "disabled") throw new ApiError("account_disabled");
     if (user.status === "pending") throw new ApiError("account_pending");
@@ -90,7 +90,7 @@ export const mfaForbidden = () =>
   new ApiError("mfa_required", "This needs a login with a second factor", { status: 403 });
 
 /**
- * The realm's `admin_mfa_required` (api.md §12): an admin whose login checked one factor may not
+ * The realm's `admin_mfa_required` (docs/api.md §12): an admin whose login checked one factor may not
  * act as an admin there (403 mfa_required). Asked only once the caller is known to be an admin.
  */
 export async function assertAdminMfa(deps: Deps, realm: string, amr: string[] | undefined): Promise<void> {

@@ -6,7 +6,7 @@ import { authorityTokens } from "../storage/schema";
 import { iso } from "../time";
 import type { Deps } from "./deps";
 
-/** Mints a domain authority token (api.md §6). It is returned once; only its SHA-256 is stored. */
+/** Mints a domain authority token (docs/api.md §6). It is returned once; only its SHA-256 is stored. */
 export async function createAuthorityToken(
   deps: Deps,
   realm: string,

@@ -5,7 +5,7 @@ import type { Deps } from "./deps";
 const SITEVERIFY_URL = "https://challenges.cloudflare.com/turnstile/v0/siteverify";
 
 /**
- * Turnstile check (api.md §4, §6) for sign-up and OTP send. Required when TURNSTILE_SECRET is
+ * Turnstile check (docs/api.md §4, §6) for sign-up and OTP send. Required when TURNSTILE_SECRET is
  * set or the realm has captcha_required. Missing or rejected: 400 captcha_failed. A realm that
  * requires it without a configured secret, or siteverify unreachable: 503 captcha_unavailable
  * (fail closed: an outage must not switch the check off).

@@ -18,7 +18,7 @@ export function effectiveRule(domain: string, rules: Map<string, "allow" | "bloc
   return null;
 }
 
-/** Pure decision of api.md §6: may this email domain register in a realm with this mode? */
+/** Pure decision of docs/api.md §6: may this email domain register in a realm with this mode? */
 export function registrationDecision(
   mode: RealmRow["registration"],
   rule: "allow" | "block" | null,

@@ -8,7 +8,7 @@ import type { Deps } from "./deps";
 import { startSession } from "./sessions";
 import { assertActive } from "./users";
 
-/** The login throttle's key for an account (api.md §10): the email password logins are counted under. */
+/** The login throttle's key for an account (docs/api.md §10): the email password logins are counted under. */
 export const throttleSubject = (u: Pick<UserRecord, "email" | "phoneNumber" | "id">) =>
   u.email ?? u.phoneNumber ?? u.id;
 
@@ -17,7 +17,7 @@ export type MfaResult =
   | { ok: false; userId: string; deviceId: string };
 
 /**
- * POST /v1/tokens/mfa: the second step of a login (api.md §12). One of the token's 5 tries is
+ * POST /v1/tokens/mfa: the second step of a login (docs/api.md §12). One of the token's 5 tries is
  * spent first, and the account's login throttle counts the attempt (a wrong code locks the account
  * like a wrong password); a correct code spends the token and starts the session on the device of
  * the first step. An unknown, expired, spent or exhausted token is 401 invalid_token.

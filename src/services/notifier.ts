@@ -16,7 +16,7 @@ export interface Notification {
 }
 
 /**
- * The `X-Signature` header of a post (api.md §8): `t=<unix seconds>,v1=<hex HMAC-SHA256 of
+ * The `X-Signature` header of a post (docs/api.md §8): `t=<unix seconds>,v1=<hex HMAC-SHA256 of
  * "<t>.<body>" under NOTIFY_WEBHOOK_SECRET>`. The time is signed with the body, so a receiver can
  * refuse an old post, and with `X-Webhook-Id` one it has seen before.
  */
@@ -29,7 +29,7 @@ export function deliveryAvailable(config: Deps["config"]): boolean {
   return Boolean(config.NOTIFY_WEBHOOK_URL && config.NOTIFY_WEBHOOK_SECRET) || config.ENVIRONMENT !== "production";
 }
 
-/** The JSON object posted for a notification (api.md §8). */
+/** The JSON object posted for a notification (docs/api.md §8). */
 function notificationPayload(n: Notification): Record<string, unknown> {
   const payload: Record<string, unknown> = { type: n.type, channel: n.channel, to: n.to, realm: n.realm };
   if (n.code !== undefined) payload.code = n.code;
@@ -82,7 +82,7 @@ async function postWebhook(
 }
 
 /**
- * Delivers a notification (api.md §8): a signed webhook when NOTIFY_WEBHOOK_URL is set
+ * Delivers a notification (docs/api.md §8): a signed webhook when NOTIFY_WEBHOOK_URL is set
  * (502 delivery_failed when it fails) — through the NOTIFY_QUEUE when that binding exists, so
  * the API answers at once and a failed delivery is retried, not lost; otherwise the log outside
  * production (the only place a code is ever logged, for `wrangler dev`), and 503

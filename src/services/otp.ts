@@ -20,7 +20,7 @@ import type { Deps } from "./deps";
 import { deliveryAvailable, notify } from "./notifier";
 import { startSession } from "./sessions";
 
-/** Phone OTPs (api.md §5): 6 digits, valid 5 minutes, 5 tries (MAX_CODE_ATTEMPTS). */
+/** Phone OTPs (docs/api.md §5): 6 digits, valid 5 minutes, 5 tries (MAX_CODE_ATTEMPTS). */
 const OTP_DIGITS = 6;
 const OTP_TTL_MS = 5 * 60 * 1000;
 /** At most one send per number per minute. */

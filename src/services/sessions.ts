@@ -73,7 +73,7 @@ export async function carryOut(deps: Deps, stub: SessionStub, owed: Owed): Promi
   }
 }
 
-/** An anonymous device token (api.md §3). */
+/** An anonymous device token (docs/api.md §3). */
 export async function mintPublicToken(deps: Deps, realm: string, deviceIdInput?: string) {
   const deviceId = resolveDeviceId(undefined, deviceIdInput);
   const iat = Math.floor(deps.now / 1000);
@@ -139,12 +139,12 @@ function tokenPair(deps: Deps, user: UserSnapshot, deviceId: string, accessToken
   };
 }
 
-/** An `mfa_token` lives 5 minutes (api.md §12). */
+/** An `mfa_token` lives 5 minutes (docs/api.md §12). */
 const MFA_TOKEN_TTL_MS = 5 * 60_000;
 export const MFA_METHODS = ["totp", "recovery_code"];
 
 /**
- * The second-factor gate (api.md §12), on the one way into a session: an account with TOTP on gets
+ * The second-factor gate (docs/api.md §12), on the one way into a session: an account with TOTP on gets
  * no session from a first factor alone. Instead, the first step is kept (device, description,
  * push token, its `amr`) under a new `mfa_token`, and the answer is 401 mfa_required carrying it.
  */
@@ -182,7 +182,7 @@ async function secondFactorGate(
  * the account first and then ends the sessions the index lists, so a login racing it either has
  * its row listed and ended, or finds the account changed and ends its own session
  * (401 invalid_credentials, or 403 account_disabled). Should a row still be lost, the session's
- * refresh and strict checks compare its start with sessions_valid_after (api.md §16).
+ * refresh and strict checks compare its start with sessions_valid_after (docs/api.md §16).
  */
 export async function startSession(
   deps: Deps,
@@ -261,7 +261,7 @@ function indexRow(d: DeviceView) {
 }
 
 /**
- * Rotates a refresh token (api.md §3). The Durable Object of the device decides, and keeps a copy
+ * Rotates a refresh token (docs/api.md §3). The Durable Object of the device decides, and keeps a copy
  * of the account (see UserSnapshot): a refresh within a minute of the object's last read of the
  * account touches neither D1 nor KV.
  */
@@ -322,7 +322,7 @@ export async function endSession(deps: Deps, realm: string, userId: string, devi
 }
 
 /**
- * "Log out everywhere": every session of the user begun before now ends (api.md §16).
+ * "Log out everywhere": every session of the user begun before now ends (docs/api.md §16).
  * sessions_valid_after is written first, so a session the index does not list is refused by its
  * next refresh or strict check; then the sessions the index lists end at once.
  */
@@ -370,7 +370,7 @@ export async function accountChanged(deps: Deps, realm: string, userId: string, 
  * that ends them has been written (a password change, reset, deactivation or "log out
  * everywhere" sets sessions_valid_after; a deletion removes the account), so it never fails the
  * request: each step is retried in place, and a session still unreachable after that is refused
- * by its next refresh and strict check anyway (api.md §16). Returns how many could not be ended.
+ * by its next refresh and strict check anyway (docs/api.md §16). Returns how many could not be ended.
  */
 export async function endAllSessions(deps: Deps, realm: string, userId: string, keepDeviceId?: string) {
   let ids: string[];

@@ -29,7 +29,7 @@ import { notifyQuietly } from "./notifier";
 import { provePhone } from "./otp";
 import { emailUnverified, verificationRequired } from "./verification";
 
-/** The User of api.md §4. Never includes the password hash. */
+/** The User of docs/api.md §4. Never includes the password hash. */
 export function toUser(u: Omit<UserRecord, "passwordHash">) {
   return {
     id: u.id,
@@ -57,7 +57,7 @@ export const toPublicUser = (u: Omit<UserRecord, "passwordHash">) => ({
 });
 
 /**
- * Tells the realm's active admins that a new account waits for approval (api.md §6). Runs after
+ * Tells the realm's active admins that a new account waits for approval (docs/api.md §6). Runs after
  * the response; a failed delivery is logged (without addresses), never undoes the sign-up.
  */
 export function noticeApprovalNeeded(deps: Deps, user: UserRecord): void {
@@ -94,7 +94,7 @@ export interface SignUpInput {
 }
 
 /**
- * Creates a user (api.md §4, §6). The realm's registration mode and domain rules decide first;
+ * Creates a user (docs/api.md §4, §6). The realm's registration mode and domain rules decide first;
  * the unique index on (realm, email) decides races, so concurrent sign-ups make one user.
  */
 export async function signUp(
@@ -171,7 +171,7 @@ export class LoginFailure extends ApiError {
  * the same error, so neither status nor timing tells whether an account exists. Failures throw
  * a LoginFailure, which names the account for the audit trail (never on the wire).
  *
- * Throttle (api.md §10, README "Login throttle"): per email tried, known or not, so a 429 says
+ * Throttle (docs/api.md §10, docs/hardening.md, "Login throttle"): per email tried, known or not, so a 429 says
  * nothing about whether an account exists; a device that signed in to the account before has a
  * budget of its own (familiar-device lockout), so failures from elsewhere do not lock it out.
  */
@@ -226,13 +226,13 @@ export async function authenticate(
   return user;
 }
 
-/** A signed-in account must be active: 403 account_pending / account_disabled (api.md §3), after a correct credential only. */
+/** A signed-in account must be active: 403 account_pending / account_disabled (docs/api.md §3), after a correct credential only. */
 export function assertActive(user: Pick<UserRecord, "status">): void {
   if (user.status === "pending") throw new ApiError("account_pending");
   if (user.status === "disabled") throw new ApiError("account_disabled");
 }
 
-/** Loads the user of a token; a token whose user is gone or locked gets the 403 of api.md §2. */
+/** Loads the user of a token; a token whose user is gone or locked gets the 403 of docs/api.md §2. */
 export async function requireUser(deps: Deps, realm: string, id: string): Promise<UserRecord> {
   const user = await findUserById(deps.db, realm, id);
   if (!user) throw new ApiError("user_not_found");

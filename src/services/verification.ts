@@ -19,13 +19,13 @@ import { notify, notifyQuietly } from "./notifier";
 import { retryInPlace } from "./retry";
 import { accountChanged } from "./sessions";
 
-/** Email verification codes (api.md §11): 8 digits, 30 minutes, 5 tries, one send a minute and 10 a day per address. */
+/** Email verification codes (docs/api.md §11): 8 digits, 30 minutes, 5 tries, one send a minute and 10 a day per address. */
 const VERIFY_DIGITS = 8;
 export const VERIFY_TTL_MS = 30 * 60 * 1000;
 const VERIFY_RESEND_MS = 60 * 1000;
 const VERIFY_DAILY_LIMIT = 10;
 
-/** Does the realm refuse a password login to an unverified address? Allowlist realms always do (api.md §6). */
+/** Does the realm refuse a password login to an unverified address? Allowlist realms always do (docs/api.md §6). */
 export const verificationRequired = (realm: Pick<RealmRow, "emailVerification" | "registration">) =>
   realm.emailVerification === "required" || realm.registration === "allowlist";
 
@@ -103,7 +103,7 @@ export async function sendVerification(deps: Deps, user: UserRecord, email: stri
 }
 
 /**
- * Sends the code of a pending email change (api.md §4) now, so a failed delivery or a refused send
+ * Sends the code of a pending email change (docs/api.md §4) now, so a failed delivery or a refused send
  * is the caller's answer (429 with Retry-After, 502 delivery_failed) and no code is left behind.
  */
 export async function sendVerificationNow(deps: Deps, user: UserRecord, email: string): Promise<string> {

@@ -23,7 +23,7 @@ export interface CodeRef {
   subject: string;
 }
 
-/** Tries per code (api.md §4, §5); the counter is raised by a conditional UPDATE, so concurrent tries cannot exceed it. */
+/** Tries per code (docs/api.md §4, §5); the counter is raised by a conditional UPDATE, so concurrent tries cannot exceed it. */
 export const MAX_CODE_ATTEMPTS = 5;
 
 /**
@@ -142,7 +142,7 @@ export async function findCode(db: Db, ref: CodeRef) {
  * expired, and out of tries alike (the counter only moves while attempts < MAX_CODE_ATTEMPTS,
  * in one conditional UPDATE ... RETURNING, so concurrent tries can never exceed the limit).
  * Does not consume: call `consumeCode` after `ok`. With `dailyFailures`, at most that many
- * failed tries a UTC day across all the subject's codes (api.md §16); beyond it, `unavailable`.
+ * failed tries a UTC day across all the subject's codes (docs/api.md §16); beyond it, `unavailable`.
  */
 export async function checkCode(
   db: Db,

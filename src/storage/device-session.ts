@@ -9,10 +9,10 @@ import { findUserById, type UserRecord } from "./users";
 
 export type { EndedRow, LiveJti } from "./revocations";
 
-/** A retry of the refresh token rotated away less than this long ago succeeds (api.md §3). */
+/** A retry of the refresh token rotated away less than this long ago succeeds (docs/api.md §3). */
 const REFRESH_GRACE_MS = 10_000;
 
-/** How the session's credentials were checked (api.md §2, §12): kept across refreshes. */
+/** How the session's credentials were checked (docs/api.md §2, §12): kept across refreshes. */
 export interface Authn {
   /** RFC 8176 method values. */
   amr: string[];
@@ -152,7 +152,7 @@ const MAX_SPENT = 16;
 export const MAX_LIVE_JTIS = 16;
 
 /**
- * A replay within the grace window "revokes nothing" (api.md §3), so it only adds its token; only
+ * A replay within the grace window "revokes nothing" (docs/api.md §3), so it only adds its token; only
  * a burst of replays larger than any retry or set of concurrent callers pushes tokens out.
  */
 const MAX_LIVE_JTIS_IN_GRACE = 4 * MAX_LIVE_JTIS;
@@ -416,7 +416,7 @@ export class DeviceSession extends DurableObject<Env> {
   }
 
   /**
-   * Rotates a refresh token (api.md §3): the current one rotates; one rotated away less than
+   * Rotates a refresh token (docs/api.md §3): the current one rotates; one rotated away less than
    * 10 s ago gets the current token again, without rotating (retries, concurrent calls), so
    * every caller ends up holding the one token that works; one rotated away longer ago is
    * theft and ends the whole session. A token that fails its MAC changes nothing.
@@ -443,7 +443,7 @@ export class DeviceSession extends DurableObject<Env> {
       }
       const user = await this.currentUser(s, input.now);
       // Begun before the account's last password change, reset, deactivation or "log out
-      // everywhere" (api.md §16), or with one factor while the account now has two: over, even
+      // everywhere" (docs/api.md §16), or with one factor while the account now has two: over, even
       // if the device index never listed this session.
       if (
         user?.status !== "active" ||

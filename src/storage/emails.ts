@@ -3,7 +3,7 @@ import type { Db } from "./db";
 import { userEmails, users } from "./schema";
 
 /**
- * Proven addresses (api.md §11) and the bootstrap admin seat (§6), in D1. An address is proven
+ * Proven addresses (docs/api.md §11) and the bootstrap admin seat (§6), in D1. An address is proven
  * when `user_emails.verified_at` is set for that user and address.
  */
 

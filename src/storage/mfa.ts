@@ -105,7 +105,7 @@ export async function insertMfaToken(db: Db, row: typeof mfaTokens.$inferInsert)
   await db.insert(mfaTokens).values(row);
 }
 
-/** MFA_TOKEN_TRIES: how many codes one `mfa_token` may try (api.md §12). */
+/** MFA_TOKEN_TRIES: how many codes one `mfa_token` may try (docs/api.md §12). */
 export const MFA_TOKEN_TRIES = 5;
 
 /**

@@ -5,7 +5,7 @@ import { passkeys, webauthnChallenges } from "./schema";
 
 export type PasskeyRow = typeof passkeys.$inferSelect;
 
-/** A WebAuthn challenge lives 5 minutes (api.md §12). */
+/** A WebAuthn challenge lives 5 minutes (docs/api.md §12). */
 export const CHALLENGE_TTL_MS = 5 * 60_000;
 
 /** Keeps a challenge until it is spent or expires. */

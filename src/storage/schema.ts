@@ -15,9 +15,9 @@ export const realms = sqliteTable("realms", {
     .default("open"),
   approvalRequired: integer("approval_required", { mode: "boolean" }).notNull().default(false),
   captchaRequired: integer("captcha_required", { mode: "boolean" }).notNull().default(false),
-  /** Admin routes refuse access tokens without `mfa` in `amr` (api.md §12). */
+  /** Admin routes refuse access tokens without `mfa` in `amr` (docs/api.md §12). */
   adminMfaRequired: integer("admin_mfa_required", { mode: "boolean" }).notNull().default(false),
-  /** api.md §6, §11: `required` refuses a password login to an unverified address (allowlist realms always do). */
+  /** docs/api.md §6, §11: `required` refuses a password login to an unverified address (allowlist realms always do). */
   emailVerification: text("email_verification", { enum: ["optional", "required"] })
     .notNull()
     .default("optional"),
@@ -47,10 +47,10 @@ export const users = sqliteTable(
     updatedAt: text("updated_at").notNull(),
     /** When a password change or reset last ended the account's sessions; a login that read an older value starts none. */
     passwordChangedAt: text("password_changed_at"),
-    /** An email change waiting for its code (realms that require verification, api.md §4); null when none. */
+    /** An email change waiting for its code (realms that require verification, docs/api.md §4); null when none. */
     pendingEmail: text("pending_email"),
     /**
-     * Sessions begun before this time are over (api.md §16): set by a password change or reset,
+     * Sessions begun before this time are over (docs/api.md §16): set by a password change or reset,
      * deactivation and "log out everywhere"; refresh and strict checks compare a session's start
      * with it, so a session the device index lost is ended too.
      */
@@ -72,7 +72,7 @@ export const userEmails = sqliteTable(
       .references(() => users.id, { onDelete: "cascade" }),
     email: text("email").notNull(),
     addedAt: text("added_at").notNull(),
-    /** When a code sent to this address was accepted (api.md §11); null: not proven. */
+    /** When a code sent to this address was accepted (docs/api.md §11); null: not proven. */
     verifiedAt: text("verified_at"),
   },
   (t) => [primaryKey({ columns: [t.userId, t.email] })],
@@ -130,7 +130,7 @@ export const verificationCodes = sqliteTable(
 
 /**
  * Per (realm, purpose, subject) and UTC day: codes sent and failed tries, for the daily caps of
- * every code purpose (api.md §16). Kept apart from the code rows, which cleanup removes once they
+ * every code purpose (docs/api.md §16). Kept apart from the code rows, which cleanup removes once they
  * expire, and removed only after their day is over, so a cap holds for the whole day.
  */
 export const codeCounters = sqliteTable(
@@ -148,7 +148,7 @@ export const codeCounters = sqliteTable(
 
 /**
  * Devices that signed in to an account (any way of signing in), for the familiar-device lockout
- * (api.md §10, README "Login throttle"): failures from other devices do not lock these out.
+ * (docs/api.md §10, docs/hardening.md, "Login throttle"): failures from other devices do not lock these out.
  */
 export const loginDevices = sqliteTable(
   "login_devices",
@@ -174,7 +174,7 @@ export const auditEvents = sqliteTable(
     deviceId: text("device_id"),
     ip: text("ip"),
     detail: text("detail", { mode: "json" }).$type<Record<string, unknown>>(),
-    /** Who acted (api.md §15): user, admin, authority (token id) or system; id null when unknown. */
+    /** Who acted (docs/api.md §15): user, admin, authority (token id) or system; id null when unknown. */
     actorKind: text("actor_kind", { enum: ["user", "admin", "authority", "system"] })
       .notNull()
       .default("system"),
@@ -191,7 +191,7 @@ export type UserRow = typeof users.$inferSelect;
 export type RealmRow = typeof realms.$inferSelect;
 
 /**
- * Domain authority tokens (api.md §6): only a SHA-256 of the token is stored; revocation is a
+ * Domain authority tokens (docs/api.md §6): only a SHA-256 of the token is stored; revocation is a
  * timestamp, checked on every use, so a revoked token stops at once.
  */
 export const authorityTokens = sqliteTable(
@@ -212,7 +212,7 @@ export const authorityTokens = sqliteTable(
 );
 
 /**
- * Login throttling per account (api.md §10), keyed by the email tried (known or not, so the
+ * Login throttling per account (docs/api.md §10), keyed by the email tried (known or not, so the
  * throttle itself reveals nothing). `failures` counts attempts since the last success; it is
  * raised before the password is checked, by one conditional UPDATE, so concurrent attempts
  * cannot exceed the limit.
@@ -231,7 +231,7 @@ export const loginThrottle = sqliteTable(
 );
 
 /**
- * An account's authenticator app (api.md §12): the TOTP secret, usable once `confirmed_at` is set.
+ * An account's authenticator app (docs/api.md §12): the TOTP secret, usable once `confirmed_at` is set.
  * `last_step` is the newest 30-second step whose code was accepted; a code is accepted only for a
  * later step (one conditional UPDATE), so a code works once even within its window.
  */
@@ -261,7 +261,7 @@ export const recoveryCodes = sqliteTable(
 );
 
 /**
- * The second step of a login (api.md §12): a correct first factor leaves a row here instead of a
+ * The second step of a login (docs/api.md §12): a correct first factor leaves a row here instead of a
  * session. Only a SHA-256 of the `mfa_token` is stored. It carries the device and what the first
  * step checked; `attempts` is raised before each try, by a conditional UPDATE, so at most 5 are judged.
  */

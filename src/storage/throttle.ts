@@ -3,7 +3,7 @@ import { iso } from "../time";
 import type { Db } from "./db";
 import { loginThrottle } from "./schema";
 
-/** Consecutive failures allowed before the account answers 429 (api.md §10). */
+/** Consecutive failures allowed before the account answers 429 (docs/api.md §10). */
 const MAX_LOGIN_FAILURES = 5;
 const FIRST_LOCK_MS = 30_000;
 const LONGEST_LOCK_MS = 15 * 60_000;
@@ -83,7 +83,7 @@ export async function releaseLoginAttempt(db: Db, realm: string, subject: string
 }
 
 /**
- * The throttle subject of a login attempt (README, "Login throttle"): the email tried, shared by
+ * The throttle subject of a login attempt (docs/hardening.md, "Login throttle"): the email tried, shared by
  * every device the account never signed in from; or, for a device that did sign in to it before,
  * the email and that device, a budget of its own, so strangers' failures do not lock it out.
  */

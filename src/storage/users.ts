@@ -8,14 +8,14 @@ import { type UserRow, userEmails, users } from "./schema";
 export interface EmailEntry {
   email: string;
   current: boolean;
-  /** A code sent to this address was accepted (api.md §11). */
+  /** A code sent to this address was accepted (docs/api.md §11). */
   verified: boolean;
   added_at: string;
 }
 
 export interface UserRecord extends UserRow {
   emails: EmailEntry[];
-  /** An authenticator app is confirmed: a session needs a second factor (api.md §12). */
+  /** An authenticator app is confirmed: a session needs a second factor (docs/api.md §12). */
   totpOn: boolean;
 }
 
@@ -37,7 +37,7 @@ export function withEmails(row: UserRow & { emailsJson: string | null; totpOn: u
   };
 }
 
-/** Whether the current email was proven (api.md §11); false without an email. Also reads session copies made before `verified` existed. */
+/** Whether the current email was proven (docs/api.md §11); false without an email. Also reads session copies made before `verified` existed. */
 export const emailVerified = (u: { email: string | null; emails: { email: string; verified?: boolean }[] }) =>
   u.email !== null && u.emails.some((e) => e.email === u.email && e.verified === true);
 
@@ -200,7 +200,7 @@ export const hasAdminRole = sql`${users.roles} LIKE '%"admin"%'`;
 export const otherAdminExists = (realm: string, exceptId: string) =>
   sql`EXISTS (SELECT 1 FROM users o WHERE o.realm = ${realm} AND o.id <> ${exceptId} AND o.status = 'active' AND o.roles LIKE '%"admin"%')`;
 
-/** Marks every session of the user begun before `now` as over (api.md §16). */
+/** Marks every session of the user begun before `now` as over (docs/api.md §16). */
 export async function setSessionsValidAfter(db: Db, userId: string, now: number): Promise<void> {
   await db
     .update(users)

@@ -1,4 +1,4 @@
-// A second worker that reaches user-registry only through its service binding (api.md §7).
+// A second worker that reaches user-registry only through its service binding (docs/api.md §7).
 export default {
   async fetch(request, env) {
     const url = new URL(request.url);

@@ -1,8 +1,8 @@
 // What this Pages project knows about user-registry: the RPC surface of its `AuthService`
-// entrypoint (api.md §7), reached only through the `AUTH` service binding.
+// entrypoint (docs/api.md §7), reached only through the `AUTH` service binding.
 import type { AccessClaims } from "user-registry/verify";
 
-/** Claims of a verified access token (api.md §2), as user-registry/verify declares them. */
+/** Claims of a verified access token (docs/api.md §2), as user-registry/verify declares them. */
 export type Claims = AccessClaims;
 
 export type VerifyResult = { ok: true; claims: Claims } | { ok: false; code: string; message: string };
@@ -34,7 +34,7 @@ export type AppData = { claims: Claims };
  */
 export const API_ORIGIN = "https://user-registry.internal";
 
-/** The error shape of api.md §1, for the errors this project answers itself. */
+/** The error shape of docs/api.md §1, for the errors this project answers itself. */
 export function errorResponse(status: number, code: string, message: string, setCookies: string[] = []): Response {
   const res = Response.json({ error: { code, message } }, { status, headers: { "cache-control": "no-store" } });
   for (const c of setCookies) res.headers.append("set-cookie", c);

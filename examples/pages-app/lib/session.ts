@@ -20,7 +20,7 @@ export const SESSION_OVER = new Set([
   "account_pending",
 ]);
 
-/** HTTP status of the verify codes that are not 401 (api.md §2). */
+/** HTTP status of the verify codes that are not 401 (docs/api.md §2). */
 const STATUS: Record<string, number> = {
   forbidden: 403,
   user_not_found: 403,
