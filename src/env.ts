@@ -25,4 +25,10 @@ export interface Env {
   NOTIFY_WEBHOOK_SECRET?: string;
   TURNSTILE_SECRET?: string;
   AUDIT_RETENTION_DAYS?: string;
+  /** JSON array of identity providers (docs/api.md §13). */
+  OIDC_PROVIDERS?: string;
+  /** Secret: JSON object, provider id → client secret. */
+  OIDC_CLIENT_SECRETS?: string;
+  /** Comma-separated redirect targets the web sign-in may hand its one-time code to. */
+  OAUTH_REDIRECT_URIS?: string;
 }
