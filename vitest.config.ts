@@ -32,6 +32,21 @@ export default defineConfig(async () => {
                   JWT_PRIVATE_KEYS: JSON.stringify([current]),
                   TEST_OTHER_KEY: JSON.stringify(other),
                   BOOTSTRAP_ADMIN_EMAILS: "root@admin.test, second-root@admin.test",
+                  // The fake OpenID provider of the test double (test/workers/double.js): "fake" finds its
+                  // endpoints by discovery, "fake-direct" has them configured (docs/api.md §13).
+                  OIDC_PROVIDERS: JSON.stringify([
+                    { id: "fake", issuer: "https://idp.test", client_ids: ["web-client", "ios-client"] },
+                    {
+                      id: "fake-direct",
+                      issuer: "https://idp.test/direct",
+                      client_ids: ["direct-client"],
+                      jwks_uri: "https://idp.test/jwks",
+                      authorization_endpoint: "https://idp.test/authorize",
+                      token_endpoint: "https://idp.test/token",
+                    },
+                  ]),
+                  OIDC_CLIENT_SECRETS: JSON.stringify({ fake: "fake-client-secret" }),
+                  OAUTH_REDIRECT_URIS: "https://app.test/signed-in, com.example.app:/oauth",
                   // test/fuzz.test.ts: FUZZ_SEED=<seed> FUZZ_RUNS=200 FUZZ_SHRINK=1 npx vitest run test/fuzz.test.ts
                   FUZZ_SEED: process.env.FUZZ_SEED ?? "",
                   FUZZ_RUNS: process.env.FUZZ_RUNS ?? "",

@@ -13,6 +13,7 @@ import { devices } from "./routes/devices";
 import { renderDocs } from "./routes/docs";
 import { domains } from "./routes/domains";
 import { meta } from "./routes/meta";
+import { oauthRoutes } from "./routes/oauth";
 import { otp } from "./routes/otp";
 import { realms } from "./routes/realms";
 import { tokens } from "./routes/tokens";
@@ -49,6 +50,7 @@ export function buildApp() {
   const routes = app
     .route("/", meta)
     .route("/", tokens)
+    .route("/", oauthRoutes)
     .route("/", account)
     .route("/", verification)
     .route("/", admin)
