@@ -94,7 +94,14 @@ describe("scheduled cleanup", () => {
     const config = loadConfig(env);
     if (!config.ok) throw new Error("config");
     const again = await runCleanup(getDb(env.DB), config.config, NOW);
-    expect(again).toEqual({ codes: 0, authorityTokens: 0, devices: 0, auditEvents: 0, loginThrottle: 0 });
+    expect(again).toEqual({
+      codes: 0,
+      authorityTokens: 0,
+      devices: 0,
+      auditEvents: 0,
+      loginThrottle: 0,
+      oauthRecords: 0,
+    });
   });
 
   it("is bounded per run: a backlog drains over several runs", async () => {
@@ -122,5 +129,22 @@ describe("scheduled cleanup", () => {
     if (!config.ok) throw new Error(config.problems.join());
     await runCleanup(getDb(env.DB), config.config, NOW);
     expect(await count("audit_events", "type = 'retention'")).toBe(0);
+  });
+});
+
+describe("scheduled cleanup: identity provider records", () => {
+  it("removes expired states, codes and spent nonces, keeps live ones", async () => {
+    const insert = (key: string, kind: string, at: number) =>
+      env.DB.prepare(
+        "INSERT INTO oauth_records (key, kind, realm, data, expires_at) VALUES (?, ?, 'default', '{}', ?)",
+      ).bind(key, kind, iso(at));
+    const tag = crypto.randomUUID();
+    await env.DB.batch([insert(`old-${tag}`, "nonce", NOW - 1000), insert(`live-${tag}`, "state", NOW + 60_000)]);
+    const config = loadConfig(env);
+    if (!config.ok) throw new Error("config");
+    const report = await runCleanup(getDb(env.DB), config.config, NOW);
+    expect(report.oauthRecords).toBeGreaterThanOrEqual(1);
+    expect(await count("oauth_records", `key = 'old-${tag}'`)).toBe(0);
+    expect(await count("oauth_records", `key = 'live-${tag}'`)).toBe(1);
   });
 });

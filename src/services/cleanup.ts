@@ -13,12 +13,15 @@ export interface CleanupReport {
   devices: number;
   auditEvents: number;
   loginThrottle: number;
+  /** Expired single-use records of the identity provider flows (states, one-time codes, spent nonces). */
+  oauthRecords: number;
 }
 
 /**
  * The scheduled cleanup: expired verification codes, expired authority tokens, device-index rows
  * of sessions that have expired (their Durable Objects delete themselves by alarm), audit events
- * older than AUDIT_RETENTION_DAYS, and idle unlocked login-throttle rows. Idempotent and bounded:
+ * older than AUDIT_RETENTION_DAYS, idle unlocked login-throttle rows, and expired records of the
+ * identity provider flows. Idempotent and bounded:
  * each table loses at most `batch` rows per run.
  */
 export async function runCleanup(db: Db, config: Config, now: number, batch = CLEANUP_BATCH): Promise<CleanupReport> {
@@ -32,7 +35,7 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
     );
     return changedRows(res);
   };
-  const [codes, authorityTokens, devices, auditEvents, loginThrottle] = await Promise.all([
+  const [codes, authorityTokens, devices, auditEvents, loginThrottle, oauthRecords] = await Promise.all([
     purge("verification_codes", sql`expires_at <= ${nowIso}`),
     purge("authority_tokens", sql`expires_at <= ${nowIso}`),
     // With a margin: a refresh moves the row's expiry at most every INDEX_EVERY_MS, so a live
@@ -42,6 +45,7 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
     purge("devices", sql`expires_at <= ${iso(now - 2 * INDEX_EVERY_MS)}`),
     purge("audit_events", sql`at < ${auditBefore}`),
     purge("login_throttle", sql`updated_at < ${idleBefore} AND (locked_until IS NULL OR locked_until <= ${nowIso})`),
+    purge("oauth_records", sql`expires_at <= ${nowIso}`),
   ]);
-  return { codes, authorityTokens, devices, auditEvents, loginThrottle };
+  return { codes, authorityTokens, devices, auditEvents, loginThrottle, oauthRecords };
 }
