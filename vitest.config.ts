@@ -12,7 +12,8 @@ async function testKey(kid: string) {
 
 // Two projects, one `vitest run` and one JSON report:
 //   "user-registry"  the Worker's tests (test/**/*.test.ts), inside workerd through the Cloudflare pool;
-//   "node"           tests of the Node-side scripts (scripts/**/*.test.mjs, e.g. the deploy preflight).
+//   "node"           tests of the Node-side scripts (scripts/**/*.test.mjs, e.g. the deploy preflight);
+//   "registry-node"  Node tests against the built worker served by Miniflare (test/node/**/*.test.mjs).
 // `npx vitest run --project node` (or `--project user-registry`) runs one of them.
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("./drizzle");
@@ -99,6 +100,18 @@ export default defineConfig(async () => {
             environment: "node",
             include: ["scripts/**/*.test.mjs"],
             testTimeout: 60_000,
+          },
+        },
+        {
+          // Outside workerd: standard JWT libraries, user-registry/verify and user-registry/client
+          // against the worker served by Miniflare on a loopback port, and the packed tarball.
+          test: {
+            name: "registry-node",
+            environment: "node",
+            include: ["test/node/**/*.test.mjs"],
+            globalSetup: ["./test/node/global-setup.mjs"],
+            testTimeout: 120_000,
+            hookTimeout: 120_000,
           },
         },
       ],

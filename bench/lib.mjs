@@ -141,9 +141,17 @@ function benchStorage() {
 /**
  * Starts Miniflare with user-registry (plus extra workers, and `instances`: more copies of
  * user-registry, each with its own stores, e.g. `{ name: "t100", routes: ["t100.bench/*"] }`) and
- * applies the migrations to every copy's D1 database. Returns the D1 handles by worker name too.
+ * applies the migrations to every copy's D1 database. `registry`: more Miniflare options of the
+ * user-registry worker (e.g. queues). Returns the D1 handles by worker name too.
  */
-export async function startRegistry({ script, extraWorkers = [], bindings = {}, options = {}, instances = [] }) {
+export async function startRegistry({
+  script,
+  extraWorkers = [],
+  bindings = {},
+  options = {},
+  instances = [],
+  registry = {},
+}) {
   const key = await benchKey();
   const copies = instances.map((i) =>
     registryWorker(script, key, bindings, { name: i.name, store: i.name, routes: i.routes }),
@@ -155,7 +163,7 @@ export async function startRegistry({ script, extraWorkers = [], bindings = {}, 
     handleRuntimeStdio: drainRuntimeOutput,
     ...storage.options,
     ...options,
-    workers: [registryWorker(script, key, bindings), ...copies, ...extraWorkers],
+    workers: [{ ...registryWorker(script, key, bindings), ...registry }, ...copies, ...extraWorkers],
   });
   const url = await mf.ready;
   const dbs = {};
@@ -164,6 +172,24 @@ export async function startRegistry({ script, extraWorkers = [], bindings = {}, 
     await applyMigrations(dbs[name]);
   }
   return { mf, url: url.toString().replace(/\/$/, ""), db: dbs["user-registry"], dbs, storage: storage.kind };
+}
+
+/**
+ * The consumer of bench/workers/verifier.js: verifies locally with user-registry/verify, keys
+ * and revocations over its AUTH binding to user-registry. Built with wrangler into `outdir`.
+ */
+export function verifierWorker(outdir, { issuer, routes } = {}) {
+  const bundle = buildBundle(outdir, { config: join(root, "bench/workers/verifier.toml"), entry: "verifier.js" });
+  return {
+    name: "verifier",
+    modules: true,
+    scriptPath: bundle.script,
+    compatibilityDate: COMPATIBILITY_DATE,
+    compatibilityFlags: ["nodejs_compat"],
+    ...(routes ? { routes } : {}),
+    bindings: { ISSUER: issuer ?? "https://user-registry.bench" },
+    serviceBindings: { AUTH: { name: "user-registry", entrypoint: "AuthService" } },
+  };
 }
 
 /** Percentile of a sorted-ascending array. */

@@ -23,6 +23,7 @@ import {
   runtimeOutput,
   selfCpuMs,
   startRegistry,
+  verifierWorker,
   workerdPids,
 } from "./lib.mjs";
 
@@ -40,6 +41,9 @@ const SEED_BATCH = 5_000;
 
 const GOALS = {
   verify_vs_hello: 0.8,
+  // user-registry/verify in the consumer's isolate (docs/api.md §14), without and with the revocation check.
+  verify_local_vs_hello: 0.9,
+  verify_local_revocation_vs_hello: 0.8,
   me_vs_d1: 0.8,
   refresh_vs_do: 0.7,
   login_overhead_ms: 3,
@@ -66,6 +70,7 @@ const baselineBundle = buildBundle(join(root, ".wrangler/bench/baseline"), {
 // 2. Miniflare: user-registry (default route), the baseline and the consumer (by host name).
 const BASELINE = "baseline.bench";
 const CONSUMER = "consumer.bench";
+const VERIFIER = "verifier.bench";
 // One more copy of user-registry per user count of the scaling scenarios, each with its own D1
 // database, so the counts are measured side by side, in interleaved rounds.
 const tierName = (n) => `t${n}`;
@@ -95,6 +100,7 @@ const { mf, url, db, dbs, storage } = await startRegistry({
         FLOOR: { name: "baseline", entrypoint: "Floor" },
       },
     },
+    verifierWorker(join(root, ".wrangler/bench/verifier"), { routes: [`${VERIFIER}/*`] }),
   ],
 });
 const pids = workerdPids();
@@ -327,6 +333,12 @@ function floorScenario(users) {
   return { name: "rpc_floor", next: () => ({ host: CONSUMER, path: "/floor", token: u().token }) };
 }
 
+/** user-registry/verify in the consumer's own isolate: `/` local only, `/revocation` also asks AUTH (≤ 1 call per token per 5 s). */
+function localVerifyScenario(users, name, path) {
+  const u = roundRobin(users);
+  return { name, next: () => ({ host: VERIFIER, path, token: u().token }) };
+}
+
 /**
  * Refresh: each refresh token works once, so every chain is walked by one request at a time: a
  * request takes a chain's newest token from the pool and its answer puts the next one back.
@@ -380,6 +392,8 @@ const main = await measure(
     hello,
     verifyScenario(users),
     floorScenario(users),
+    localVerifyScenario(users, "verify_local", "/"),
+    localVerifyScenario(users, "verify_local_revocation", "/revocation"),
     d1Scenario(users),
     meScenario(users),
     doScenario,
@@ -402,7 +416,7 @@ if (process.env.BENCH_MAIN_ONLY) {
   const r = (a, b) =>
     main[a] && main[b] ? `${(main[a].rps / main[b].rps).toFixed(2)} (by round ${paired(a, b).toFixed(2)})` : "-";
   console.log(
-    `verify/hello ${r("verify", "hello")} (floor ${r("rpc_floor", "hello")})  me/d1 ${r("me", "d1")}  refresh/do ${r("refresh", "do")}`,
+    `verify/hello ${r("verify", "hello")} (floor ${r("rpc_floor", "hello")})  local ${r("verify_local", "hello")}  local+revocation ${r("verify_local_revocation", "hello")}  me/d1 ${r("me", "d1")}  refresh/do ${r("refresh", "do")}`,
   );
   if (only?.includes("login")) {
     const l = await loginSequential(LOGINS);
@@ -555,12 +569,16 @@ const scenarios = { ...main, ...devices, ...signup };
 const ratios = {
   verify_vs_hello: main.verify.rps / main.hello.rps,
   rpc_floor_vs_hello: main.rpc_floor.rps / main.hello.rps,
+  verify_local_vs_hello: main.verify_local.rps / main.hello.rps,
+  verify_local_revocation_vs_hello: main.verify_local_revocation.rps / main.hello.rps,
   me_vs_d1: main.me.rps / main.d1.rps,
   refresh_vs_do: main.refresh.rps / main.do.rps,
 };
 const ratiosPaired = {
   verify_vs_hello: paired("verify", "hello"),
   rpc_floor_vs_hello: paired("rpc_floor", "hello"),
+  verify_local_vs_hello: paired("verify_local", "hello"),
+  verify_local_revocation_vs_hello: paired("verify_local_revocation", "hello"),
   me_vs_d1: paired("me", "d1"),
   refresh_vs_do: paired("refresh", "do"),
 };
@@ -570,12 +588,16 @@ const cpu = (k) => main[k].workerd_cpu_ms_per_req;
 const ratiosByCpu = {
   verify_vs_hello: cpu("hello") / cpu("verify"),
   rpc_floor_vs_hello: cpu("hello") / cpu("rpc_floor"),
+  verify_local_vs_hello: cpu("hello") / cpu("verify_local"),
+  verify_local_revocation_vs_hello: cpu("hello") / cpu("verify_local_revocation"),
   me_vs_d1: cpu("d1") / cpu("me"),
   refresh_vs_do: cpu("do") / cpu("refresh"),
 };
 const loginOut = { ...loginFirst, users: TIERS[0] };
 const goals = {
   verify_vs_hello: ratios.verify_vs_hello >= GOALS.verify_vs_hello,
+  verify_local_vs_hello: ratios.verify_local_vs_hello >= GOALS.verify_local_vs_hello,
+  verify_local_revocation_vs_hello: ratios.verify_local_revocation_vs_hello >= GOALS.verify_local_revocation_vs_hello,
   me_vs_d1: ratios.me_vs_d1 >= GOALS.me_vs_d1,
   refresh_vs_do: ratios.refresh_vs_do >= GOALS.refresh_vs_do,
   login_overhead: loginOut.overhead_ms <= GOALS.login_overhead_ms,
@@ -639,6 +661,16 @@ const rows = [
     `${f2(ratios.verify_vs_hello)} × hello (goal ≥ 0.8: ${ok(goals.verify_vs_hello)})`,
   ),
   row("(an RPC that does nothing)", main.rpc_floor, `${f2(main.rpc_floor.rps / main.hello.rps)} × hello`),
+  row(
+    "user-registry/verify, local",
+    main.verify_local,
+    `${f2(ratios.verify_local_vs_hello)} × hello (goal ≥ 0.9: ${ok(goals.verify_local_vs_hello)})`,
+  ),
+  row(
+    "user-registry/verify + revocation",
+    main.verify_local_revocation,
+    `${f2(ratios.verify_local_revocation_vs_hello)} × hello (goal ≥ 0.8: ${ok(goals.verify_local_revocation_vs_hello)})`,
+  ),
   row("baseline /d1", main.d1),
   row("GET /v1/users/me", main.me, `${f2(ratios.me_vs_d1)} × d1 (goal ≥ 0.8: ${ok(goals.me_vs_d1)})`),
   row("baseline /do", main.do),

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `npm run dev`: everything a fresh clone needs, then `wrangler dev` on http://127.0.0.1:8787.
+// `npm run dev`: everything a fresh clone needs, then `wrangler dev` on http://127.0.0.1:8787
+// (`npm run dev -- --port 8803` for another port; other arguments go to wrangler dev).
 // 1. installs dependencies when node_modules is missing (runs under the machine's own Node, 20 is fine);
 // 2. writes a development signing key to .dev.vars when there is none (never committed);
 // 3. applies the D1 migrations to the local database;
@@ -51,6 +52,34 @@ export function applyMigrations({ persistTo, stdio = "inherit" } = {}) {
   run(node, [wrangler, "d1", "migrations", "apply", "DB", "--local", ...extra], stdio);
 }
 
+/**
+ * wrangler dev's arguments: `--ip`/`--port` taken from the given ones (default 127.0.0.1:8787),
+ * and ISSUER set to the URL it serves unless .dev.vars sets one, so that `iss`, the discovery
+ * documents and the JWKS URL they name are the ones a resource server can reach.
+ */
+export function devArgs(argv, devVars = "") {
+  let ip = "127.0.0.1";
+  let port = "8787";
+  const rest = [];
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^--(ip|port)(?:=(.*))?$/.exec(argv[i]);
+    if (!m) {
+      rest.push(argv[i]);
+      continue;
+    }
+    const value = m[2] ?? argv[++i];
+    if (value === undefined) throw Object.assign(new Error(`dev: --${m[1]} needs a value`), { status: 2 });
+    if (m[1] === "ip") ip = value;
+    else port = value;
+  }
+  if (!/^\d{1,5}$/.test(port))
+    throw Object.assign(new Error(`dev: --port ${port} is not a port number`), { status: 2 });
+  const issuer = /^ISSUER=/m.test(devVars)
+    ? []
+    : ["--var", `ISSUER:http://${ip.includes(":") ? `[${ip}]` : ip}:${port}`];
+  return ["dev", "--ip", ip, "--port", port, ...issuer, ...rest];
+}
+
 /** Steps 1–3. */
 export async function prepare(options = {}) {
   ensureInstalled();
@@ -64,8 +93,15 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   } catch (e) {
     process.exit(e.status ?? 1);
   }
-  const extra = process.argv.slice(2);
-  const r = spawnSync(node, [wrangler, "dev", "--ip", "127.0.0.1", "--port", "8787", ...extra], {
+  let args;
+  try {
+    const devVars = join(root, ".dev.vars");
+    args = devArgs(process.argv.slice(2), existsSync(devVars) ? readFileSync(devVars, "utf8") : "");
+  } catch (e) {
+    console.error(e.message);
+    process.exit(e.status ?? 1);
+  }
+  const r = spawnSync(node, [wrangler, ...args], {
     cwd: root,
     stdio: "inherit",
   });

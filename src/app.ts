@@ -1,6 +1,8 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { getPath } from "hono/utils/url";
+import { loadConfig } from "./config";
 import type { AppEnv } from "./context";
 import { ApiError, errorBody, REJECTED_TOKEN_CODES } from "./errors";
 import { IP_LIMITS, ipLimit } from "./middleware/limits";
@@ -14,6 +16,7 @@ import { renderDocs } from "./routes/docs";
 import { domains } from "./routes/domains";
 import { meta } from "./routes/meta";
 import { oauthRoutes } from "./routes/oauth";
+import { finishDocument, registerDocumentParts } from "./routes/openapi";
 import { otp } from "./routes/otp";
 import { realms } from "./routes/realms";
 import { tokens } from "./routes/tokens";
@@ -65,25 +68,38 @@ export function buildApp() {
     scheme: "bearer",
     bearerFormat: "JWT",
   });
+  registerDocumentParts(app);
   const docConfig = {
     openapi: "3.1.0",
     info: {
       title: "user-registry",
-      version: "1.0.0",
+      version: "1.1.0",
       description:
         "User registry and authentication API. Every /v1 route also answers under /v1/realms/{realm}/...; plain /v1 is realm `default`.",
     },
   };
+  // Built once per issuer (the document names it in `servers`).
+  const documents = new Map<string, ReturnType<typeof app.getOpenAPI31Document>>();
+  const document = (c: Context<AppEnv>) => {
+    const loaded = loadConfig(c.env);
+    const issuer = loaded.ok ? loaded.config.ISSUER : "";
+    let doc = documents.get(issuer);
+    if (!doc) {
+      doc = finishDocument(app.getOpenAPI31Document(docConfig), issuer || undefined);
+      documents.set(issuer, doc);
+    }
+    return doc;
+  };
   app.get("/openapi.json", (c) => {
     c.header("Cache-Control", "public, max-age=300");
-    return c.json(app.getOpenAPI31Document(docConfig));
+    return c.json(document(c));
   });
   // Not declared with route(), so listed by hand: a wrong method on them is 405, not 404.
   knownRoutes.push({ method: "GET", pattern: /^\/openapi\.json$/ }, { method: "GET", pattern: /^\/docs$/ });
   app.get("/docs", (c) => {
     c.header("Cache-Control", "public, max-age=300");
     c.header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
-    return c.html(renderDocs(app.getOpenAPI31Document(docConfig) as Parameters<typeof renderDocs>[0]));
+    return c.html(renderDocs(document(c) as Parameters<typeof renderDocs>[0]));
   });
 
   app.notFound((c) => {

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { oauthRedirectUris, oidcClientSecrets, oidcProblems, oidcProviders } from "./auth-methods/oidc-config";
+import { authorityAudience as authorityAudienceOf } from "./crypto/jwt";
 import type { Env } from "./env";
 
 const intFromString = (fallback: number, min: number, max: number) =>
@@ -53,6 +54,17 @@ const jwtKeys = z.string({ error: "is not set" }).transform((raw, ctx) => {
 
 const schema = z.object({
   ISSUER: z.url({ error: "must be a URL" }),
+  // The `aud` of access tokens (api.md §2): one audience or a comma-separated list; default: the ISSUER.
+  TOKEN_AUDIENCE: z
+    .string()
+    .optional()
+    .transform((v) =>
+      (v ?? "")
+        .split(",")
+        .map((a) => a.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.string().max(512, { error: "each audience must be at most 512 characters" })).max(16)),
   ENVIRONMENT: z.enum(["development", "test", "staging", "production"]).default("development"),
   ACCESS_TTL_SECONDS: intFromString(900, 60, 86_400),
   REFRESH_TTL_SECONDS: intFromString(2_592_000, 3_600, 31_536_000),
@@ -107,6 +119,10 @@ export function loadConfig(env: Env): ConfigResult {
   let result: ConfigResult;
   if (parsed.success) {
     const problems: string[] = [];
+    if (!parsed.data.TOKEN_AUDIENCE.length) parsed.data.TOKEN_AUDIENCE = [parsed.data.ISSUER];
+    if (parsed.data.TOKEN_AUDIENCE.includes(authorityAudienceOf(parsed.data.ISSUER))) {
+      problems.push("TOKEN_AUDIENCE: must not name the audience of authority tokens");
+    }
     if (parsed.data.NOTIFY_WEBHOOK_URL && !parsed.data.NOTIFY_WEBHOOK_SECRET) {
       problems.push("NOTIFY_WEBHOOK_SECRET: is required when NOTIFY_WEBHOOK_URL is set");
     }

@@ -14,6 +14,7 @@ export interface Env {
   /** Optional: notifications go through this queue (consumer: the same worker's queue handler). */
   NOTIFY_QUEUE?: Queue<unknown>;
   ISSUER?: string;
+  TOKEN_AUDIENCE?: string;
   ENVIRONMENT?: string;
   ACCESS_TTL_SECONDS?: string;
   REFRESH_TTL_SECONDS?: string;

@@ -7,7 +7,16 @@ export const Email = z
   .toLowerCase()
   .max(254)
   .pipe(z.email({ error: "must be an email address" }))
-  .openapi({ example: "ada@example.com" });
+  .openapi({ example: "ada@example.com", format: "email" });
+
+/** An ISO-8601 UTC timestamp in a response (api.md §1). */
+export const Timestamp = z.string().openapi({ format: "date-time", example: "2026-01-31T12:00:00.000Z" });
+
+/** An email address in a response (trimmed and lower-cased when it was stored). */
+export const EmailOut = z.string().openapi({ format: "email" });
+
+/** A URL in a response. */
+export const UrlOut = z.string().openapi({ format: "uri" });
 
 export const Password = z
   .string()
@@ -39,33 +48,33 @@ export const DeviceIdInput = z
 export const Description = z.string().trim().max(200);
 
 export const EmailEntrySchema = z.object({
-  email: z.string(),
+  email: EmailOut,
   current: z.boolean(),
   verified: z.boolean().openapi({ description: "A code sent to this address was accepted (api.md §11)" }),
-  added_at: z.string(),
+  added_at: Timestamp,
 });
 
 export const UserSchema = z
   .object({
     id: z.string(),
     realm: z.string(),
-    email: z.string().nullable(),
+    email: EmailOut.nullable(),
     email_verified: z.boolean().openapi({ description: "Whether the current email was proven by a code sent to it" }),
     emails: z.array(EmailEntrySchema),
     phone_number: z.string().nullable(),
     full_name: z.string().nullable(),
-    image_url: z.string().nullable(),
+    image_url: UrlOut.nullable(),
     roles: z.array(z.string()),
     status: z.enum(["active", "pending", "disabled"]),
     source: z.enum(["password", "phone", "admin", "oidc"]),
     profile: z.record(z.string(), z.unknown()),
-    created_at: z.string(),
-    updated_at: z.string(),
+    created_at: Timestamp,
+    updated_at: Timestamp,
   })
   .openapi("User");
 
 export const PublicUserSchema = z
-  .object({ id: z.string(), full_name: z.string().nullable(), image_url: z.string().nullable() })
+  .object({ id: z.string(), full_name: z.string().nullable(), image_url: UrlOut.nullable() })
   .openapi("PublicUser");
 
 export const TokenPairSchema = z
@@ -85,10 +94,10 @@ export const DeviceSchema = z
     device_id: z.string(),
     description: z.string().nullable(),
     current: z.boolean(),
-    created_at: z.string(),
-    last_seen_at: z.string(),
+    created_at: Timestamp,
+    last_seen_at: Timestamp,
     push_token: z.string().nullable(),
-    push_token_updated_at: z.string().nullable(),
+    push_token_updated_at: Timestamp.nullable(),
   })
   .openapi("Device");
 
@@ -108,7 +117,10 @@ export const Roles = z.array(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/)).max(16
 export const SignUpBody = z
   .object({
     email: Email,
-    password: Password.optional(),
+    password: Password.optional().openapi({
+      description:
+        "Required for a sign-up; an admin creating a user may leave it out (a welcome code lets the user set one)",
+    }),
     password_confirmation: z.string().max(128).optional(),
     full_name: FullName,
     phone_number: E164.optional().openapi({ description: "Needs phone_otp: a number is attached only with its proof" }),
@@ -158,7 +170,7 @@ export const Domain = z
   });
 
 export const DomainRuleSchema = z
-  .object({ domain: z.string(), rule: z.enum(["allow", "block"]), created_at: z.string() })
+  .object({ domain: z.string(), rule: z.enum(["allow", "block"]), created_at: Timestamp })
   .openapi("DomainRule");
 export const DomainRuleBody = z.object({ rule: z.enum(["allow", "block"]) }).openapi("DomainRuleUpdate");
 

@@ -312,6 +312,15 @@ describe("domain authority tokens", () => {
     expect(created.status).toBe(201);
     expect(created.body.domain).toBe("acme.test");
     const authority = created.body.token as string;
+    // Its own typ and audience (api.md §2): never an access token to a standard resource server.
+    expect(JSON.parse(atob((authority.split(".")[0] as string).replace(/-/g, "+").replace(/_/g, "/"))).typ).toBe(
+      "authority+jwt",
+    );
+    expect(JSON.parse(atob((authority.split(".")[1] as string).replace(/-/g, "+").replace(/_/g, "/"))).aud).toBe(
+      `${env.ISSUER}/authority`,
+    );
+    // Used as an access token it is refused.
+    expect((await api("GET", r.p("/v1/users/me"), { token: authority })).body.error?.code).toBe("invalid_token");
     const stored = await env.DB.prepare("SELECT token_hash FROM authority_tokens WHERE id = ?")
       .bind(created.body.id)
       .first<{ token_hash: string }>();

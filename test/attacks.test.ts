@@ -316,6 +316,7 @@ async function authoritySlot(): Promise<Slot> {
     },
     claims: () => ({
       iss: env.ISSUER,
+      aud: `${env.ISSUER}/authority`,
       sub: `forged${crypto.randomUUID().replace(/-/g, "")}`.slice(0, 32),
       realm: a.realm,
       type: "authority",

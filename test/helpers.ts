@@ -112,9 +112,13 @@ export async function signTestToken(
   const key = await importJWK({ ...material, alg: "ES256" }, "ES256");
   const kid = opts.kid === undefined ? jwk.kid : opts.kid;
   return new SignJWT(claims)
-    .setProtectedHeader({ alg: "ES256", typ: "JWT", ...(kid === null ? {} : { kid }), ...opts.header })
+    .setProtectedHeader({ alg: "ES256", typ: typOf(claims.type), ...(kid === null ? {} : { kid }), ...opts.header })
     .sign(key);
 }
+
+/** The header `typ` the worker puts on a kind of token (api.md §2); `JWT` for anything else. */
+export const typOf = (type: unknown): string =>
+  type === "access" ? "at+jwt" : type === "public" ? "public+jwt" : type === "authority" ? "authority+jwt" : "JWT";
 
 /** Claims of a well-formed access token for `user`, as the worker would mint them now. */
 export function accessClaimsFor(
@@ -124,6 +128,7 @@ export function accessClaimsFor(
   const iat = Math.floor(Date.now() / 1000);
   return {
     iss: env.ISSUER,
+    aud: env.ISSUER,
     sub: user.id,
     realm: user.realm,
     type: "access",
@@ -132,6 +137,7 @@ export function accessClaimsFor(
     jti: crypto.randomUUID(),
     iat,
     exp: iat + 900,
+    auth_time: iat,
     fresh: true,
     roles: user.roles,
     email: user.email,

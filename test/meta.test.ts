@@ -1,6 +1,7 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it, vi } from "vitest";
+import { ERRORS } from "../src/errors";
 import worker, { app } from "../src/index";
 import { api, configuredKey, otherKey, PASSWORD, signUp, uniqueEmail } from "./helpers";
 
@@ -261,16 +262,90 @@ describe("GET /openapi.json", () => {
   it("marks authenticated routes with bearer security and public ones without", () => {
     expect(doc.paths["/v1/users/me"].get.security).toEqual([{ bearer: [] }]);
     expect(doc.paths["/v1/domains/{domain}"].put.security).toEqual([{ bearer: [] }]);
-    expect(doc.paths["/v1/tokens"].post.security ?? []).toEqual([]);
-    expect(doc.paths["/health"].get.security ?? []).toEqual([]);
+    // An optional token (a public token, or an admin's): the optional-token form.
+    expect(doc.paths["/v1/tokens"].post.security).toEqual([{}, { bearer: [] }]);
+    expect(doc.paths["/v1/users"].post.security).toEqual([{}, { bearer: [] }]);
+    expect(doc.paths["/health"].get.security).toEqual([]);
+    expect(doc.paths["/v1/tokens/refresh"].post.security).toEqual([]);
   });
 
-  it("documents the error shape on every operation", () => {
+  it("every operation has a unique operationId, a summary, and its errors by status with their codes", () => {
+    const ids = new Set<string>();
     for (const [path, ops] of Object.entries<any>(doc.paths)) {
       for (const [method, op] of Object.entries<any>(ops)) {
-        expect(op.responses?.default?.content?.["application/json"], `${method} ${path}`).toBeDefined();
+        const where = `${method} ${path}`;
+        expect(op.operationId, where).toMatch(/^[a-zA-Z]+$/);
+        expect(ids.has(op.operationId), `${where}: ${op.operationId} twice`).toBe(false);
+        ids.add(op.operationId);
+        expect(op.summary, where).toBeTruthy();
+        expect(Array.isArray(op.security), `${where}: security`).toBe(true);
+        const errors = Object.entries<any>(op.responses).filter(([status]) => Number(status) >= 400);
+        expect(
+          errors.map(([s]) => s),
+          where,
+        ).toContain("500");
+        for (const [status, r] of errors) {
+          const codes: string[] | undefined =
+            r.content["application/json"].schema.properties?.error.properties.code.enum;
+          // A route may describe one of its error statuses itself (GET /health's 503 names the problems).
+          if (!codes && path.endsWith("/health")) continue;
+          expect(codes?.length, `${where} ${status}`).toBeGreaterThan(0);
+          // Each code is documented under the status it is answered with.
+          for (const code of codes ?? [])
+            expect(String(ERRORS[code as keyof typeof ERRORS][0]), `${where} ${code}`).toBe(status);
+        }
+        for (const [status, r] of Object.entries<any>(op.responses)) {
+          expect(r.headers?.["X-Request-Id"], `${where} ${status}`).toBeDefined();
+          if (status === "401") expect(r.headers["WWW-Authenticate"], where).toBeDefined();
+          if (status === "429") expect(r.headers["Retry-After"], where).toBeDefined();
+        }
+        if (op.requestBody)
+          expect(
+            errors.map(([s]) => s),
+            where,
+          ).toEqual(expect.arrayContaining(["400", "413", "415"]));
+        if (op.security.some((s: object) => "bearer" in s) && op.security.length === 1) {
+          expect(op.responses["401"].content["application/json"].schema.properties.error.properties.code.enum).toEqual(
+            expect.arrayContaining(["missing_token", "invalid_token", "token_expired", "token_revoked"]),
+          );
+        }
       }
     }
+    expect(doc.paths["/v1/tokens"].post.responses["429"].headers["Retry-After"]).toEqual({
+      $ref: "#/components/headers/Retry-After",
+    });
+    expect(Object.keys(doc.components.headers).sort()).toEqual([
+      "Retry-After",
+      "WWW-Authenticate",
+      "X-D1-Bookmark",
+      "X-Request-Id",
+    ]);
+  });
+
+  it("every /v1 path also appears realm-prefixed, with the realm parameter and 404 realm_not_found", () => {
+    for (const path of Object.keys(doc.paths).filter((p) => p.startsWith("/v1/") && !p.startsWith("/v1/realms"))) {
+      const copy = doc.paths[`/v1/realms/{realm}${path.slice(3)}`];
+      expect(copy, path).toBeDefined();
+      for (const [method, op] of Object.entries<any>(copy)) {
+        expect(op.operationId).toBe(`${doc.paths[path][method].operationId}InRealm`);
+        expect(op.parameters[0]).toMatchObject({ name: "realm", in: "path", required: true });
+        expect(op.responses["404"].content["application/json"].schema.properties.error.properties.code.enum).toContain(
+          "realm_not_found",
+        );
+      }
+    }
+  });
+
+  it("names its server, formats, optional bodies, and the notifier's webhook", () => {
+    expect(doc.servers).toEqual([{ url: "https://user-registry.test", description: expect.any(String) }]);
+    expect(doc.components.schemas.User.properties.created_at.format).toBe("date-time");
+    expect(doc.components.schemas.User.properties.email.format).toBe("email");
+    expect(doc.components.schemas.SignUp.properties.email.format).toBe("email");
+    // An empty body reads as {}: bodies whose every field is optional are not required.
+    expect(doc.paths["/v1/tokens/public"].post.requestBody.required).toBe(false);
+    expect(doc.paths["/v1/tokens"].post.requestBody.required).toBe(true);
+    expect(doc.components.schemas.SignUp.required).not.toContain("password");
+    expect(doc.webhooks.notification.post.requestBody.content["application/json"]).toBeDefined();
   });
 
   it("known paths with a wrong method are 405 here too", async () => {
@@ -280,6 +355,28 @@ describe("GET /openapi.json", () => {
       expect(res.body.error.code).toBe("method_not_allowed");
       expect(res.headers.get("Allow")).toBe("GET");
     }
+  });
+});
+
+describe("discovery metadata (api.md §14)", () => {
+  for (const path of ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"]) {
+    it(`${path}: issuer equal to iss, jwks_uri, only true fields, cacheable`, async () => {
+      const res = await api("GET", path);
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual({
+        issuer: "https://user-registry.test",
+        jwks_uri: "https://user-registry.test/.well-known/jwks.json",
+        service_documentation: "https://user-registry.test/docs",
+      });
+      expect(res.headers.get("Cache-Control")).toMatch(/^public, max-age=\d+$/);
+      // The keys it names are the ones the tokens are signed with.
+      const jwks = await api("GET", new URL(res.body.jwks_uri).pathname);
+      expect(jwks.body.keys[0].kid).toBe(configuredKey().kid);
+    });
+  }
+
+  it("a realm prefix does not apply to the metadata (one issuer for every realm)", async () => {
+    expect((await api("GET", "/v1/realms/default/.well-known/openid-configuration")).status).toBe(404);
   });
 });
 

@@ -36,7 +36,7 @@ async function deliveredTo(to: string): Promise<Received[]> {
  * error). The double's global `/__double/mode` is not used for failures: test files run in
  * parallel and share the double, so flipping its mode would fail other files' deliveries.
  */
-function fakeHook(host: string, behave: () => "ok" | "status" | "network") {
+function fakeHook(host: string, behave: () => "ok" | "status" | "network" | "slow") {
   const realFetch = globalThis.fetch;
   const calls: { url: string; headers: Headers; body: string }[] = [];
   vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
@@ -45,6 +45,17 @@ function fakeHook(host: string, behave: () => "ok" | "status" | "network") {
     calls.push({ url: req.url, headers: req.headers, body: await req.text() });
     const how = behave();
     if (how === "network") throw new TypeError("Network connection lost");
+    if (how === "slow") {
+      // Answers after 5 s, unless the caller gives up first (its AbortSignal).
+      await new Promise((resolve, reject) => {
+        const timer = setTimeout(resolve, 5_000);
+        req.signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          reject(req.signal.reason);
+        });
+      });
+      return new Response("ok", { status: 200 });
+    }
     return new Response(how === "ok" ? "ok" : "fail", { status: how === "ok" ? 200 : 500 });
   });
   return calls;
@@ -266,6 +277,16 @@ describe("notify()", () => {
       expect(err.status).toBe(502);
       vi.restoreAllMocks();
     }
+  });
+
+  it("gives up on a webhook that takes longer than an interactive request can wait", async () => {
+    fakeHook("hooks-slow.test", () => "slow");
+    const started = Date.now();
+    const err = await notify(await depsWith(hookOn("hooks-slow.test")), message("+15550000003")).catch((e) => e);
+    // A 5 s answer is too late: the send fails (502) rather than holding the client for it.
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err.code).toBe("delivery_failed");
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it("throws 503 delivery_unavailable in production without a webhook", async () => {

@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import {
   accessClaimsFor,
   api,
+  apiWithEnv,
   b64u,
   claimsOf,
   configuredKey,
@@ -12,6 +13,7 @@ import {
   login,
   newSession,
   otherKey,
+  PASSWORD,
   publicKeySecrets,
   signTestToken,
   signUp,
@@ -203,6 +205,49 @@ describe("the token attack matrix", () => {
     }
   });
 
+  it("typ and aud (RFC 9068): the access claims under another typ, or another audience, are refused", async () => {
+    const claims = accessClaimsFor(session.user);
+    // Well signed, every claim right, but the header of another kind (or none, or the generic JWT).
+    for (const typ of ["public+jwt", "authority+jwt", "JWT", "jwt", undefined]) {
+      await expectRejected(await signTestToken(claims, { header: { typ } }));
+    }
+    // The audience of authority tokens, a stranger's, none at all, or a list without ours.
+    for (const aud of [
+      "https://user-registry.test/authority",
+      "https://other.test",
+      undefined,
+      ["https://other.test"],
+    ]) {
+      await expectRejected(await signTestToken({ ...claims, aud }));
+    }
+    // A list that holds ours is fine (RFC 7519 §4.1.3); so is `typ` as its media type.
+    expect((await api("GET", ME, { token: await signTestToken({ ...claims, aud: ["x", env.ISSUER] }) })).status).toBe(
+      200,
+    );
+    expect(
+      (await api("GET", ME, { token: await signTestToken(claims, { header: { typ: "application/at+jwt" } }) })).status,
+    ).toBe(200);
+    const noAuthTime = { ...claims };
+    delete noAuthTime.auth_time;
+    await expectRejected(await signTestToken(noAuthTime));
+  });
+
+  it("a public token under the access typ, or with an audience, is refused where a public token is taken", async () => {
+    const pub = claimsOf((await api("POST", "/v1/tokens/public", { body: {} })).body.token);
+    const login = (token: string) =>
+      api("POST", "/v1/tokens", {
+        headers: { Authorization: `Bearer ${token}` },
+        body: { email: session.email, password: PASSWORD },
+      });
+    expect((await login(await signTestToken(pub))).status).toBe(200);
+    for (const token of [
+      await signTestToken(pub, { header: { typ: "at+jwt" } }),
+      await signTestToken({ ...pub, aud: env.ISSUER }),
+    ]) {
+      expect((await login(token)).body.error?.code).toBe("invalid_token");
+    }
+  });
+
   it("tampered payload, signature kept", async () => {
     const claims = claimsOf(realToken);
     await expectRejected(withPayload(realToken, { ...claims, roles: ["user", "admin"] }));
@@ -216,7 +261,7 @@ describe("the token attack matrix", () => {
   it("tampered header, signature kept", async () => {
     const [, p, s] = realToken.split(".");
     const header = decodeProtectedHeader(realToken);
-    await expectRejected(`${b64u(JSON.stringify({ ...header, typ: "at+jwt" }))}.${p}.${s}`);
+    await expectRejected(`${b64u(JSON.stringify({ ...header, typ: "JWT" }))}.${p}.${s}`);
   });
 
   it("truncated and bit-flipped signatures", async () => {
@@ -303,26 +348,32 @@ describe("JWKS and the tokens login mints", () => {
     expect(res.text).not.toContain(key.d as string);
   });
 
-  it("a standard JOSE verifier accepts every kind of token against the published JWKS alone", async () => {
+  it("a standard JOSE verifier (issuer, audience, typ) accepts access tokens only (RFC 9068)", async () => {
     const jwks = createLocalJWKSet((await api("GET", "/.well-known/jwks.json")).body);
     const email = uniqueEmail();
     await signUp(email);
     const pair = await login(email);
     const refreshed = (await api("POST", "/v1/tokens/refresh", { body: { refresh_token: pair.refresh_token } })).body;
     const pub = (await api("POST", "/v1/tokens/public", { body: {} })).body;
-    for (const token of [pair.access_token, refreshed.access_token, pub.token]) {
-      const { payload, protectedHeader } = await jwtVerify(token, jwks, {
-        issuer: "https://user-registry.test",
-        algorithms: ["ES256"],
-      });
-      expect(protectedHeader).toEqual({ alg: "ES256", kid: configuredKey().kid, typ: "JWT" });
+    const standard = { issuer: "https://user-registry.test", audience: "https://user-registry.test", typ: "at+jwt" };
+    for (const token of [pair.access_token, refreshed.access_token]) {
+      const { payload, protectedHeader } = await jwtVerify(token, jwks, { ...standard, algorithms: ["ES256"] });
+      expect(protectedHeader).toEqual({ alg: "ES256", kid: configuredKey().kid, typ: "at+jwt" });
       expect(payload).toEqual(claimsOf(token));
     }
+    // The other kinds carry their own typ, and no access audience: refused on either check alone.
+    expect(decodeProtectedHeader(pub.token).typ).toBe("public+jwt");
+    await expect(jwtVerify(pub.token, jwks, standard)).rejects.toThrow();
+    await expect(
+      jwtVerify(pub.token, jwks, { issuer: standard.issuer, audience: standard.audience }),
+    ).rejects.toThrow();
+    // Signature and issuer alone still hold for every kind (what an audience-less check would see).
+    expect((await jwtVerify(pub.token, jwks, { issuer: standard.issuer })).payload.aud).toBeUndefined();
   });
 
   it("the access token's header names the keyset's kid", async () => {
     const header = decodeProtectedHeader(realToken);
-    expect(header).toEqual({ alg: "ES256", kid: configuredKey().kid, typ: "JWT" });
+    expect(header).toEqual({ alg: "ES256", kid: configuredKey().kid, typ: "at+jwt" });
     expect(header.kid).toBe("test-1");
   });
 
@@ -335,6 +386,7 @@ describe("JWKS and the tokens login mints", () => {
     const c = claimsOf(pair.access_token);
     expect(c).toEqual({
       iss: "https://user-registry.test",
+      aud: "https://user-registry.test",
       sub: user.id,
       realm: "default",
       type: "access",
@@ -343,6 +395,7 @@ describe("JWKS and the tokens login mints", () => {
       jti: expect.any(String),
       iat: expect.any(Number),
       exp: expect.any(Number),
+      auth_time: expect.any(Number),
       fresh: true,
       roles: ["user"],
       email,
@@ -350,6 +403,7 @@ describe("JWKS and the tokens login mints", () => {
       email_verified: false,
       name: "Claims Person",
     });
+    expect(c.auth_time).toBe(c.iat);
     expect(c.iat).toBeGreaterThanOrEqual(before);
     expect(c.iat).toBeLessThanOrEqual(after);
     expect(c.exp - c.iat).toBe(900);
@@ -361,6 +415,47 @@ describe("JWKS and the tokens login mints", () => {
     // A second login mints a different jti.
     const again = await login(email);
     expect(claimsOf(again.access_token).jti).not.toBe(c.jti);
+  });
+
+  it("auth_time is the login's and is kept across refreshes; fresh is not", async () => {
+    const email = uniqueEmail();
+    await signUp(email);
+    const pair = await login(email);
+    const first = claimsOf(pair.access_token);
+    await new Promise((r) => setTimeout(r, 1100));
+    const refreshed = (await api("POST", "/v1/tokens/refresh", { body: { refresh_token: pair.refresh_token } })).body;
+    const again = (await api("POST", "/v1/tokens/refresh", { body: { refresh_token: refreshed.refresh_token } })).body;
+    for (const token of [refreshed.access_token, again.access_token]) {
+      const c = claimsOf(token);
+      expect(c.auth_time).toBe(first.auth_time);
+      expect(c.iat).toBeGreaterThan(first.auth_time);
+      expect(c.fresh).toBe(false);
+      expect(c.aud).toBe("https://user-registry.test");
+    }
+    // A new login is a new credential check.
+    const later = claimsOf((await login(email, { device_id: pair.device_id })).access_token);
+    expect(later.auth_time).toBeGreaterThan(first.auth_time);
+  });
+
+  it("TOKEN_AUDIENCE: a comma-separated list becomes aud; a token for another audience is refused", async () => {
+    const listed = { TOKEN_AUDIENCE: "https://api-a.test, https://api-b.test" } as Partial<Cloudflare.Env>;
+    const email = uniqueEmail();
+    await signUp(email);
+    const pair = (await apiWithEnv(listed, "POST", "/v1/tokens", { body: { email, password: PASSWORD } })).body;
+    expect(claimsOf(pair.access_token).aud).toEqual(["https://api-a.test", "https://api-b.test"]);
+    expect((await apiWithEnv(listed, "GET", ME, { token: pair.access_token })).status).toBe(200);
+    // The default audience (the issuer) is not one of those: a token minted for it is refused there, and back.
+    expect((await apiWithEnv(listed, "GET", ME, { token: realToken })).body.error.code).toBe("invalid_token");
+    expect((await api("GET", ME, { token: pair.access_token })).body.error.code).toBe("invalid_token");
+    // The authority audience can never be an access audience.
+    const bad = { TOKEN_AUDIENCE: "https://user-registry.test/authority" } as Partial<Cloudflare.Env>;
+    expect((await apiWithEnv(bad, "GET", "/health")).status).toBe(503);
+  });
+
+  it("public and authority tokens carry their own typ and audience", async () => {
+    const pub = (await api("POST", "/v1/tokens/public", { body: {} })).body.token;
+    expect(decodeProtectedHeader(pub).typ).toBe("public+jwt");
+    expect(claimsOf(pub).aud).toBeUndefined();
   });
 
   it("a public token carries did and no sub", async () => {

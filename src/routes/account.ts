@@ -15,7 +15,7 @@ import {
 import { changeEmail, changePassword, completeReset, deleteUser, requestReset, updateUser } from "../services/accounts";
 import { audit } from "../services/audit";
 import { toUser } from "../services/users";
-import { bearerAuth, json, jsonBody, route } from "./define";
+import { bearerAuth, json, jsonBody, optionalAuth, route } from "./define";
 import { publicTokenDevice } from "./tokens";
 
 const IdParam = z.object({
@@ -52,6 +52,9 @@ export const account = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/users/reset",
+      operationId: "requestPasswordReset",
+      security: optionalAuth,
+      errors: ["delivery_unavailable"],
       tags: ["account"],
       summary: "Ask for a password reset code",
       description:
@@ -73,6 +76,9 @@ export const account = new OpenAPIHono<AppEnv>()
     route({
       method: "put",
       path: "/v1/users/reset",
+      operationId: "resetPassword",
+      security: optionalAuth,
+      errors: ["invalid_code"],
       tags: ["account"],
       summary: "Set a new password with a reset code",
       description:
@@ -104,6 +110,8 @@ export const account = new OpenAPIHono<AppEnv>()
     route({
       method: "put",
       path: "/v1/users/me/email",
+      operationId: "changeEmail",
+      errors: ["invalid_credentials", "fresh_token_required", "email_in_use", "user_not_found", "domain_not_allowed"],
       tags: ["account"],
       summary: "Change the email",
       description:
@@ -134,6 +142,8 @@ export const account = new OpenAPIHono<AppEnv>()
     route({
       method: "put",
       path: "/v1/users/me/password",
+      operationId: "changePassword",
+      errors: ["invalid_credentials", "fresh_token_required", "user_not_found"],
       tags: ["account"],
       summary: "Change the password; every other device is logged out",
       description:
@@ -162,6 +172,8 @@ export const account = new OpenAPIHono<AppEnv>()
     route({
       method: "patch",
       path: "/v1/users/{id}",
+      operationId: "updateUser",
+      errors: ["forbidden", "not_found", "phone_in_use", "user_not_found"],
       tags: ["account"],
       summary: "Edit a user (oneself, or anyone as an admin)",
       description:
@@ -191,6 +203,8 @@ export const account = new OpenAPIHono<AppEnv>()
     route({
       method: "delete",
       path: "/v1/users/{id}",
+      operationId: "deleteUser",
+      errors: ["forbidden", "fresh_token_required", "not_found", "last_admin", "user_not_found"],
       tags: ["account"],
       summary: "Delete a user (oneself with a fresh token, or anyone as an admin)",
       description: "Every session ends, then the account is removed; its email may register again.",

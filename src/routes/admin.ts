@@ -24,6 +24,8 @@ function statusRoute(action: "activate" | "deactivate", status: "active" | "disa
   const definition = route({
     method: "post",
     path: `/v1/users/{id}/${action}`,
+    operationId: `${action}User`,
+    errors: ["forbidden", "not_found", "last_admin", "user_not_found"],
     tags: ["admin"],
     summary,
     security: bearerAuth,
@@ -48,6 +50,8 @@ export const admin = new OpenAPIHono<AppEnv>()
     route({
       method: "get",
       path: "/v1/users",
+      operationId: "listUsers",
+      errors: ["forbidden", "user_not_found"],
       tags: ["admin"],
       summary: "List users (admin, or an authority token of the domain)",
       description: "Cursor pagination, oldest first; stays correct while users are added and deleted between pages.",
@@ -69,6 +73,8 @@ export const admin = new OpenAPIHono<AppEnv>()
     route({
       method: "put",
       path: "/v1/users/{id}/roles",
+      operationId: "setUserRoles",
+      errors: ["forbidden", "not_found", "last_admin", "user_not_found"],
       tags: ["admin"],
       summary: "Replace a user's roles; never leaves the realm without an admin",
       security: bearerAuth,

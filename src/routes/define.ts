@@ -1,5 +1,6 @@
 import { createRoute, type RouteConfig, type z } from "@hono/zod-openapi";
-import { ErrorSchema } from "../schemas";
+import { ERRORS, type ErrorCode } from "../errors";
+import { IP_LIMITS } from "../middleware/limits";
 
 /** Every documented route's method and path pattern, so a known path with a wrong method answers 405. */
 export const knownRoutes: { method: string; pattern: RegExp }[] = [];
@@ -11,8 +12,113 @@ export const methodsFor = (path: string) => knownRoutes.filter((r) => r.pattern.
 export const serves = (path: string, method: string) =>
   knownRoutes.some((r) => r.method === method && r.pattern.test(path));
 
-/** createRoute that also records the route for 405 answers. Adds the error shape as the default response. */
-export function route<const R extends RouteConfig>(config: R) {
+/** No token is taken. */
+export const noAuth = [] as const;
+/** An optional token (a public token, or an admin's access token): RFC-style `[{}, {bearer: []}]`. */
+export const optionalAuth = [{}, { bearer: [] }] as const;
+/** An access token is required. */
+export const bearerAuth = [{ bearer: [] }] as const;
+
+type Security = typeof noAuth | typeof optionalAuth | typeof bearerAuth;
+
+/**
+ * What every route declares, on top of @hono/zod-openapi's RouteConfig: a unique `operationId`, a
+ * `summary`, its `security` (one of the three above) and the error codes it answers itself. The
+ * codes every route of its kind shares (a body's 400/413/415, a token's 401s, a limiter's 429,
+ * 500, 503) are added by `route()`, so a route cannot be documented without its errors.
+ */
+export type RouteSpec = Omit<RouteConfig, "security" | "operationId" | "summary"> & {
+  operationId: string;
+  summary: string;
+  security: Security;
+  errors: readonly ErrorCode[];
+};
+
+const BODY_ERRORS: ErrorCode[] = ["validation_failed", "invalid_json", "payload_too_large", "unsupported_media_type"];
+const TOKEN_ERRORS: ErrorCode[] = ["missing_token", "invalid_token", "token_expired", "token_revoked"];
+const OPTIONAL_TOKEN_ERRORS: ErrorCode[] = ["invalid_token", "token_expired"];
+const SERVER_ERRORS: ErrorCode[] = ["internal_error", "config_invalid"];
+
+const header = (description: string, format?: string) => ({
+  description,
+  schema: { type: "string" as const, ...(format ? { format } : {}) },
+});
+
+/** Response headers (api.md §1, §2, §10). */
+export const HEADERS = {
+  "X-Request-Id": header("The caller's request id when it sent a sane one, else a new one"),
+  "X-D1-Bookmark": header(
+    "D1 session bookmark of what this answer read or wrote; send it back for read-your-writes (on /v1 answers that used D1)",
+  ),
+  "Retry-After": header("Seconds to wait before trying again"),
+  "WWW-Authenticate": header(
+    'RFC 6750 challenge: `Bearer realm="user-registry"`, with `error="invalid_token"` when a presented token was rejected',
+  ),
+};
+
+const ref = (name: keyof typeof HEADERS) => ({ $ref: `#/components/headers/${name}` });
+
+/** The headers a response of `status` on `path` carries (references to HEADERS, registered in openapi.ts). */
+export function responseHeaders(path: string, status: number) {
+  return {
+    "X-Request-Id": ref("X-Request-Id"),
+    ...(path.startsWith("/v1/") ? { "X-D1-Bookmark": ref("X-D1-Bookmark") } : {}),
+    ...(status === 401 ? { "WWW-Authenticate": ref("WWW-Authenticate") } : {}),
+    ...(status === 429 ? { "Retry-After": ref("Retry-After") } : {}),
+  };
+}
+
+/** The error response for these codes (all of one status), with the codes enumerated (plain JSON Schema). */
+export function errorResponse(codes: readonly string[]) {
+  const list = [...new Set(codes)].sort();
+  return {
+    description: list.map((c) => `\`${c}\``).join(", "),
+    content: {
+      "application/json": {
+        schema: {
+          type: "object" as const,
+          required: ["error"],
+          properties: {
+            error: {
+              type: "object" as const,
+              required: ["code", "message"],
+              properties: {
+                code: { type: "string" as const, enum: list },
+                message: { type: "string" as const },
+                fields: {
+                  type: "object" as const,
+                  additionalProperties: { type: "string" as const },
+                  description: "Only on validation_failed: each field's path and what is wrong with it",
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+  };
+}
+
+/** Every error code a route can answer: its own and those its kind shares. */
+export function routeErrors(config: RouteSpec): ErrorCode[] {
+  const method = config.method.toUpperCase();
+  const codes: ErrorCode[] = [...config.errors, ...SERVER_ERRORS];
+  if (config.request?.body) codes.push(...BODY_ERRORS);
+  if (config.request?.params || config.request?.query) codes.push("validation_failed");
+  if (config.security === bearerAuth) codes.push(...TOKEN_ERRORS);
+  if (config.security === optionalAuth) codes.push(...OPTIONAL_TOKEN_ERRORS);
+  if (IP_LIMITS.some(([m, p]) => m === method && p === config.path)) codes.push("too_many_attempts");
+  return codes;
+}
+
+/**
+ * createRoute that also records the route for 405 answers, and documents its error responses
+ * (grouped by status, codes enumerated) and response headers.
+ */
+export function route<const R extends RouteSpec>(config: R) {
+  if (knownRoutes.some((r) => r.method === config.method.toUpperCase() && r.pattern.test(config.path))) {
+    throw new Error(`route ${config.method} ${config.path} is defined twice`);
+  }
   knownRoutes.push({
     method: config.method.toUpperCase(),
     // Exactly the path the router serves (it is strict about a trailing slash), literal dots included.
@@ -23,18 +129,33 @@ export function route<const R extends RouteConfig>(config: R) {
         .join("[^/]+")}$`,
     ),
   });
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of routeErrors(config)) {
+    const status = ERRORS[code][0];
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
+  const responses: Record<string, object> = {};
+  for (const [status, r] of Object.entries(config.responses)) {
+    responses[status] = {
+      ...r,
+      headers: { ...responseHeaders(config.path, Number(status)), ...(r as { headers?: object }).headers },
+    };
+  }
+  for (const [status, codes] of [...byStatus].sort(([a], [b]) => a - b)) {
+    if (responses[status]) continue; // a route's own description of that status wins
+    responses[status] = { ...errorResponse(codes), headers: responseHeaders(config.path, status) };
+  }
+  const { errors: _errors, ...rest } = config;
   return createRoute({
-    ...config,
-    responses: {
-      ...config.responses,
-      default: { description: "An error (api.md §1)", content: { "application/json": { schema: ErrorSchema } } },
-    },
+    ...rest,
+    security: [...config.security] as RouteConfig["security"],
+    responses: responses as R["responses"],
   });
 }
 
-/** A required JSON request body. */
+/** A JSON request body; required unless `{}` is valid (an empty body reads as `{}`, see middleware/request.ts). */
 export const jsonBody = <T extends z.ZodType>(schema: T) => ({
-  body: { required: true, content: { "application/json": { schema } } },
+  body: { required: !schema.safeParse({}).success, content: { "application/json": { schema } } },
 });
 
 /** A JSON response. */
@@ -42,5 +163,3 @@ export const json = <T extends z.ZodType>(description: string, schema: T) => ({
   description,
   content: { "application/json": { schema } },
 });
-
-export const bearerAuth = [{ bearer: [] }];

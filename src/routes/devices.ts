@@ -12,6 +12,8 @@ export const devices = new OpenAPIHono<AppEnv>()
     route({
       method: "get",
       path: "/v1/devices",
+      operationId: "listDevices",
+      errors: [],
       tags: ["devices"],
       summary: "List the devices logged in to this account",
       security: bearerAuth,
@@ -27,6 +29,8 @@ export const devices = new OpenAPIHono<AppEnv>()
     route({
       method: "put",
       path: "/v1/devices/current",
+      operationId: "updateCurrentDevice",
+      errors: ["session_revoked"],
       tags: ["devices"],
       summary: "Update this device: push token, description; records that it was seen",
       security: bearerAuth,
@@ -43,6 +47,8 @@ export const devices = new OpenAPIHono<AppEnv>()
     route({
       method: "delete",
       path: "/v1/devices/{device_id}",
+      operationId: "logoutDevice",
+      errors: ["session_revoked", "not_found"],
       tags: ["devices"],
       summary: "Log out one of this account's devices at once (strict)",
       security: bearerAuth,

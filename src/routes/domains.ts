@@ -4,7 +4,7 @@ import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { adminAccess, adminOnly } from "../middleware/admin";
 import { deps } from "../middleware/auth";
-import { Domain, DomainRuleBody, DomainRuleSchema } from "../schemas";
+import { Domain, DomainRuleBody, DomainRuleSchema, Timestamp } from "../schemas";
 import { audit } from "../services/audit";
 import { createAuthorityToken, revokeAuthorityToken } from "../services/authority";
 import { domainRules } from "../storage/schema";
@@ -17,7 +17,7 @@ const AuthorityTokenBody = z
   .object({ expires_in_days: z.number().int().min(1).max(365).optional() })
   .openapi("AuthorityTokenRequest");
 const AuthorityTokenSchema = z
-  .object({ id: z.string(), token: z.string(), domain: z.string(), expires_at: z.string() })
+  .object({ id: z.string(), token: z.string(), domain: z.string(), expires_at: Timestamp })
   .openapi("AuthorityToken");
 
 /** Domain rules (api.md §6). Changing a rule never touches existing users. */
@@ -26,6 +26,8 @@ export const domains = new OpenAPIHono<AppEnv>()
     route({
       method: "get",
       path: "/v1/domains",
+      operationId: "listDomainRules",
+      errors: ["forbidden", "user_not_found"],
       tags: ["domains"],
       summary: "List the realm's domain rules",
       security: bearerAuth,
@@ -46,6 +48,8 @@ export const domains = new OpenAPIHono<AppEnv>()
     route({
       method: "put",
       path: "/v1/domains/{domain}",
+      operationId: "setDomainRule",
+      errors: ["forbidden", "user_not_found"],
       tags: ["domains"],
       summary: "Allow or block an email domain (and its subdomains)",
       security: bearerAuth,
@@ -71,6 +75,8 @@ export const domains = new OpenAPIHono<AppEnv>()
     route({
       method: "delete",
       path: "/v1/domains/{domain}",
+      operationId: "deleteDomainRule",
+      errors: ["forbidden", "not_found", "user_not_found"],
       tags: ["domains"],
       summary: "Remove a domain rule",
       security: bearerAuth,
@@ -93,6 +99,8 @@ export const domains = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/domains/{domain}/authority-token",
+      operationId: "createAuthorityToken",
+      errors: ["forbidden", "fresh_token_required", "user_not_found"],
       tags: ["domains"],
       summary: "Mint a token that manages this email domain's users (returned once)",
       description:
@@ -122,6 +130,8 @@ export const domains = new OpenAPIHono<AppEnv>()
     route({
       method: "delete",
       path: "/v1/domains/{domain}/authority-token/{id}",
+      operationId: "revokeAuthorityToken",
+      errors: ["forbidden", "not_found", "user_not_found"],
       tags: ["domains"],
       summary: "Revoke an authority token at once",
       security: bearerAuth,

@@ -1,9 +1,9 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import { loadConfig } from "../config";
-import type { AppEnv } from "../context";
+import type { AppContext, AppEnv } from "../context";
 import { ApiError, errorBody } from "../errors";
 import { deps } from "../middleware/auth";
-import { json, route } from "./define";
+import { json, noAuth, route } from "./define";
 
 const JwksSchema = z
   .object({
@@ -21,11 +21,37 @@ const JwksSchema = z
   })
   .openapi("JWKS");
 
+const MetadataSchema = z
+  .object({
+    issuer: z.url().openapi({ description: "Equal to the `iss` of every token" }),
+    jwks_uri: z.url(),
+    service_documentation: z.url(),
+  })
+  .openapi("ServerMetadata");
+
+/**
+ * Discovery metadata (api.md §14): the same few fields under both names, and only fields that are
+ * true of this service. It has no OAuth authorization or token endpoint (logins are JSON calls of
+ * its own), so none is claimed; libraries that start from an issuer URL need `issuer` and `jwks_uri`.
+ */
+const metadata = async (c: AppContext) => {
+  const { config } = await deps(c);
+  const issuer = config.ISSUER.replace(/\/+$/, "");
+  c.header("Cache-Control", "public, max-age=3600");
+  return c.json(
+    { issuer: config.ISSUER, jwks_uri: `${issuer}/.well-known/jwks.json`, service_documentation: `${issuer}/docs` },
+    200,
+  );
+};
+
 export const meta = new OpenAPIHono<AppEnv>()
   .openapi(
     route({
       method: "get",
       path: "/health",
+      operationId: "getHealth",
+      security: noAuth,
+      errors: [],
       tags: ["meta"],
       summary: "Health: 503 naming the problem when configuration is missing or invalid",
       responses: {
@@ -60,6 +86,9 @@ export const meta = new OpenAPIHono<AppEnv>()
     route({
       method: "get",
       path: "/.well-known/jwks.json",
+      operationId: "getJwks",
+      security: noAuth,
+      errors: [],
       tags: ["meta"],
       summary: "The public keys that verify this service's tokens",
       responses: { 200: json("JWKS", JwksSchema) },
@@ -69,4 +98,30 @@ export const meta = new OpenAPIHono<AppEnv>()
       c.header("Cache-Control", "public, max-age=300");
       return c.json(d.keys.jwks, 200);
     },
+  )
+  .openapi(
+    route({
+      method: "get",
+      path: "/.well-known/openid-configuration",
+      operationId: "getOpenIdConfiguration",
+      security: noAuth,
+      errors: [],
+      tags: ["meta"],
+      summary: "Issuer metadata (OpenID Connect Discovery): issuer and jwks_uri",
+      responses: { 200: json("Metadata", MetadataSchema) },
+    }),
+    (c) => metadata(c),
+  )
+  .openapi(
+    route({
+      method: "get",
+      path: "/.well-known/oauth-authorization-server",
+      operationId: "getAuthorizationServerMetadata",
+      security: noAuth,
+      errors: [],
+      tags: ["meta"],
+      summary: "Issuer metadata (RFC 8414): issuer and jwks_uri",
+      responses: { 200: json("Metadata", MetadataSchema) },
+    }),
+    (c) => metadata(c),
   );

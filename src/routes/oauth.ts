@@ -14,7 +14,7 @@ import { resolveDeviceId, startSession } from "../services/sessions";
 import { requireUser } from "../services/users";
 import { listIdentities, putRecord, takeRecord, unlinkUnlessLast } from "../storage/identities";
 import type { UserRecord } from "../storage/users";
-import { bearerAuth, json, jsonBody, route } from "./define";
+import { bearerAuth, json, jsonBody, noAuth, optionalAuth, route } from "./define";
 import { publicTokenDevice } from "./tokens";
 
 /** Identity providers (docs/api.md §13): the native and web sign-in flows and linked identities. */
@@ -115,6 +115,19 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/tokens/oidc",
+      operationId: "oidcLogin",
+      errors: [
+        "provider_unavailable",
+        "account_exists",
+        "account_pending",
+        "account_disabled",
+        "email_unverified",
+        "domain_not_allowed",
+        "registration_closed",
+        "realm_not_found",
+        "user_not_found",
+      ],
+      security: optionalAuth,
       tags: ["tokens"],
       summary: "Sign in with an identity provider's ID token (native apps)",
       description:
@@ -135,6 +148,9 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
     route({
       method: "get",
       path: "/v1/oauth/{provider}/authorize",
+      operationId: "oauthAuthorize",
+      errors: ["provider_unavailable"],
+      security: noAuth,
       tags: ["tokens"],
       summary: "Start a web sign-in with an identity provider",
       description:
@@ -187,6 +203,9 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
     route({
       method: "get",
       path: "/v1/oauth/{provider}/callback",
+      operationId: "oauthCallback",
+      errors: ["invalid_state"],
+      security: noAuth,
       tags: ["tokens"],
       summary: "The provider's redirect back (register this URL with the provider)",
       description:
@@ -261,6 +280,19 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/tokens/oauth",
+      operationId: "oauthLogin",
+      errors: [
+        "invalid_code",
+        "account_exists",
+        "account_pending",
+        "account_disabled",
+        "email_unverified",
+        "domain_not_allowed",
+        "registration_closed",
+        "realm_not_found",
+        "user_not_found",
+      ],
+      security: optionalAuth,
       tags: ["tokens"],
       summary: "Swap the one-time code of a web sign-in for tokens",
       description: "The code of the redirect (60 s, single use); unknown, spent or expired: 400 invalid_code.",
@@ -279,6 +311,8 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
     route({
       method: "get",
       path: "/v1/users/me/identities",
+      operationId: "listIdentities",
+      errors: ["user_not_found", "account_disabled", "account_pending"],
       tags: ["account"],
       summary: "The identity provider accounts linked to mine",
       security: bearerAuth,
@@ -296,6 +330,15 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/users/me/identities",
+      operationId: "linkIdentity",
+      errors: [
+        "fresh_token_required",
+        "identity_in_use",
+        "provider_unavailable",
+        "user_not_found",
+        "account_disabled",
+        "account_pending",
+      ],
       tags: ["account"],
       summary: "Link an identity provider account (fresh token)",
       description:
@@ -326,6 +369,15 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
     route({
       method: "delete",
       path: "/v1/users/me/identities/{provider}",
+      operationId: "unlinkIdentity",
+      errors: [
+        "fresh_token_required",
+        "last_credential",
+        "not_found",
+        "user_not_found",
+        "account_disabled",
+        "account_pending",
+      ],
       tags: ["account"],
       summary: "Unlink an identity provider account (fresh token)",
       description:

@@ -6,7 +6,7 @@ import { OtpRequestBody, OtpSentSchema, OtpTokenPairSchema, OtpVerifyBody } from
 import { audit } from "../services/audit";
 import { OTP_FAILURE_CODES, sendOtp, verifyOtp } from "../services/otp";
 import { resolveDeviceId } from "../services/sessions";
-import { json, jsonBody, route } from "./define";
+import { json, jsonBody, optionalAuth, route } from "./define";
 import { publicTokenDevice } from "./tokens";
 
 /** Phone-number login with one-time codes (api.md §5). */
@@ -15,6 +15,9 @@ export const otp = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/otp",
+      operationId: "sendOtp",
+      security: optionalAuth,
+      errors: ["captcha_failed", "captcha_unavailable", "delivery_failed", "delivery_unavailable", "realm_not_found"],
       tags: ["otp"],
       summary: "Send a login code by SMS",
       description:
@@ -43,6 +46,16 @@ export const otp = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/otp/verify",
+      operationId: "verifyOtp",
+      security: optionalAuth,
+      errors: [
+        "invalid_otp",
+        "otp_expired",
+        "account_disabled",
+        "account_pending",
+        "too_many_attempts",
+        "realm_not_found",
+      ],
       tags: ["otp"],
       summary: "Log in (or sign up) with a phone number and its code",
       description:

@@ -5,6 +5,7 @@ import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { adminOnly } from "../middleware/admin";
 import { deps } from "../middleware/auth";
+import { Timestamp } from "../schemas";
 import { audit } from "../services/audit";
 import { REALM_ID } from "../storage/realms";
 import { type RealmRow, realms as realmsTable } from "../storage/schema";
@@ -21,8 +22,8 @@ const RealmSchema = z
       description:
         "`required`: a correct password on an unverified account answers 403 email_unverified, and an email change waits for its code. An allowlist realm always requires verification, whatever this says.",
     }),
-    created_at: z.string(),
-    updated_at: z.string(),
+    created_at: Timestamp,
+    updated_at: Timestamp,
   })
   .openapi("Realm");
 
@@ -59,6 +60,8 @@ export const realms = new OpenAPIHono<AppEnv>()
     route({
       method: "get",
       path: "/v1/realms",
+      operationId: "listRealms",
+      errors: ["forbidden", "user_not_found"],
       tags: ["realms"],
       summary: "List realms (admins of realm default)",
       security: bearerAuth,
@@ -75,6 +78,8 @@ export const realms = new OpenAPIHono<AppEnv>()
     route({
       method: "put",
       path: "/v1/realms/{realm}",
+      operationId: "putRealm",
+      errors: ["forbidden", "user_not_found"],
       tags: ["realms"],
       summary: "Create a realm or change its settings (admins of realm default)",
       security: bearerAuth,

@@ -15,7 +15,7 @@ import {
   startSession,
 } from "../services/sessions";
 import { authenticate } from "../services/users";
-import { bearerAuth, json, jsonBody, route } from "./define";
+import { bearerAuth, json, jsonBody, noAuth, optionalAuth, route } from "./define";
 
 /** The device id of an optional public token in Authorization (login, sign-up, reset, OTP). */
 export async function publicTokenDevice(c: AppContext): Promise<string | undefined> {
@@ -40,6 +40,9 @@ export const tokens = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/tokens/public",
+      operationId: "createPublicToken",
+      security: noAuth,
+      errors: [],
       tags: ["tokens"],
       summary: "Get an anonymous device token",
       request: jsonBody(PublicTokenBody),
@@ -54,6 +57,16 @@ export const tokens = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/tokens",
+      operationId: "login",
+      security: optionalAuth,
+      errors: [
+        "invalid_credentials",
+        "account_disabled",
+        "account_pending",
+        "email_unverified",
+        "too_many_attempts",
+        "realm_not_found",
+      ],
       tags: ["tokens"],
       summary: "Log in with email and password",
       description: "Optionally with a public token in Authorization: its device id is used.",
@@ -83,6 +96,17 @@ export const tokens = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/tokens/refresh",
+      operationId: "refreshTokens",
+      security: noAuth,
+      errors: [
+        "invalid_token",
+        "token_expired",
+        "session_revoked",
+        "refresh_token_reused",
+        "user_not_found",
+        "account_disabled",
+        "account_pending",
+      ],
       tags: ["tokens"],
       summary: "Rotate a refresh token",
       request: jsonBody(RefreshBody),
@@ -97,6 +121,8 @@ export const tokens = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/logout",
+      operationId: "logout",
+      errors: [],
       tags: ["tokens"],
       summary: "Log out this device, or every device with all: true",
       security: bearerAuth,

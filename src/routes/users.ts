@@ -10,7 +10,7 @@ import { bearer, verifyAccess } from "../services/auth";
 import { noticeApprovalNeeded, requireUser, signUp, toPublicUser, toUser } from "../services/users";
 import { sendVerification } from "../services/verification";
 import { findUserById } from "../storage/users";
-import { bearerAuth, json, jsonBody, route } from "./define";
+import { bearerAuth, json, jsonBody, optionalAuth, route } from "./define";
 import { publicTokenDevice } from "./tokens";
 
 export const users = new OpenAPIHono<AppEnv>()
@@ -18,6 +18,22 @@ export const users = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/users",
+      operationId: "signUp",
+      security: optionalAuth,
+      errors: [
+        "user_exists",
+        "phone_in_use",
+        "domain_not_allowed",
+        "registration_closed",
+        "forbidden",
+        "token_revoked",
+        "captcha_failed",
+        "captcha_unavailable",
+        "account_disabled",
+        "user_not_found",
+        "delivery_failed",
+        "delivery_unavailable",
+      ],
       tags: ["users"],
       summary: "Sign up (or, with an admin's access token, create a user)",
       description:
@@ -55,6 +71,8 @@ export const users = new OpenAPIHono<AppEnv>()
     route({
       method: "get",
       path: "/v1/users/me",
+      operationId: "getMe",
+      errors: ["user_not_found"],
       tags: ["users"],
       summary: "The signed-in user",
       security: bearerAuth,
@@ -70,6 +88,8 @@ export const users = new OpenAPIHono<AppEnv>()
     route({
       method: "get",
       path: "/v1/users/{id}",
+      operationId: "getUser",
+      errors: ["user_not_found", "not_found"],
       tags: ["users"],
       summary: "A user: everything for oneself and admins, id, name and image for anyone else",
       security: bearerAuth,

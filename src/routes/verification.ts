@@ -8,7 +8,7 @@ import { audit } from "../services/audit";
 import { deliveryAvailable } from "../services/notifier";
 import { toUser } from "../services/users";
 import { confirmVerification, requestVerification } from "../services/verification";
-import { bearerAuth, json, jsonBody, route } from "./define";
+import { bearerAuth, json, jsonBody, optionalAuth, route } from "./define";
 import { publicTokenDevice } from "./tokens";
 
 /** Verified emails (api.md §11): resending a code, proving an address, completing a pending change. */
@@ -17,6 +17,9 @@ export const verification = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/users/verification",
+      operationId: "requestEmailVerification",
+      security: optionalAuth,
+      errors: ["delivery_unavailable"],
       tags: ["account"],
       summary: "Send a new email verification code",
       description:
@@ -39,6 +42,9 @@ export const verification = new OpenAPIHono<AppEnv>()
     route({
       method: "put",
       path: "/v1/users/verification",
+      operationId: "verifyEmail",
+      security: optionalAuth,
+      errors: ["invalid_code"],
       tags: ["account"],
       summary: "Prove an email address with the code sent to it",
       description:
@@ -71,6 +77,8 @@ export const verification = new OpenAPIHono<AppEnv>()
     route({
       method: "put",
       path: "/v1/users/me/email/verify",
+      operationId: "completeEmailChange",
+      errors: ["invalid_code", "email_in_use", "user_not_found", "realm_not_found"],
       tags: ["account"],
       summary: "Complete a pending email change with the code sent to the new address",
       description:

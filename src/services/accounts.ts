@@ -3,6 +3,8 @@ import type { AccessClaims } from "../crypto/jwt";
 import { hashPassword, verifyPassword } from "../crypto/passwords";
 import { randomDigits } from "../crypto/random";
 import { ApiError } from "../errors";
+// The fields PATCH /v1/users/{id} may change: the package's type is the one definition.
+import type { UserPatch } from "../sdk/client";
 import { type CodeRef, checkCode, codeSecret, consumeCode, deleteCodes, hashCode, issueCode } from "../storage/codes";
 import { isUniqueViolation } from "../storage/db";
 import { setPendingEmail, switchEmailStatements } from "../storage/emails";
@@ -49,15 +51,6 @@ async function resolveTarget(deps: Deps, caller: UserRecord, id: string): Promis
   const user = await findUserById(deps.db, caller.realm, id);
   if (!user) throw new ApiError("not_found", "User not found");
   return user;
-}
-
-export interface UserPatch {
-  full_name?: string;
-  phone_number?: string | null;
-  /** The OTP sent to a new phone_number (POST /v1/otp), proving the caller holds it. */
-  phone_otp?: string;
-  image_url?: string | null;
-  profile?: Record<string, unknown>;
 }
 
 /** PATCH /v1/users/{id|me}: self or admin. The unique index on (realm, phone) decides races. */

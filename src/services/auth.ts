@@ -31,6 +31,7 @@ export async function verifyAccess(
 ): Promise<AccessClaims> {
   const claims = (await verifyToken(deps.keys, token, {
     issuer: deps.config.ISSUER,
+    audience: deps.config.TOKEN_AUDIENCE,
     realm,
     type: "access",
     now: deps.now,

@@ -1,5 +1,5 @@
 import { and, eq, isNull } from "drizzle-orm";
-import { type AuthorityClaims, signToken, verifyToken } from "../crypto/jwt";
+import { type AuthorityClaims, authorityAudience, signToken, verifyToken } from "../crypto/jwt";
 import { newId, randomString, sha256Hex } from "../crypto/random";
 import { ApiError } from "../errors";
 import { authorityTokens } from "../storage/schema";
@@ -19,6 +19,7 @@ export async function createAuthorityToken(
   const exp = iat + expiresInDays * 86_400;
   const claims: AuthorityClaims = {
     iss: deps.config.ISSUER,
+    aud: authorityAudience(deps.config.ISSUER),
     sub: id,
     realm,
     type: "authority",

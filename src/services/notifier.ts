@@ -45,11 +45,24 @@ export interface QueuedNotification {
 }
 
 /**
+ * How long a post may take: a client waits for a direct one (an OTP send answers only after
+ * it), so a few seconds; the queue's consumer has no one waiting and retries anyway.
+ */
+const DIRECT_TIMEOUT_MS = 3_000;
+const QUEUED_TIMEOUT_MS = 10_000;
+
+/**
  * Posts one payload to the webhook, signed now (at delivery, so a queued message that waited or
  * was retried still carries a current time), with `id` as `X-Webhook-Id`. Throws ApiError
- * delivery_failed when the webhook cannot be reached in 10 s or answers other than 2xx.
+ * delivery_failed when the webhook cannot be reached within `timeoutMs` or answers other than 2xx.
  */
-async function postWebhook(url: string, secret: string, payload: Record<string, unknown>, id: string): Promise<void> {
+async function postWebhook(
+  url: string,
+  secret: string,
+  payload: Record<string, unknown>,
+  id: string,
+  timeoutMs: number,
+): Promise<void> {
   const body = JSON.stringify(payload);
   const signature = await signPayload(secret, body, Math.floor(Date.now() / 1000));
   let res: Response;
@@ -58,7 +71,7 @@ async function postWebhook(url: string, secret: string, payload: Record<string, 
       method: "POST",
       headers: { "Content-Type": "application/json", "X-Signature": signature, "X-Webhook-Id": id },
       body,
-      signal: AbortSignal.timeout(10_000),
+      signal: AbortSignal.timeout(timeoutMs),
     });
   } catch {
     throw new ApiError("delivery_failed");
@@ -92,7 +105,7 @@ export async function notify(deps: Deps, n: Notification): Promise<void> {
     }
     return;
   }
-  await postWebhook(url, secret, payload, crypto.randomUUID());
+  await postWebhook(url, secret, payload, crypto.randomUUID(), DIRECT_TIMEOUT_MS);
 }
 
 /**
@@ -140,7 +153,7 @@ export async function deliverBatch(
     try {
       // The queue's message id: unique per message and the same on every retry, so a receiver that
       // got a post whose answer was lost refuses the retry as a replay instead of sending twice.
-      await postWebhook(url, secret, body.payload, msg.id);
+      await postWebhook(url, secret, body.payload, msg.id, QUEUED_TIMEOUT_MS);
       msg.ack();
     } catch {
       // Never the payload: it may hold a code.

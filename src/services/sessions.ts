@@ -74,9 +74,12 @@ async function signAccess(
   sid: string,
   access: LiveJti & { iat: number },
   fresh: boolean,
+  authTime: number,
 ): Promise<string> {
+  const audience = deps.config.TOKEN_AUDIENCE;
   const claims: AccessClaims = {
     iss: deps.config.ISSUER,
+    aud: audience.length === 1 ? (audience[0] as string) : audience,
     sub: user.id,
     realm: user.realm,
     type: "access",
@@ -85,6 +88,7 @@ async function signAccess(
     jti: access.jti,
     iat: access.iat,
     exp: access.exp,
+    auth_time: authTime,
     fresh,
     roles: user.roles,
     email: user.email,
@@ -93,6 +97,9 @@ async function signAccess(
   };
   return signToken(deps.keys, claims);
 }
+
+/** `auth_time`: a session starts only after a credential check, so its start is that check's time. */
+const authTime = (d: DeviceView) => Math.floor(d.createdAt / 1000);
 
 function tokenPair(deps: Deps, user: UserSnapshot, deviceId: string, accessToken: string, refreshToken: string) {
   return {
@@ -145,7 +152,7 @@ export async function startSession(
     });
   const [{ refreshToken, indexed }, accessToken] = await Promise.all([
     started,
-    signAccess(deps, user, deviceId, device.sid, access, true),
+    signAccess(deps, user, deviceId, device.sid, access, true, authTime(device)),
   ]);
   if (!indexed) {
     const ended = await stub.end({ now: deps.now, sid: device.sid });
@@ -211,7 +218,15 @@ export async function refreshSession(deps: Deps, realm: string, refreshToken: st
   }
   // The strict check refuses tokens pushed out of the session at once; the blacklist follows.
   if (result.revoked.length) deps.defer(blacklist(deps, result.revoked));
-  const accessToken = await signAccess(deps, result.user, loc.deviceId, result.device.sid, access, false);
+  const accessToken = await signAccess(
+    deps,
+    result.user,
+    loc.deviceId,
+    result.device.sid,
+    access,
+    false,
+    authTime(result.device),
+  );
   if (result.reindex) {
     // An upsert: the row comes back if it was lost (a failed login write, or purged as expired).
     const row = indexRow(result.device);

@@ -1,19 +1,9 @@
 // What this Pages project knows about user-registry: the RPC surface of its `AuthService`
 // entrypoint (api.md §7), reached only through the `AUTH` service binding.
+import type { AccessClaims } from "user-registry/verify";
 
-/** Claims of a verified access token (api.md §2). */
-export interface Claims {
-  sub: string;
-  realm: string;
-  did: string;
-  sid: string;
-  exp: number;
-  iat: number;
-  fresh: boolean;
-  roles: string[];
-  email?: string;
-  name?: string;
-}
+/** Claims of a verified access token (api.md §2), as user-registry/verify declares them. */
+export type Claims = AccessClaims;
 
 export type VerifyResult = { ok: true; claims: Claims } | { ok: false; code: string; message: string };
 

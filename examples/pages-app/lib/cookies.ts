@@ -2,6 +2,7 @@
 // the `__Host-` prefix makes the browser insist on Secure, Path=/ and no Domain, so a sibling
 // subdomain cannot plant or overwrite them. (Browsers treat http://localhost as secure, so this
 // works in local development too.)
+import type { TokenPair as RegistryTokenPair } from "user-registry/client";
 
 export const COOKIE = {
   /** The access token (a JWT). */
@@ -49,13 +50,11 @@ export function serializeCookie(name: string, value: string, opts: { maxAge: num
 
 export const clearCookie = (name: string) => serializeCookie(name, "", { maxAge: 0 });
 
-export interface TokenPair {
-  access_token: string;
-  refresh_token: string;
-  expires_in: number;
-  refresh_expires_in: number;
-  device_id: string;
-}
+/** The parts of the registry's TokenPair (user-registry/client's type) that go into cookies. */
+export type TokenPair = Pick<
+  RegistryTokenPair,
+  "access_token" | "refresh_token" | "expires_in" | "refresh_expires_in" | "device_id"
+>;
 
 /**
  * Set-Cookie values for a new token pair. Both token cookies live as long as the refresh token:

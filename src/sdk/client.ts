@@ -1,0 +1,315 @@
+/**
+ * `user-registry/client`: typed calls to user-registry's HTTP API (docs/api.md) and `authFetch`,
+ * which attaches the access token and, when the registry answers `token_expired`, refreshes once
+ * for all concurrent callers (one refresh in flight) and retries. The refresh token is kept in the
+ * given storage (memory by default).
+ *
+ * Uses only the standard fetch API (browsers, React Native, Node ≥ 18, Workers, Deno, Bun); its
+ * type declarations need no Workers types.
+ */
+
+/** Minimal fetch types, so the declarations need neither DOM nor Workers types. */
+export interface FetchResponse {
+  readonly ok: boolean;
+  readonly status: number;
+  readonly headers: { get(name: string): string | null };
+  json(): Promise<unknown>;
+  text(): Promise<string>;
+}
+export interface FetchInit {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  signal?: unknown;
+}
+export type FetchLike = (url: string, init?: FetchInit) => Promise<FetchResponse>;
+
+/** Where the client keeps its tokens: localStorage, AsyncStorage, a Map… (sync or async). */
+export interface TokenStorage {
+  get(key: string): string | null | undefined | Promise<string | null | undefined>;
+  set(key: string, value: string): void | Promise<void>;
+  delete(key: string): void | Promise<void>;
+}
+
+/** A storage in memory (the default). */
+export function memoryStorage(): TokenStorage {
+  const m = new Map<string, string>();
+  return { get: (k) => m.get(k) ?? null, set: (k, v) => void m.set(k, v), delete: (k) => void m.delete(k) };
+}
+
+export interface ClientOptions {
+  /** The registry's base URL, e.g. `https://auth.example.com` (a realm: `https://…/v1/realms/acme` is not needed, see `realm`). */
+  baseUrl: string;
+  /** The realm (default `default`): calls go to `/v1/realms/<realm>/...`. */
+  realm?: string;
+  storage?: TokenStorage;
+  fetch?: FetchLike;
+  /** Prefix of the storage keys (default `user-registry:`). */
+  storageKey?: string;
+}
+
+// ------------------------------------------------------------------------------------------
+// Wire types (docs/api.md §2–§5). test/sdk-types.test.ts checks them against the API's schemas.
+
+export interface EmailEntry {
+  email: string;
+  current: boolean;
+  /** A code sent to this address was accepted. */
+  verified: boolean;
+  added_at: string;
+}
+export interface User {
+  id: string;
+  realm: string;
+  email: string | null;
+  /** Whether the current email was proven by a code sent to it. */
+  email_verified: boolean;
+  emails: EmailEntry[];
+  phone_number: string | null;
+  full_name: string | null;
+  image_url: string | null;
+  roles: string[];
+  status: "active" | "pending" | "disabled";
+  source: "password" | "phone" | "admin" | "oidc";
+  profile: Record<string, unknown>;
+  created_at: string;
+  updated_at: string;
+  [field: string]: unknown;
+}
+export interface PublicUser {
+  id: string;
+  full_name: string | null;
+  image_url: string | null;
+}
+export interface TokenPair {
+  access_token: string;
+  refresh_token: string;
+  token_type: "Bearer";
+  expires_in: number;
+  refresh_expires_in: number;
+  device_id: string;
+  user: User;
+}
+export interface Device {
+  device_id: string;
+  description: string | null;
+  current: boolean;
+  created_at: string;
+  last_seen_at: string;
+  push_token: string | null;
+  push_token_updated_at: string | null;
+}
+export interface PublicToken {
+  token: string;
+  device_id: string;
+  expires_in: number;
+}
+export interface SignUpInput {
+  email: string;
+  password: string;
+  password_confirmation?: string;
+  full_name: string;
+  phone_number?: string;
+  profile?: Record<string, unknown>;
+  captcha_token?: string;
+  device_id?: string;
+}
+export interface LoginInput {
+  email: string;
+  password: string;
+  device_id?: string;
+  description?: string;
+}
+export interface UserPatch {
+  full_name?: string;
+  phone_number?: string | null;
+  /** The OTP sent to a new phone_number (POST /v1/otp), proving the caller holds it. */
+  phone_otp?: string;
+  image_url?: string | null;
+  profile?: Record<string, unknown>;
+}
+export interface OtpSent {
+  expires_in: number;
+  retry_after: number;
+}
+export interface OtpVerifyInput {
+  phone_number: string;
+  otp: string;
+  name?: string;
+  fcm_token?: string;
+  device_id?: string;
+  description?: string;
+}
+
+/** An error answer of the registry (docs/api.md §1). */
+export class RegistryError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly fields?: Record<string, string>;
+  constructor(status: number, code: string, message: string, fields?: Record<string, string>) {
+    super(message);
+    this.name = "RegistryError";
+    this.status = status;
+    this.code = code;
+    this.fields = fields;
+  }
+}
+
+const ACCESS = "access_token";
+const REFRESH = "refresh_token";
+const DEVICE = "device_id";
+
+/** Builds a client. Nothing is fetched until the first call. */
+export function createClient(options: ClientOptions) {
+  const base = options.baseUrl.replace(/\/+$/, "");
+  const prefix =
+    options.realm && options.realm !== "default" ? `/v1/realms/${encodeURIComponent(options.realm)}` : "/v1";
+  const storage = options.storage ?? memoryStorage();
+  const key = (k: string) => `${options.storageKey ?? "user-registry:"}${k}`;
+  const doFetch: FetchLike = options.fetch ?? ((url, init) => (globalThis.fetch as unknown as FetchLike)(url, init));
+
+  const url = (path: string) =>
+    /^https?:\/\//.test(path) ? path : `${base}${path.startsWith("/v1/") ? prefix + path.slice(3) : path}`;
+
+  async function parse<T>(res: FetchResponse): Promise<T> {
+    if (res.status === 204) return undefined as T;
+    const text = await res.text();
+    const body = text ? JSON.parse(text) : undefined;
+    if (!res.ok) {
+      const e = (body as { error?: { code?: string; message?: string; fields?: Record<string, string> } })?.error;
+      throw new RegistryError(res.status, e?.code ?? "http_error", e?.message ?? `HTTP ${res.status}`, e?.fields);
+    }
+    return body as T;
+  }
+
+  async function call<T>(method: string, path: string, body?: unknown, token?: string | null): Promise<T> {
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (token) headers.authorization = `Bearer ${token}`;
+    return parse<T>(
+      await doFetch(url(path), { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) }),
+    );
+  }
+
+  async function keep<P extends TokenPair>(pair: P): Promise<P> {
+    await Promise.all([
+      storage.set(key(ACCESS), pair.access_token),
+      storage.set(key(REFRESH), pair.refresh_token),
+      storage.set(key(DEVICE), pair.device_id),
+    ]);
+    return pair;
+  }
+
+  async function forget(): Promise<void> {
+    await Promise.all([storage.delete(key(ACCESS)), storage.delete(key(REFRESH))]);
+  }
+
+  let refreshing: Promise<TokenPair> | null = null;
+
+  /** Rotates the refresh token; concurrent callers share one request. */
+  function refresh(): Promise<TokenPair> {
+    refreshing ??= (async () => {
+      try {
+        const refreshToken = await storage.get(key(REFRESH));
+        if (!refreshToken) throw new RegistryError(401, "missing_token", "Not logged in");
+        try {
+          return await keep(await call<TokenPair>("POST", "/v1/tokens/refresh", { refresh_token: refreshToken }));
+        } catch (e) {
+          // The session is over (reused, revoked, expired): the tokens are of no more use.
+          if (e instanceof RegistryError && e.status === 401) await forget();
+          throw e;
+        }
+      } finally {
+        refreshing = null;
+      }
+    })();
+    return refreshing;
+  }
+
+  const codeOf = async (res: FetchResponse): Promise<string | null> => {
+    if (res.status !== 401) return null;
+    const www = res.headers.get("www-authenticate") ?? "";
+    const m = /error_description="([a-z_]+)"/.exec(www);
+    return m ? (m[1] as string) : null;
+  };
+
+  /**
+   * fetch with the access token attached. On 401 token_expired it refreshes (once, shared by
+   * every caller waiting at that moment) and retries once with the new token. A path starting
+   * with `/v1/` goes to the client's realm.
+   */
+  async function authFetch(path: string, init: FetchInit = {}): Promise<FetchResponse> {
+    const send = (token: string | null | undefined) =>
+      doFetch(url(path), {
+        ...init,
+        headers: { ...(init.headers ?? {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      });
+    const token = await storage.get(key(ACCESS));
+    const res = await send(token);
+    if ((await codeOf(res)) !== "token_expired") return res;
+    // Another caller may have refreshed already: use its token if it is newer than ours.
+    const current = await storage.get(key(ACCESS));
+    const fresh = current && current !== token ? current : (await refresh()).access_token;
+    return send(fresh);
+  }
+
+  /** A typed authenticated call through authFetch. */
+  async function authed<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    return parse<T>(
+      await authFetch(path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) }),
+    );
+  }
+
+  const deviceId = async () => (await storage.get(key(DEVICE))) ?? undefined;
+
+  return {
+    authFetch,
+    refresh,
+    /** The stored access token, if any. */
+    accessToken: async () => (await storage.get(key(ACCESS))) ?? null,
+    /** Forgets the stored tokens without calling the registry. */
+    clear: forget,
+    publicToken: async (device_id?: string) => {
+      const t = await call<PublicToken>("POST", "/v1/tokens/public", { device_id: device_id ?? (await deviceId()) });
+      await storage.set(key(DEVICE), t.device_id);
+      return t;
+    },
+    signUp: (input: SignUpInput) => call<User>("POST", "/v1/users", input),
+    login: async (input: LoginInput) =>
+      keep(await call<TokenPair>("POST", "/v1/tokens", { device_id: await deviceId(), ...input })),
+    logout: async (opts: { all?: boolean } = {}) => {
+      try {
+        await authed<void>("POST", "/v1/logout", opts);
+      } finally {
+        await forget();
+      }
+    },
+    me: () => authed<User>("GET", "/v1/users/me"),
+    getUser: (id: string) => authed<User | PublicUser>("GET", `/v1/users/${encodeURIComponent(id)}`),
+    updateUser: (id: string, patch: UserPatch) => authed<User>("PATCH", `/v1/users/${encodeURIComponent(id)}`, patch),
+    deleteUser: async (id: string) => authed<void>("DELETE", `/v1/users/${encodeURIComponent(id)}`),
+    changeEmail: (input: { email: string; current_password?: string }) =>
+      authed<User>("PUT", "/v1/users/me/email", input),
+    changePassword: (input: { password: string; password_confirmation: string; current_password?: string }) =>
+      authed<void>("PUT", "/v1/users/me/password", input),
+    requestPasswordReset: (email: string) => call<Record<string, never>>("POST", "/v1/users/reset", { email }),
+    resetPassword: (input: { email: string; code: string; password: string; password_confirmation: string }) =>
+      call<void>("PUT", "/v1/users/reset", input),
+    devices: () => authed<{ devices: Device[] }>("GET", "/v1/devices"),
+    updateDevice: (input: { push_token?: string | null; description?: string | null }) =>
+      authed<Device>("PUT", "/v1/devices/current", input),
+    logoutDevice: (id: string) => authed<void>("DELETE", `/v1/devices/${encodeURIComponent(id)}`),
+    sendOtp: (input: { phone_number: string; captcha_token?: string }) => call<OtpSent>("POST", "/v1/otp", input),
+    verifyOtp: async (input: OtpVerifyInput) =>
+      keep(
+        await call<TokenPair & { created: boolean }>("POST", "/v1/otp/verify", {
+          device_id: await deviceId(),
+          ...input,
+        }),
+      ),
+  };
+}
+
+export type Client = ReturnType<typeof createClient>;
