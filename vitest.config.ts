@@ -48,6 +48,10 @@ export default defineConfig(async () => {
                   ]),
                   OIDC_CLIENT_SECRETS: JSON.stringify({ fake: "fake-client-secret" }),
                   OAUTH_REDIRECT_URIS: "https://app.test/signed-in, com.example.app:/oauth",
+                  // Passkeys (test/passkeys.test.ts drives a software authenticator against these).
+                  WEBAUTHN_RP_ID: "registry.test",
+                  WEBAUTHN_RP_NAME: "Registry Test",
+                  WEBAUTHN_ORIGINS: "https://registry.test,https://app.registry.test",
                   // test/fuzz.test.ts: FUZZ_SEED=<seed> FUZZ_RUNS=200 FUZZ_SHRINK=1 npx vitest run test/fuzz.test.ts
                   FUZZ_SEED: process.env.FUZZ_SEED ?? "",
                   FUZZ_RUNS: process.env.FUZZ_RUNS ?? "",

@@ -10,9 +10,10 @@
 //     always, NOTIFY_WEBHOOK_SECRET when the environment sets NOTIFY_WEBHOOK_URL (as a var or a secret);
 //   - D1 migrations in drizzle/ are not applied to the remote database (`wrangler d1 migrations list`);
 //   - wrangler cannot answer (not logged in, no network, unknown Worker or database).
+// The passkey settings (WEBAUTHN_RP_ID, WEBAUTHN_ORIGINS) are refused when invalid, as the Worker would.
 // It only warns (and deploys) when PASSWORD_PEPPER is not set, production has no NOTIFY_WEBHOOK_URL
 // (no code could be delivered), the cron trigger or observability is off, ISSUER still names an
-// example host, or the Worker would have no route.
+// example host, the Worker would have no route, or passkeys are off.
 // With --dry-run, only the checks that need no network run; then `wrangler deploy --dry-run` builds.
 //
 // WRANGLER=/path/to/wrangler overrides the wrangler that is run (tests use a fake one). The config is
@@ -38,6 +39,51 @@ export const ENVIRONMENTS = ["development", "test", "staging", "production"];
 const USAGE =
   "usage: npm run deploy -- --env <staging|production> [--dry-run] [--config FILE] [other `wrangler deploy` options]";
 const REMOTE_TIMEOUT_MS = 120_000;
+
+/**
+ * The passkey settings as src/config.ts checks them (api.md §12): WEBAUTHN_RP_ID a host name;
+ * each of WEBAUTHN_ORIGINS an https origin on it or a subdomain (http only for localhost), or
+ * android:apk-key-hash:<hash>. Unset RP ID: passkeys are off (a warning).
+ */
+export function webauthnProblems(vars) {
+  const problems = [];
+  const warnings = [];
+  const rpId = (vars.WEBAUTHN_RP_ID ?? "").trim();
+  const origins = (vars.WEBAUTHN_ORIGINS ?? "")
+    .split(",")
+    .map((o) => o.trim())
+    .filter(Boolean);
+  if (!rpId) {
+    if (origins.length) problems.push("var WEBAUTHN_ORIGINS is set but WEBAUTHN_RP_ID is not");
+    else warnings.push("var WEBAUTHN_RP_ID is not set: passkeys are off (POST /v1/tokens/passkey answers 503)");
+    return { problems, warnings };
+  }
+  if (!/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(rpId)) {
+    problems.push(
+      `var WEBAUTHN_RP_ID must be a lower-case host name without scheme or port (is ${JSON.stringify(rpId)})`,
+    );
+    return { problems, warnings };
+  }
+  for (const origin of origins.length ? origins : [`https://${rpId}`]) {
+    if (/^android:apk-key-hash:[A-Za-z0-9_-]{43}$/.test(origin)) continue;
+    let url = null;
+    try {
+      url = new URL(origin);
+    } catch {
+      // reported below
+    }
+    const ok =
+      url !== null &&
+      url.origin === origin &&
+      (url.protocol === "https:" || (url.hostname === "localhost" && url.protocol === "http:")) &&
+      (url.hostname === rpId || url.hostname.endsWith(`.${rpId}`));
+    if (!ok)
+      problems.push(
+        `var WEBAUTHN_ORIGINS: ${JSON.stringify(origin)} is not an https origin on ${rpId} or a subdomain of it`,
+      );
+  }
+  return { problems, warnings };
+}
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Arguments                                                                                         */
@@ -224,6 +270,9 @@ export function checkConfig(config, envName) {
   if (vars.NOTIFY_WEBHOOK_URL && !isUrl(vars.NOTIFY_WEBHOOK_URL)) {
     problems.push(`var NOTIFY_WEBHOOK_URL must be a URL (is ${JSON.stringify(vars.NOTIFY_WEBHOOK_URL)})`);
   }
+  const passkeys = webauthnProblems(vars);
+  problems.push(...passkeys.problems);
+  warnings.push(...passkeys.warnings);
   problems.push(...oidcVarProblems(vars));
   for (const secret of [
     "JWT_PRIVATE_KEYS",

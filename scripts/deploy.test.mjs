@@ -5,7 +5,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { main, oidcVarProblems, parseArgs, parseMigrationsList, parseSecretList, root } from "./deploy.mjs";
+import {
+  main,
+  oidcVarProblems,
+  parseArgs,
+  parseMigrationsList,
+  parseSecretList,
+  root,
+  webauthnProblems,
+} from "./deploy.mjs";
 
 const FAKE = join(root, "scripts", "fake-wrangler.mjs");
 const D1_ID = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
@@ -387,5 +395,23 @@ describe("deploy preflight: identity providers (docs/api.md §13)", () => {
     expect(problems.join("\n")).toMatch(/"google": client_ids must list/);
     expect(problems.join("\n")).toMatch(/"google" is listed twice/);
     expect(problems.join("\n")).toMatch(/OAUTH_REDIRECT_URIS: "not"/);
+  });
+});
+
+describe("passkey settings in the preflight", () => {
+  it("refuses an RP ID with a scheme, an origin off the RP ID, and origins without an RP ID; warns when off", () => {
+    expect(webauthnProblems({}).warnings).toEqual([expect.stringMatching(/passkeys are off/)]);
+    expect(webauthnProblems({ WEBAUTHN_RP_ID: "https://example.org" }).problems).toHaveLength(1);
+    expect(webauthnProblems({ WEBAUTHN_ORIGINS: "https://example.org" }).problems).toHaveLength(1);
+    const off = webauthnProblems({ WEBAUTHN_RP_ID: "example.org", WEBAUTHN_ORIGINS: "https://example.org.evil.test" });
+    expect(off.problems).toEqual([expect.stringMatching(/not an https origin on example.org/)]);
+    expect(
+      webauthnProblems({ WEBAUTHN_RP_ID: "example.org", WEBAUTHN_ORIGINS: "http://app.example.org" }).problems,
+    ).toHaveLength(1);
+    const good = webauthnProblems({
+      WEBAUTHN_RP_ID: "example.org",
+      WEBAUTHN_ORIGINS: `https://example.org, https://app.example.org, android:apk-key-hash:${"a".repeat(43)}`,
+    });
+    expect(good).toEqual({ problems: [], warnings: [] });
   });
 });

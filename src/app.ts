@@ -15,9 +15,11 @@ import { devices } from "./routes/devices";
 import { renderDocs } from "./routes/docs";
 import { domains } from "./routes/domains";
 import { meta } from "./routes/meta";
+import { mfa } from "./routes/mfa";
 import { oauthRoutes } from "./routes/oauth";
 import { finishDocument, registerDocumentParts } from "./routes/openapi";
 import { otp } from "./routes/otp";
+import { passkeys } from "./routes/passkeys";
 import { realms } from "./routes/realms";
 import { tokens } from "./routes/tokens";
 import { users } from "./routes/users";
@@ -55,6 +57,8 @@ export function buildApp() {
     .route("/", tokens)
     .route("/", oauthRoutes)
     .route("/", account)
+    .route("/", mfa)
+    .route("/", passkeys)
     .route("/", verification)
     .route("/", admin)
     .route("/", users)
@@ -128,7 +132,7 @@ export function buildApp() {
         console.error(
           JSON.stringify({ level: "error", request_id: c.get("requestId"), code: err.code, message: err.message }),
         );
-      return c.json(errorBody(err.code, err.message, err.fields), err.status as 400);
+      return c.json({ ...errorBody(err.code, err.message, err.fields), ...err.body }, err.status as 400);
     }
     if (err instanceof HTTPException) {
       const code =

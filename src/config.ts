@@ -52,6 +52,11 @@ const jwtKeys = z.string({ error: "is not set" }).transform((raw, ctx) => {
   return keys.data;
 });
 
+const optionalText = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === "" ? undefined : v.trim()));
+
 const schema = z.object({
   ISSUER: z.url({ error: "must be a URL" }),
   // The `aud` of access tokens (api.md §2): one audience or a comma-separated list; default: the ISSUER.
@@ -104,9 +109,69 @@ const schema = z.object({
   OIDC_PROVIDERS: oidcProviders,
   OIDC_CLIENT_SECRETS: oidcClientSecrets,
   OAUTH_REDIRECT_URIS: oauthRedirectUris,
+  WEBAUTHN_RP_ID: optionalText.pipe(
+    z
+      .string()
+      .regex(/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, {
+        error: "must be a lower-case host name without scheme or port (e.g. example.com)",
+      })
+      .optional(),
+  ),
+  WEBAUTHN_RP_NAME: optionalText.pipe(z.string().max(64, { error: "must be at most 64 characters" }).optional()),
+  WEBAUTHN_ORIGINS: optionalText.transform((v) =>
+    (v ?? "")
+      .split(",")
+      .map((o) => o.trim())
+      .filter(Boolean),
+  ),
 });
 
-export type Config = z.output<typeof schema>;
+export type Config = z.output<typeof schema> & {
+  /** Passkey settings (api.md §12), or null when WEBAUTHN_RP_ID is not set (passkeys are off). */
+  webauthn: WebAuthnConfig | null;
+};
+
+export interface WebAuthnConfig {
+  rpId: string;
+  rpName: string;
+  origins: string[];
+}
+
+/**
+ * The passkey settings, checked: each origin is an https origin on the RP ID or a subdomain of it
+ * (http only for localhost), or an Android app's `android:apk-key-hash:`; without
+ * WEBAUTHN_ORIGINS, `https://<RP ID>`.
+ */
+export function webauthnSettings(c: z.output<typeof schema>): { value: WebAuthnConfig | null; problems: string[] } {
+  const rpId = c.WEBAUTHN_RP_ID;
+  if (!rpId) {
+    const problems = c.WEBAUTHN_ORIGINS.length ? ["WEBAUTHN_RP_ID: is required when WEBAUTHN_ORIGINS is set"] : [];
+    return { value: null, problems };
+  }
+  const origins = c.WEBAUTHN_ORIGINS.length ? c.WEBAUTHN_ORIGINS : [`https://${rpId}`];
+  const problems: string[] = [];
+  for (const origin of origins) {
+    if (/^android:apk-key-hash:[A-Za-z0-9_-]{43}$/.test(origin)) continue;
+    let url: URL | null = null;
+    try {
+      url = new URL(origin);
+    } catch {
+      // reported below
+    }
+    const local = url?.hostname === "localhost";
+    const ok =
+      url !== null &&
+      url.origin === origin &&
+      (url.protocol === "https:" || (local && url.protocol === "http:")) &&
+      (url.hostname === rpId || url.hostname.endsWith(`.${rpId}`));
+    if (!ok) {
+      problems.push(
+        `WEBAUTHN_ORIGINS: "${origin}" is not an https origin on ${rpId} or a subdomain of it, nor android:apk-key-hash:<hash>`,
+      );
+    }
+  }
+  return { value: { rpId, rpName: c.WEBAUTHN_RP_NAME ?? rpId, origins }, problems };
+}
 export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
 
 const cache = new WeakMap<object, ConfigResult>();
@@ -127,7 +192,11 @@ export function loadConfig(env: Env): ConfigResult {
       problems.push("NOTIFY_WEBHOOK_SECRET: is required when NOTIFY_WEBHOOK_URL is set");
     }
     problems.push(...oidcProblems(parsed.data.OIDC_PROVIDERS, parsed.data.OIDC_CLIENT_SECRETS));
-    result = problems.length ? { ok: false, problems } : { ok: true, config: parsed.data };
+    const webauthn = webauthnSettings(parsed.data);
+    problems.push(...webauthn.problems);
+    result = problems.length
+      ? { ok: false, problems }
+      : { ok: true, config: { ...parsed.data, webauthn: webauthn.value } };
   } else {
     result = {
       ok: false,

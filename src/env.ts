@@ -25,6 +25,10 @@ export interface Env {
   NOTIFY_WEBHOOK_URL?: string;
   NOTIFY_WEBHOOK_SECRET?: string;
   TURNSTILE_SECRET?: string;
+  /** Passkeys (api.md §12): the relying party id (a host name), its display name, and the allowed origins (comma-separated). */
+  WEBAUTHN_RP_ID?: string;
+  WEBAUTHN_RP_NAME?: string;
+  WEBAUTHN_ORIGINS?: string;
   AUDIT_RETENTION_DAYS?: string;
   /** JSON array of identity providers (docs/api.md §13). */
   OIDC_PROVIDERS?: string;

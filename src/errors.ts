@@ -8,6 +8,7 @@ export const ERRORS = {
   invalid_code: [400, "The code is not valid"],
   invalid_state: [400, "This sign-in is not known or has expired. Please start again"],
   captcha_failed: [400, "The captcha check failed"],
+  invalid_passkey: [400, "The passkey could not be verified"],
   missing_token: [401, "An access token is required"],
   invalid_token: [401, "The token is not valid"],
   token_expired: [401, "The token has expired"],
@@ -18,6 +19,7 @@ export const ERRORS = {
   invalid_credentials: [401, "The email or password is not correct"],
   invalid_otp: [401, "The code is not correct"],
   otp_expired: [401, "The code has expired. Please request a new one"],
+  mfa_required: [401, "A second factor is required"],
   forbidden: [403, "You are not allowed to do this"],
   user_not_found: [403, "The user of this token no longer exists"],
   account_disabled: [403, "This account is disabled"],
@@ -35,6 +37,8 @@ export const ERRORS = {
   account_exists: [409, "An account with this email exists. Sign in another way, then link this provider"],
   identity_in_use: [409, "This identity is already linked to an account"],
   last_credential: [409, "This is the account's only way to sign in"],
+  totp_already_enabled: [409, "An authenticator app is already set up. Remove it first"],
+  totp_not_enabled: [409, "No authenticator app is set up"],
   payload_too_large: [413, "The request body is larger than 16 KiB"],
   unsupported_media_type: [415, "The request body must be application/json"],
   too_many_attempts: [429, "Too many attempts. Please try again later"],
@@ -44,6 +48,7 @@ export const ERRORS = {
   config_invalid: [503, "The service is not configured"],
   delivery_unavailable: [503, "No delivery channel is configured"],
   captcha_unavailable: [503, "The captcha check is not available"],
+  passkeys_unavailable: [503, "Passkeys are not configured"],
 } as const satisfies Record<string, readonly [number, string]>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -54,19 +59,28 @@ export class ApiError extends Error {
   readonly status: number;
   readonly fields?: Record<string, string>;
   readonly headers?: Record<string, string>;
+  /** Members of the error body beside `error` (e.g. `mfa_token` of 401 mfa_required). */
+  readonly body?: Record<string, unknown>;
 
   constructor(
     code: ErrorCode,
     message?: string,
-    extra?: { fields?: Record<string, string>; headers?: Record<string, string> },
+    extra?: {
+      fields?: Record<string, string>;
+      headers?: Record<string, string>;
+      body?: Record<string, unknown>;
+      /** A status other than the table's, where the contract gives one code two statuses (mfa_required). */
+      status?: number;
+    },
   ) {
     const [status, defaultMessage] = ERRORS[code];
     super(message ?? defaultMessage);
     this.name = "ApiError";
     this.code = code;
-    this.status = status;
+    this.status = extra?.status ?? status;
     this.fields = extra?.fields;
     this.headers = extra?.headers;
+    this.body = extra?.body;
   }
 }
 

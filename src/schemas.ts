@@ -279,3 +279,58 @@ export const OtpVerifyBody = z
 export const OtpTokenPairSchema = TokenPairSchema.extend({
   created: z.boolean().openapi({ description: "True when this verify created the user" }),
 }).openapi("OtpTokenPair");
+
+export const TotpCode = z.string().regex(/^\d{6}$/, { error: "must be 6 digits" });
+export const RecoveryCode = z.string().trim().min(1).max(32);
+
+export const TotpEnrolmentSchema = z
+  .object({
+    secret: z.string().openapi({ description: "The shared secret, base32 (what an app takes when typed in)" }),
+    otpauth_uri: z.string().openapi({ description: "otpauth://totp/… for a QR code" }),
+  })
+  .openapi("TotpEnrolment");
+export const TotpConfirmBody = z.object({ code: TotpCode }).openapi("TotpConfirm");
+export const RecoveryCodesSchema = z
+  .object({ recovery_codes: z.array(z.string()).openapi({ description: "Shown once; each works once" }) })
+  .openapi("RecoveryCodes");
+
+export const MfaLoginBody = z
+  .object({
+    mfa_token: z.string().min(1).max(128),
+    code: TotpCode.optional(),
+    recovery_code: RecoveryCode.optional(),
+  })
+  .refine((b) => (b.code === undefined) !== (b.recovery_code === undefined), {
+    error: "give exactly one of code and recovery_code",
+    path: ["code"],
+  })
+  .openapi("MfaLogin");
+
+/** A WebAuthn response in its JSON form (as @simplewebauthn/browser gives it); the library checks the rest. */
+const WebAuthnResponse = z.looseObject({
+  id: z.string().min(1).max(1366),
+  rawId: z.string().min(1).max(1366),
+  type: z.literal("public-key"),
+  response: z.looseObject({ clientDataJSON: z.string().min(1).max(8192) }),
+  clientExtensionResults: z.record(z.string(), z.unknown()).optional().default({}),
+});
+
+export const PasskeyRegisterBody = z
+  .object({ response: WebAuthnResponse, name: z.string().trim().min(1).max(100).optional() })
+  .openapi("PasskeyRegistration");
+export const PasskeyLoginBody = z
+  .object({ response: WebAuthnResponse, device_id: DeviceIdInput, description: Description.optional() })
+  .openapi("PasskeyLogin");
+export const PasskeySchema = z
+  .object({
+    id: z.string(),
+    name: z.string().nullable(),
+    created_at: z.string(),
+    last_used_at: z.string().nullable(),
+    backed_up: z.boolean(),
+    transports: z.array(z.string()),
+  })
+  .openapi("Passkey");
+export const WebAuthnOptionsSchema = z
+  .looseObject({ challenge: z.string() })
+  .openapi("WebAuthnOptions", { description: "PublicKeyCredential creation or request options, JSON form" });

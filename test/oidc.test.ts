@@ -7,6 +7,7 @@ import {
   api,
   apiWithEnv,
   b64u,
+  claimsOf,
   createRealm,
   hs256,
   login,
@@ -15,6 +16,7 @@ import {
   uniqueEmail,
   withPrefix,
 } from "./helpers";
+import { codeAt, enableTotp } from "./mfa-helpers";
 
 // Identity providers (docs/api.md §13) against the fake OpenID provider of the test double
 // (https://idp.test: its own RSA key, discovery, JWKS, authorization and token endpoints).
@@ -256,6 +258,26 @@ describe("POST /v1/tokens/oidc: forged and misused ID tokens answer 401 invalid_
   it("garbage", async () => {
     await expectRejected("not.a.jwt");
     await expectRejected("x");
+  });
+});
+
+describe("amr and second factors (docs/api.md §12)", () => {
+  it("tokens carry amr fed; an account with TOTP on still needs its second factor", async () => {
+    const plain = await signIn({ id_token: await idToken() });
+    expect(claimsOf(plain.body.access_token).amr).toEqual(["fed"]);
+
+    const s = sub();
+    const first = await signIn({ id_token: await idToken({ sub: s, email: uniqueEmail(), email_verified: true }) });
+    const { secret } = await enableTotp(first.body.access_token);
+    const res = await signIn({ id_token: await idToken({ sub: s }) });
+    expect(res.status).toBe(401);
+    expect(codeOf(res)).toBe("mfa_required");
+    expect(res.body.access_token).toBeUndefined();
+    const done = await api("POST", "/v1/tokens/mfa", {
+      body: { mfa_token: res.body.mfa_token, code: codeAt(secret, Date.now()) },
+    });
+    expect(done.status, done.text).toBe(200);
+    expect(claimsOf(done.body.access_token).amr).toEqual(expect.arrayContaining(["fed", "otp", "mfa"]));
   });
 });
 

@@ -460,7 +460,7 @@ describe("a login racing a password change or a deactivation", () => {
     if (!asRead) throw new Error("no user");
     await change({ id: user.id, token: pair.access_token });
     const device = deviceId("racing");
-    const outcome = await startSession(deps, asRead, device).then(
+    const outcome = await startSession(deps, asRead, device, { amr: ["pwd"] }).then(
       () => "started",
       (e: unknown) => (e instanceof ApiError ? e.code : String(e)),
     );

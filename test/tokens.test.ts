@@ -395,13 +395,15 @@ describe("JWKS and the tokens login mints", () => {
       jti: expect.any(String),
       iat: expect.any(Number),
       exp: expect.any(Number),
-      auth_time: expect.any(Number),
       fresh: true,
       roles: ["user"],
       email,
       // v1.1 (api.md §2, §11): whether that email was proven; a fresh sign-up's is not.
       email_verified: false,
       name: "Claims Person",
+      // v1.1 (api.md §2, §12): how and when the credentials were checked.
+      amr: ["pwd"],
+      auth_time: c.iat,
     });
     expect(c.auth_time).toBe(c.iat);
     expect(c.iat).toBeGreaterThanOrEqual(before);

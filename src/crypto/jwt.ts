@@ -45,6 +45,8 @@ export interface AccessClaims extends BaseClaims {
   /** Whether `email` was proven (api.md §11). */
   email_verified: boolean;
   name: string | null;
+  /** RFC 8176 methods of the login behind this token (api.md §12). */
+  amr?: string[];
 }
 
 export interface PublicClaims extends BaseClaims {

@@ -2,7 +2,7 @@ import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../context";
 import { peekType } from "../crypto/jwt";
 import { ApiError } from "../errors";
-import { bearer, verifyAccess } from "../services/auth";
+import { assertAdminMfa, bearer, verifyAccess } from "../services/auth";
 import { verifyAuthority } from "../services/authority";
 import { requireUser } from "../services/users";
 import { deps } from "./auth";
@@ -29,6 +29,7 @@ export function adminAccess(opts: { authority?: boolean; fresh?: boolean } = {})
     c.set("claims", claims);
     const user = await requireUser(d, realm, claims.sub);
     if (!user.roles.includes("admin")) throw new ApiError("forbidden");
+    await assertAdminMfa(d, realm, claims.amr);
     c.set("principal", { kind: "admin", userId: user.id });
     await next();
   };

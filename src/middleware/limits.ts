@@ -12,6 +12,8 @@ export const IP_LIMITS: [method: "POST" | "PUT", path: string, limiter: Limiter]
   ["POST", "/v1/tokens", "RL_LOGIN"],
   ["POST", "/v1/tokens/oidc", "RL_LOGIN"],
   ["POST", "/v1/tokens/oauth", "RL_LOGIN"],
+  ["POST", "/v1/tokens/mfa", "RL_LOGIN"],
+  ["POST", "/v1/tokens/passkey", "RL_LOGIN"],
   ["POST", "/v1/otp", "RL_OTP"],
   ["POST", "/v1/otp/verify", "RL_OTP"],
   ["POST", "/v1/users/reset", "RL_RESET"],

@@ -75,9 +75,9 @@ function callbackUrl(d: Deps, realm: string, provider: string): string {
 }
 
 /**
- * Signs the person in: the linking rules of §13, then a session like a password login's.
- * Hook for second factors and `amr` (docs/api.md §12): a federated login is `amr: ["fed"]`, and an
- * account with a second factor must pass it here as after a password.
+ * Signs the person in: the linking rules of §13, then a session like a password login's, with
+ * `amr: ["fed"]`. An account with a second factor must still pass it (docs/api.md §12): the
+ * provider vouches for one factor only.
  */
 async function federatedLogin(
   c: AppContext,
@@ -99,7 +99,8 @@ async function federatedLogin(
   const { user, created, admin } = account;
   if (created) audit(d, c, { type: "signup", realm, userId: user.id, deviceId, detail: { provider: ident.provider } });
   if (admin) audit(d, c, { type: "bootstrap_admin", realm, userId: user.id, deviceId });
-  const pair = await startSession(d, user, deviceId, { description: input.description ?? null });
+  // The second-factor gate of startSession applies: an account with TOTP on answers 401 mfa_required.
+  const pair = await startSession(d, user, deviceId, { description: input.description ?? null, amr: ["fed"] });
   audit(d, c, {
     type: "login",
     realm,
@@ -118,6 +119,7 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
       operationId: "oidcLogin",
       errors: [
         "provider_unavailable",
+        "mfa_required",
         "account_exists",
         "account_pending",
         "account_disabled",
@@ -283,6 +285,7 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
       operationId: "oauthLogin",
       errors: [
         "invalid_code",
+        "mfa_required",
         "account_exists",
         "account_pending",
         "account_disabled",

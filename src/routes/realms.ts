@@ -18,6 +18,7 @@ const RealmSchema = z
     registration: z.enum(["open", "allowlist", "closed"]),
     approval_required: z.boolean(),
     captcha_required: z.boolean(),
+    admin_mfa_required: z.boolean(),
     email_verification: z.enum(["optional", "required"]).openapi({
       description:
         "`required`: a correct password on an unverified account answers 403 email_unverified, and an email change waits for its code. An allowlist realm always requires verification, whatever this says.",
@@ -32,6 +33,10 @@ const RealmBody = z
     registration: z.enum(["open", "allowlist", "closed"]),
     approval_required: z.boolean(),
     captcha_required: z.boolean(),
+    admin_mfa_required: z.boolean().optional().openapi({
+      description:
+        "Admin routes refuse access tokens without `mfa` in `amr` (403 mfa_required). Unchanged when left out.",
+    }),
     email_verification: z
       .enum(["optional", "required"])
       .optional()
@@ -44,6 +49,7 @@ const toRealm = (r: RealmRow) => ({
   registration: r.registration,
   approval_required: r.approvalRequired,
   captcha_required: r.captchaRequired,
+  admin_mfa_required: r.adminMfaRequired,
   email_verification: r.emailVerification,
   created_at: r.createdAt,
   updated_at: r.updatedAt,
@@ -101,6 +107,7 @@ export const realms = new OpenAPIHono<AppEnv>()
         registration: body.registration,
         approvalRequired: body.approval_required,
         captchaRequired: body.captcha_required,
+        ...(body.admin_mfa_required === undefined ? {} : { adminMfaRequired: body.admin_mfa_required }),
         ...(body.email_verification ? { emailVerification: body.email_verification } : {}),
         updatedAt: now,
       };

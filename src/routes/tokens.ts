@@ -3,9 +3,10 @@ import type { AppContext, AppEnv } from "../context";
 import { verifyToken } from "../crypto/jwt";
 import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
-import { LoginBody, LogoutBody, PublicTokenBody, RefreshBody, TokenPairSchema } from "../schemas";
+import { LoginBody, LogoutBody, MfaLoginBody, PublicTokenBody, RefreshBody, TokenPairSchema } from "../schemas";
 import { audit } from "../services/audit";
 import { bearer } from "../services/auth";
+import { finishMfaLogin } from "../services/mfa";
 import {
   endAllSessions,
   endSession,
@@ -69,7 +70,8 @@ export const tokens = new OpenAPIHono<AppEnv>()
       ],
       tags: ["tokens"],
       summary: "Log in with email and password",
-      description: "Optionally with a public token in Authorization: its device id is used.",
+      description:
+        "Optionally with a public token in Authorization: its device id is used. With an authenticator app on, a correct password answers 401 mfa_required with `mfa_token` and `mfa_methods`, and no session starts: POST /v1/tokens/mfa finishes the login.",
       request: jsonBody(LoginBody),
       responses: { 200: json("Tokens for this device", TokenPairSchema) },
     }),
@@ -87,9 +89,48 @@ export const tokens = new OpenAPIHono<AppEnv>()
         }
         throw e;
       }
-      const pair = await startSession(d, user, deviceId, { description: body.description ?? null });
+      const pair = await startSession(d, user, deviceId, { description: body.description ?? null, amr: ["pwd"] });
       audit(d, c, { type: "login", realm, userId: user.id, deviceId });
       return c.json(pair, 200);
+    },
+  )
+  .openapi(
+    route({
+      method: "post",
+      path: "/v1/tokens/mfa",
+      tags: ["tokens"],
+      operationId: "finishMfaLogin",
+      summary: "Finish a login with the second factor",
+      errors: ["invalid_otp", "account_disabled", "account_pending", "email_unverified", "too_many_attempts"],
+      security: optionalAuth,
+      description:
+        "The `mfa_token` of a 401 mfa_required, with the authenticator app's `code` or one `recovery_code`. The token lives 5 minutes, allows 5 tries, is spent by its success and starts the session on the first step's device. Wrong code: 401 invalid_otp (counted by the account's login throttle); an expired, spent or exhausted token: 401 invalid_token.",
+      request: jsonBody(MfaLoginBody),
+      responses: { 200: json("Tokens for the first step's device", TokenPairSchema) },
+    }),
+    async (c) => {
+      const body = c.req.valid("json");
+      const d = await deps(c);
+      const realm = c.get("realm");
+      const result = await finishMfaLogin(d, realm, { ...body, presentedDeviceId: await publicTokenDevice(c) });
+      if (!result.ok) {
+        audit(d, c, {
+          type: "mfa_failed",
+          realm,
+          userId: result.userId,
+          deviceId: result.deviceId,
+          detail: { method: body.code !== undefined ? "totp" : "recovery_code" },
+        });
+        throw new ApiError("invalid_otp");
+      }
+      audit(d, c, {
+        type: "login",
+        realm,
+        userId: result.userId,
+        deviceId: result.deviceId,
+        detail: { amr: result.amr },
+      });
+      return c.json(result.pair, 200);
     },
   )
   .openapi(

@@ -6,7 +6,7 @@ import { auth, deps } from "../middleware/auth";
 import { PublicUserSchema, SignUpBody, UserSchema } from "../schemas";
 import { sendWelcome } from "../services/accounts";
 import { audit } from "../services/audit";
-import { bearer, verifyAccess } from "../services/auth";
+import { assertAdminMfa, bearer, verifyAccess } from "../services/auth";
 import { noticeApprovalNeeded, requireUser, signUp, toPublicUser, toUser } from "../services/users";
 import { sendVerification } from "../services/verification";
 import { findUserById } from "../storage/users";
@@ -56,6 +56,7 @@ export const users = new OpenAPIHono<AppEnv>()
         deviceId = claims.did;
         const caller = await requireUser(d, realm, claims.sub);
         if (!caller.roles.includes("admin")) throw new ApiError("forbidden");
+        await assertAdminMfa(d, realm, claims.amr);
         byAdmin = true;
       }
       const user = await signUp(d, realm, body, { byAdmin, ip: clientIp(c) });

@@ -20,6 +20,7 @@ import {
   type UserRecord,
 } from "../storage/users";
 import { iso } from "../time";
+import { assertAdminMfa } from "./auth";
 import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
 import { deliveryAvailable, notify, notifyQuietly } from "./notifier";
@@ -45,9 +46,10 @@ const isAdmin = (u: UserRecord) => u.roles.includes("admin");
  * The user a `{id|me}` route acts on: oneself, or for an admin anyone of the realm
  * (404 not_found when there is none). Anyone else: 403 forbidden, whether or not the id exists.
  */
-async function resolveTarget(deps: Deps, caller: UserRecord, id: string): Promise<UserRecord> {
+async function resolveTarget(deps: Deps, caller: UserRecord, id: string, claims: AccessClaims): Promise<UserRecord> {
   if (id === "me" || id === caller.id) return caller;
   if (!isAdmin(caller)) throw new ApiError("forbidden");
+  await assertAdminMfa(deps, caller.realm, claims.amr);
   const user = await findUserById(deps.db, caller.realm, id);
   if (!user) throw new ApiError("not_found", "User not found");
   return user;
@@ -56,7 +58,7 @@ async function resolveTarget(deps: Deps, caller: UserRecord, id: string): Promis
 /** PATCH /v1/users/{id|me}: self or admin. The unique index on (realm, phone) decides races. */
 export async function updateUser(deps: Deps, claims: AccessClaims, id: string, patch: UserPatch): Promise<UserRecord> {
   const caller = await requireUser(deps, claims.realm, claims.sub);
-  const target = await resolveTarget(deps, caller, id);
+  const target = await resolveTarget(deps, caller, id, claims);
   if (patch.phone_number && patch.phone_number !== target.phoneNumber && target.id === caller.id) {
     // A number logs in by OTP, so whoever adds it must hold it: otherwise anyone could attach a
     // stranger's number and receive that person's OTP logins. Admins editing others are trusted
@@ -241,7 +243,7 @@ export async function deleteUser(
   const caller = await requireUser(deps, claims.realm, claims.sub);
   const self = id === "me" || id === caller.id;
   if (self && claims.fresh !== true) throw new ApiError("fresh_token_required");
-  const target = await resolveTarget(deps, caller, id);
+  const target = await resolveTarget(deps, caller, id, claims);
   if (isAdmin(target)) {
     const row = await deps.db.get<{ ok: number }>(sql`SELECT ${otherAdminExists(target.realm, target.id)} AS ok`);
     if (!row?.ok) throw new ApiError("last_admin");

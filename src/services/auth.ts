@@ -1,7 +1,9 @@
+import { secondFactorDone } from "../auth-methods/amr";
 import type { AccessClaims } from "../crypto/jwt";
 import { verifyToken } from "../crypto/jwt";
 import { ApiError } from "../errors";
 import { kvKeys } from "../storage/keys";
+import { findRealm } from "../storage/realms";
 import type { Deps } from "./deps";
 import { knownNotRevoked, rememberNotRevoked, revocationEpoch } from "./revocation-cache";
 import { sessionStub } from "./sessions";
@@ -13,6 +15,8 @@ export interface AuthOptions {
   fresh?: boolean;
   /** Require every one of these roles (as the token states them). */
   roles?: string[];
+  /** Require a login that checked two factors (`mfa` in `amr`, api.md §12): 403 mfa_required otherwise. */
+  mfa?: boolean;
 }
 
 /**
@@ -58,7 +62,21 @@ export async function verifyAccess(
 function checkClaims(claims: AccessClaims, opts: AuthOptions): AccessClaims {
   if (opts.fresh && claims.fresh !== true) throw new ApiError("fresh_token_required");
   if (opts.roles?.some((r) => !claims.roles.includes(r))) throw new ApiError("forbidden");
+  if (opts.mfa && !secondFactorDone(claims.amr)) throw mfaForbidden();
   return claims;
+}
+
+/** 403 mfa_required: a valid token, but its login checked one factor where two are required. */
+export const mfaForbidden = () =>
+  new ApiError("mfa_required", "This needs a login with a second factor", { status: 403 });
+
+/**
+ * The realm's `admin_mfa_required` (api.md §12): an admin whose login checked one factor may not
+ * act as an admin there (403 mfa_required). Asked only once the caller is known to be an admin.
+ */
+export async function assertAdminMfa(deps: Deps, realm: string, amr: string[] | undefined): Promise<void> {
+  if (secondFactorDone(amr)) return;
+  if ((await findRealm(deps.db, realm))?.adminMfaRequired) throw mfaForbidden();
 }
 
 /** The bearer token of an Authorization header, or null. */

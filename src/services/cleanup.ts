@@ -8,6 +8,7 @@ import { DAY_MS, iso } from "../time";
 const CLEANUP_BATCH = 500;
 
 export interface CleanupReport {
+  /** One-time codes of every kind: verification codes, second-step mfa_tokens, WebAuthn challenges. */
   codes: number;
   authorityTokens: number;
   devices: number;
@@ -18,7 +19,7 @@ export interface CleanupReport {
 }
 
 /**
- * The scheduled cleanup: expired verification codes, expired authority tokens, device-index rows
+ * The scheduled cleanup: expired verification codes, mfa_tokens and WebAuthn challenges, expired authority tokens, device-index rows
  * of sessions that have expired (their Durable Objects delete themselves by alarm), audit events
  * older than AUDIT_RETENTION_DAYS, idle unlocked login-throttle rows, and expired records of the
  * identity provider flows. Idempotent and bounded:
@@ -35,17 +36,20 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
     );
     return changedRows(res);
   };
-  const [codes, authorityTokens, devices, auditEvents, loginThrottle, oauthRecords] = await Promise.all([
-    purge("verification_codes", sql`expires_at <= ${nowIso}`),
-    purge("authority_tokens", sql`expires_at <= ${nowIso}`),
-    // With a margin: a refresh moves the row's expiry at most every INDEX_EVERY_MS, so a live
-    // session's row may say it expired up to that long ago. A failed index write waits for the
-    // next refresh after INDEX_EVERY_MS; a session idle since then can lose its row here, and
-    // that next refresh puts it back.
-    purge("devices", sql`expires_at <= ${iso(now - 2 * INDEX_EVERY_MS)}`),
-    purge("audit_events", sql`at < ${auditBefore}`),
-    purge("login_throttle", sql`updated_at < ${idleBefore} AND (locked_until IS NULL OR locked_until <= ${nowIso})`),
-    purge("oauth_records", sql`expires_at <= ${nowIso}`),
-  ]);
-  return { codes, authorityTokens, devices, auditEvents, loginThrottle, oauthRecords };
+  const [codes, mfaTokens, challenges, authorityTokens, devices, auditEvents, loginThrottle, oauthRecords] =
+    await Promise.all([
+      purge("verification_codes", sql`expires_at <= ${nowIso}`),
+      purge("mfa_tokens", sql`expires_at <= ${nowIso}`),
+      purge("webauthn_challenges", sql`expires_at <= ${nowIso}`),
+      purge("authority_tokens", sql`expires_at <= ${nowIso}`),
+      // With a margin: a refresh moves the row's expiry at most every INDEX_EVERY_MS, so a live
+      // session's row may say it expired up to that long ago. A failed index write waits for the
+      // next refresh after INDEX_EVERY_MS; a session idle since then can lose its row here, and
+      // that next refresh puts it back.
+      purge("devices", sql`expires_at <= ${iso(now - 2 * INDEX_EVERY_MS)}`),
+      purge("audit_events", sql`at < ${auditBefore}`),
+      purge("login_throttle", sql`updated_at < ${idleBefore} AND (locked_until IS NULL OR locked_until <= ${nowIso})`),
+      purge("oauth_records", sql`expires_at <= ${nowIso}`),
+    ]);
+  return { codes: codes + mfaTokens + challenges, authorityTokens, devices, auditEvents, loginThrottle, oauthRecords };
 }

@@ -138,7 +138,8 @@ async function createFederated(
     return { user: await assertMaySignIn(deps, user), created: false, admin: false };
   }
   const emails = email ? [{ email, current: true, verified: verifiedAt !== null, added_at: row.createdAt }] : [];
-  const user: UserRecord = admin ? { ...row, roles: ["user", "admin"], status: "active", emails } : { ...row, emails };
+  const base = { ...row, emails, totpOn: false };
+  const user: UserRecord = admin ? { ...base, roles: ["user", "admin"], status: "active" } : base;
   if (user.status === "pending") {
     if (realm.approvalRequired && !viaSeat) noticeApprovalNeeded(deps, user);
     throw new ApiError("account_pending");

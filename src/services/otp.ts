@@ -166,6 +166,7 @@ export async function verifyOtp(deps: Deps, realm: string, input: OtpVerifyInput
   const pair = await startSession(deps, user, input.deviceId, {
     description: input.description ?? null,
     pushToken: input.fcmToken ?? null,
+    amr: ["sms"],
   });
   return { ok: true, user, created, pair };
 }
@@ -206,5 +207,5 @@ async function findOrCreatePhoneUser(
     if (!winner) throw e;
     return { user: winner, created: false };
   }
-  return { user: { ...row, emails: [] }, created: true };
+  return { user: { ...row, emails: [], totpOn: false }, created: true };
 }

@@ -1,9 +1,11 @@
 import { and, eq, sql } from "drizzle-orm";
+import { secondFactorDone } from "../auth-methods/amr";
 import { type AccessClaims, type PublicClaims, signToken } from "../crypto/jwt";
-import { newDeviceId, randomString } from "../crypto/random";
+import { newDeviceId, randomString, sha256Hex } from "../crypto/random";
 import { ApiError } from "../errors";
 import { changedRows } from "../storage/db";
 import {
+  type Authn,
   type DeviceView,
   type LiveJti,
   newDevice,
@@ -12,6 +14,7 @@ import {
   type UserSnapshot,
 } from "../storage/device-session";
 import { deviceSessionName, kvKeys, kvTtl } from "../storage/keys";
+import { insertMfaToken } from "../storage/mfa";
 import { devices } from "../storage/schema";
 import { emailVerified, findUserById } from "../storage/users";
 import { iso } from "../time";
@@ -74,7 +77,7 @@ async function signAccess(
   sid: string,
   access: LiveJti & { iat: number },
   fresh: boolean,
-  authTime: number,
+  authn: Authn,
 ): Promise<string> {
   const audience = deps.config.TOKEN_AUDIENCE;
   const claims: AccessClaims = {
@@ -88,18 +91,16 @@ async function signAccess(
     jti: access.jti,
     iat: access.iat,
     exp: access.exp,
-    auth_time: authTime,
     fresh,
     roles: user.roles,
     email: user.email,
     email_verified: emailVerified(user),
     name: user.fullName,
+    amr: authn.amr,
+    auth_time: authn.authTime,
   };
   return signToken(deps.keys, claims);
 }
-
-/** `auth_time`: a session starts only after a credential check, so its start is that check's time. */
-const authTime = (d: DeviceView) => Math.floor(d.createdAt / 1000);
 
 function tokenPair(deps: Deps, user: UserSnapshot, deviceId: string, accessToken: string, refreshToken: string) {
   return {
@@ -113,9 +114,41 @@ function tokenPair(deps: Deps, user: UserSnapshot, deviceId: string, accessToken
   };
 }
 
+/** An `mfa_token` lives 5 minutes (api.md §12). */
+const MFA_TOKEN_TTL_MS = 5 * 60_000;
+export const MFA_METHODS = ["totp", "recovery_code"];
+
+/**
+ * The second-factor gate (api.md §12), on the one way into a session: an account with TOTP on gets
+ * no session from a first factor alone. Instead, the first step is kept (device, description,
+ * push token, its `amr`) under a new `mfa_token`, and the answer is 401 mfa_required carrying it.
+ */
+async function secondFactorGate(
+  deps: Deps,
+  user: UserSnapshot,
+  deviceId: string,
+  opts: { description?: string | null; pushToken?: string | null; amr: string[] },
+): Promise<void> {
+  if (!user.totpOn || secondFactorDone(opts.amr)) return;
+  const token = randomString(43);
+  await insertMfaToken(deps.db, {
+    tokenHash: await sha256Hex(token),
+    realm: user.realm,
+    userId: user.id,
+    deviceId,
+    description: opts.description ?? null,
+    pushToken: opts.pushToken ?? null,
+    amr: opts.amr,
+    attempts: 0,
+    expiresAt: iso(deps.now + MFA_TOKEN_TTL_MS),
+  });
+  throw new ApiError("mfa_required", undefined, { body: { mfa_token: token, mfa_methods: MFA_METHODS } });
+}
+
 /**
  * Logs a device in after a credential check: starts (or replaces) its session and returns a
- * TokenPair whose access token is fresh. The session id is drawn here, so the token is signed
+ * TokenPair whose access token is fresh. Every way of signing in comes through here, and so
+ * through the second-factor gate first (secondFactorGate). The session id is drawn here, so the token is signed
  * while the object starts and the index is written.
  *
  * `user` is the account as the credential check read it. The index row is written only while the
@@ -128,8 +161,10 @@ export async function startSession(
   deps: Deps,
   user: UserSnapshot,
   deviceId: string,
-  opts: { description?: string | null; pushToken?: string | null } = {},
+  opts: { description?: string | null; pushToken?: string | null; amr: string[] },
 ) {
+  await secondFactorGate(deps, user, deviceId, opts);
+  const authn: Authn = { amr: opts.amr, authTime: Math.floor(deps.now / 1000) };
   const access = newAccess(deps);
   const device = newDevice({
     deviceId,
@@ -140,19 +175,19 @@ export async function startSession(
   });
   const stub = sessionStub(deps, user.realm, user.id, deviceId);
   const started = stub
-    .start({ realm: user.realm, userId: user.id, device, access: { jti: access.jti, exp: access.exp } })
+    .start({ realm: user.realm, userId: user.id, device, access: { jti: access.jti, exp: access.exp }, authn })
     .then(async (r) => {
       // The session this login replaced: its access tokens stop working now, whatever follows.
       // Then the index row: it always names a session that was started.
       const [, indexed] = await Promise.all([
         blacklist(deps, r.replaced.revoked),
-        indexIfUnchanged(deps, user, device),
+        indexIfUnchanged(deps, user, device, secondFactorDone(authn.amr)),
       ]);
       return { ...r, indexed };
     });
   const [{ refreshToken, indexed }, accessToken] = await Promise.all([
     started,
-    signAccess(deps, user, deviceId, device.sid, access, true, authTime(device)),
+    signAccess(deps, user, deviceId, device.sid, access, true, authn),
   ]);
   if (!indexed) {
     const ended = await stub.end({ now: deps.now, sid: device.sid });
@@ -163,13 +198,20 @@ export async function startSession(
   return tokenPair(deps, user, deviceId, accessToken, refreshToken);
 }
 
-/** Writes the device's index row if the account is still active with the password `user` was read with. */
-async function indexIfUnchanged(deps: Deps, user: UserSnapshot, d: DeviceView): Promise<boolean> {
+/**
+ * Writes the device's index row if the account is still active with the password `user` was read
+ * with, and (unless the login checked two factors) still has no authenticator app: TOTP turned on
+ * while a password-only login was on its way leaves that login without a session.
+ */
+async function indexIfUnchanged(deps: Deps, user: UserSnapshot, d: DeviceView, twoFactors: boolean): Promise<boolean> {
   const row = indexRow(d);
+  const noTotp = twoFactors
+    ? sql``
+    : sql`AND NOT EXISTS (SELECT 1 FROM totp_factors WHERE user_id = ${user.id} AND confirmed_at IS NOT NULL)`;
   const res = await deps.db.run(sql`
     INSERT INTO devices (user_id, device_id, realm, session_id, description, push_token, push_token_updated_at, created_at, last_seen_at, expires_at)
     SELECT ${user.id}, ${row.deviceId}, ${user.realm}, ${row.sessionId}, ${row.description}, ${row.pushToken}, ${row.pushTokenUpdatedAt}, ${row.createdAt}, ${row.lastSeenAt}, ${row.expiresAt}
-    WHERE EXISTS (SELECT 1 FROM users WHERE id = ${user.id} AND status = 'active' AND password_changed_at IS ${user.passwordChangedAt})
+    WHERE EXISTS (SELECT 1 FROM users WHERE id = ${user.id} AND status = 'active' AND password_changed_at IS ${user.passwordChangedAt}) ${noTotp}
     ON CONFLICT (user_id, device_id) DO UPDATE SET session_id = excluded.session_id, description = excluded.description,
       push_token = excluded.push_token, push_token_updated_at = excluded.push_token_updated_at,
       created_at = excluded.created_at, last_seen_at = excluded.last_seen_at, expires_at = excluded.expires_at`);
@@ -218,15 +260,7 @@ export async function refreshSession(deps: Deps, realm: string, refreshToken: st
   }
   // The strict check refuses tokens pushed out of the session at once; the blacklist follows.
   if (result.revoked.length) deps.defer(blacklist(deps, result.revoked));
-  const accessToken = await signAccess(
-    deps,
-    result.user,
-    loc.deviceId,
-    result.device.sid,
-    access,
-    false,
-    authTime(result.device),
-  );
+  const accessToken = await signAccess(deps, result.user, loc.deviceId, result.device.sid, access, false, result.authn);
   if (result.reindex) {
     // An upsert: the row comes back if it was lost (a failed login write, or purged as expired).
     const row = indexRow(result.device);

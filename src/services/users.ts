@@ -5,7 +5,7 @@ import { isUniqueViolation, violatedColumn } from "../storage/db";
 import { activeAdminExists } from "../storage/emails";
 import { findRealm } from "../storage/realms";
 import { users } from "../storage/schema";
-import { clearLoginFailures, recordLoginFailure, reserveLoginAttempt } from "../storage/throttle";
+import { clearLoginFailures, recordLoginFailure, releaseLoginAttempt, reserveLoginAttempt } from "../storage/throttle";
 import {
   emailVerified,
   findUserByEmail,
@@ -143,7 +143,11 @@ export async function signUp(
     if (violatedColumn(e) === "phone_number") throw new ApiError("phone_in_use");
     throw new ApiError("user_exists");
   }
-  return { ...row, emails: [{ email: input.email, current: true, verified: false, added_at: row.createdAt }] };
+  return {
+    ...row,
+    emails: [{ email: input.email, current: true, verified: false, added_at: row.createdAt }],
+    totpOn: false,
+  };
 }
 
 /**
@@ -167,12 +171,17 @@ export async function authenticate(deps: Deps, realmId: string, email: string, p
     await recordLoginFailure(deps.db, realmId, email, attempt, deps.now);
     throw new ApiError("invalid_credentials");
   }
-  // The reset is written while the session starts, and may land just after the answer: it is sent
-  // to D1 before this request answers, so the account's next attempt is counted after it.
-  deps.defer(clearLoginFailures(deps.db, realmId, email));
+  if (user.totpOn) {
+    // With a second step to come, the count is left as it was (only a completed login clears it),
+    // so someone holding the password gets no fresh code tries by logging in again.
+    await releaseLoginAttempt(deps.db, realmId, email);
+  } else {
+    // The reset is written while the session starts, and may land just after the answer: it is sent
+    // to D1 before this request answers, so the account's next attempt is counted after it.
+    deps.defer(clearLoginFailures(deps.db, realmId, email));
+  }
   // Status is revealed only to someone who knows the password.
-  if (user.status === "pending") throw new ApiError("account_pending");
-  if (user.status === "disabled") throw new ApiError("account_disabled");
+  assertActive(user);
   // Only a verified account reads its realm's setting: the common login costs no extra read.
   if (!emailVerified(user)) {
     const realm = await findRealm(deps.db, realmId);
@@ -183,6 +192,12 @@ export async function authenticate(deps: Deps, realmId: string, email: string, p
     deps.defer(deps.db.update(users).set({ passwordHash }).where(eq(users.id, user.id)));
   }
   return user;
+}
+
+/** A signed-in account must be active: 403 account_pending / account_disabled (api.md §3), after a correct credential only. */
+export function assertActive(user: Pick<UserRecord, "status">): void {
+  if (user.status === "pending") throw new ApiError("account_pending");
+  if (user.status === "disabled") throw new ApiError("account_disabled");
 }
 
 /** Loads the user of a token; a token whose user is gone or locked gets the 403 of api.md §2. */

@@ -39,7 +39,11 @@ export async function codeSecret(config: Config): Promise<Uint8Array<ArrayBuffer
 }
 
 /** The stored form of a code: hex HMAC-SHA-256 over realm, purpose, subject and code. */
-export async function hashCode(secret: Uint8Array<ArrayBuffer>, ref: CodeRef, code: string): Promise<string> {
+export async function hashCode(
+  secret: Uint8Array<ArrayBuffer>,
+  ref: Omit<CodeRef, "purpose"> & { purpose: CodePurpose | "recovery" },
+  code: string,
+): Promise<string> {
   return hex(await hmacSha256(secret, [ref.realm, ref.purpose, ref.subject, code].join("\n")));
 }
 

@@ -1,4 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
+import { secondFactorDone } from "../auth-methods/amr";
 import { b64url, fromB64url, utf8 } from "../crypto/encoding";
 import { hmacKey, hmacSign, newSecret, randomString, timingSafeEqual } from "../crypto/random";
 import type { Env } from "../env";
@@ -7,6 +8,14 @@ import { findUserById, type UserRecord } from "./users";
 
 /** A retry of the refresh token rotated away less than this long ago succeeds (api.md §3). */
 const REFRESH_GRACE_MS = 10_000;
+
+/** How the session's credentials were checked (api.md §2, §12): kept across refreshes. */
+export interface Authn {
+  /** RFC 8176 method values. */
+  amr: string[];
+  /** When the credentials were checked (seconds since the epoch). */
+  authTime: number;
+}
 
 export interface LiveJti {
   jti: string;
@@ -58,6 +67,8 @@ export interface SessionState {
   userAt?: number;
   /** When the D1 device index last got this session's last-seen and expiry (ms). */
   indexedAt?: number;
+  /** How the login checked the credentials (absent in sessions begun before it was recorded). */
+  authn?: Authn;
 }
 
 export interface DeviceView {
@@ -77,6 +88,7 @@ export interface StartInput {
   /** The new session as newDevice() made it (the worker writes the same to the D1 index after this call). */
   device: DeviceView;
   access: LiveJti;
+  authn: Authn;
 }
 
 /** A new session of a device, starting at `now`, with a new session id. */
@@ -109,6 +121,7 @@ export type RefreshResult =
       reindex: boolean;
       /** Older access tokens this refresh pushed out (MAX_LIVE_JTIS): the caller blacklists them. */
       revoked: LiveJti[];
+      authn: Authn;
     }
   | {
       ok: false;
@@ -278,6 +291,7 @@ export class DeviceSession extends DurableObject<Env> {
         spent: [],
         jtis: [input.access],
         indexedAt: d.createdAt,
+        authn: input.authn,
       };
       await this.write(s);
       return { refreshToken: await this.refreshToken(s, 0), replaced };
@@ -312,7 +326,8 @@ export class DeviceSession extends DurableObject<Env> {
         return { ok: false, code: "token_expired", ended: true, revoked: ended.revoked };
       }
       const user = await this.currentUser(s, input.now);
-      if (user?.status !== "active") {
+      // A session begun with one factor does not outlive the account turning on a second one.
+      if (user?.status !== "active" || (user.totpOn && !secondFactorDone(s.authn?.amr))) {
         // The account is gone or locked: the session cannot continue.
         const ended = this.endResult(s, input.now);
         await this.wipe();
@@ -348,6 +363,7 @@ export class DeviceSession extends DurableObject<Env> {
         user,
         reindex,
         revoked,
+        authn: s.authn ?? { amr: [], authTime: Math.floor(s.createdAt / 1000) },
       };
     });
   }
@@ -391,6 +407,23 @@ export class DeviceSession extends DurableObject<Env> {
       s.indexedAt = input.now;
       await this.write(s);
       return view(s);
+    });
+  }
+
+  /**
+   * The session's user proved more factors (an authenticator app confirmed from it): its `amr`
+   * gains them, so it survives the refresh check for accounts with a second factor.
+   */
+  addMethods(input: { sid: string; amr: string[]; now: number }): Promise<boolean> {
+    return this.serial(async () => {
+      const s = this.read();
+      if (!s || s.sid !== input.sid || input.now >= s.expiresAt) return false;
+      const prev = s.authn ?? { amr: [], authTime: Math.floor(s.createdAt / 1000) };
+      s.authn = { amr: [...new Set([...prev.amr, ...input.amr])], authTime: prev.authTime };
+      delete s.user;
+      delete s.userAt;
+      await this.write(s);
+      return true;
     });
   }
 

@@ -15,6 +15,8 @@ export const realms = sqliteTable("realms", {
     .default("open"),
   approvalRequired: integer("approval_required", { mode: "boolean" }).notNull().default(false),
   captchaRequired: integer("captcha_required", { mode: "boolean" }).notNull().default(false),
+  /** Admin routes refuse access tokens without `mfa` in `amr` (api.md §12). */
+  adminMfaRequired: integer("admin_mfa_required", { mode: "boolean" }).notNull().default(false),
   /** api.md §6, §11: `required` refuses a password login to an unverified address (allowlist realms always do). */
   emailVerification: text("email_verification", { enum: ["optional", "required"] })
     .notNull()
@@ -218,4 +220,93 @@ export const oauthRecords = sqliteTable(
     expiresAt: text("expires_at").notNull(),
   },
   (t) => [index("oauth_records_expires").on(t.expiresAt)],
+);
+
+/**
+ * An account's authenticator app (api.md §12): the TOTP secret, usable once `confirmed_at` is set.
+ * `last_step` is the newest 30-second step whose code was accepted; a code is accepted only for a
+ * later step (one conditional UPDATE), so a code works once even within its window.
+ */
+export const totpFactors = sqliteTable("totp_factors", {
+  userId: text("user_id")
+    .primaryKey()
+    .references(() => users.id, { onDelete: "cascade" }),
+  realm: text("realm").notNull(),
+  secret: text("secret").notNull(),
+  confirmedAt: text("confirmed_at"),
+  lastStep: integer("last_step"),
+  createdAt: text("created_at").notNull(),
+});
+
+/** Recovery codes: only an HMAC of each is stored; `used_at` spends one (a conditional UPDATE). */
+export const recoveryCodes = sqliteTable(
+  "recovery_codes",
+  {
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    codeHash: text("code_hash").notNull(),
+    usedAt: text("used_at"),
+    createdAt: text("created_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.codeHash] })],
+);
+
+/**
+ * The second step of a login (api.md §12): a correct first factor leaves a row here instead of a
+ * session. Only a SHA-256 of the `mfa_token` is stored. It carries the device and what the first
+ * step checked; `attempts` is raised before each try, by a conditional UPDATE, so at most 5 are judged.
+ */
+export const mfaTokens = sqliteTable(
+  "mfa_tokens",
+  {
+    tokenHash: text("token_hash").primaryKey(),
+    realm: text("realm").notNull(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    deviceId: text("device_id").notNull(),
+    description: text("description"),
+    pushToken: text("push_token"),
+    amr: text("amr", { mode: "json" }).$type<string[]>().notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    expiresAt: text("expires_at").notNull(),
+  },
+  (t) => [index("mfa_tokens_expires").on(t.expiresAt)],
+);
+
+/** WebAuthn credentials (passkeys). `id` is the credential id (base64url), unique across realms. */
+export const passkeys = sqliteTable(
+  "passkeys",
+  {
+    id: text("id").primaryKey(),
+    realm: text("realm").notNull(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    name: text("name"),
+    publicKey: text("public_key").notNull(),
+    counter: integer("counter").notNull().default(0),
+    transports: text("transports", { mode: "json" }).$type<string[]>().notNull().default(sql`'[]'`),
+    backedUp: integer("backed_up", { mode: "boolean" }).notNull().default(false),
+    createdAt: text("created_at").notNull(),
+    lastUsedAt: text("last_used_at"),
+  },
+  (t) => [index("passkeys_user").on(t.userId)],
+);
+
+/**
+ * WebAuthn challenges, kept server-side: 5 minutes, spent by the first verification that names
+ * them (DELETE … RETURNING). Registration challenges belong to one user; login ones to none.
+ */
+export const webauthnChallenges = sqliteTable(
+  "webauthn_challenges",
+  {
+    challenge: text("challenge").primaryKey(),
+    realm: text("realm").notNull(),
+    purpose: text("purpose", { enum: ["register", "login"] }).notNull(),
+    userId: text("user_id"),
+    expiresAt: text("expires_at").notNull(),
+  },
+  (t) => [index("webauthn_challenges_expires").on(t.expiresAt)],
 );

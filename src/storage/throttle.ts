@@ -68,3 +68,16 @@ export async function recordLoginFailure(
 export async function clearLoginFailures(db: Db, realm: string, subject: string) {
   await db.delete(loginThrottle).where(and(eq(loginThrottle.realm, realm), eq(loginThrottle.subject, subject)));
 }
+
+/**
+ * Gives back an attempt that was counted but proved nothing either way: a correct password on an
+ * account whose second step is still to come. The count then neither rises nor resets, so only
+ * a completed login clears it and wrong second-step codes lock the account as wrong passwords do.
+ */
+export async function releaseLoginAttempt(db: Db, realm: string, subject: string) {
+  const t = loginThrottle;
+  await db
+    .update(t)
+    .set({ failures: sql`MAX(${t.failures} - 1, 0)` })
+    .where(and(eq(t.realm, realm), eq(t.subject, subject), isNull(t.lockedUntil)));
+}

@@ -15,16 +15,19 @@ export interface EmailEntry {
 
 export interface UserRecord extends UserRow {
   emails: EmailEntry[];
+  /** An authenticator app is confirmed: a session needs a second factor (api.md §12). */
+  totpOn: boolean;
 }
 
 const emailsJson = sql<string>`(SELECT json_group_array(json_object('email', e.email, 'added_at', e.added_at, 'verified', e.verified_at IS NOT NULL)) FROM (SELECT email, added_at, verified_at FROM user_emails WHERE user_id = ${users.id} ORDER BY added_at, email) e)`;
 
 /** A row of a select of `userColumnsWithEmails`, as a UserRecord. */
-export function withEmails(row: UserRow & { emailsJson: string | null }): UserRecord {
-  const { emailsJson: raw, ...user } = row;
+export function withEmails(row: UserRow & { emailsJson: string | null; totpOn: unknown }): UserRecord {
+  const { emailsJson: raw, totpOn, ...user } = row;
   const list = JSON.parse(raw ?? "[]") as { email: string; added_at: string; verified: number }[];
   return {
     ...user,
+    totpOn: Boolean(totpOn),
     emails: list.map((e) => ({
       email: e.email,
       added_at: e.added_at,
@@ -86,7 +89,7 @@ async function findOne(db: Db, f: Finder, values: Record<string, string>): Promi
     const value = raw[i];
     row[key] = value === null || !column ? value : column.mapFromDriverValue(value);
   });
-  return withEmails(row as UserRow & { emailsJson: string | null });
+  return withEmails(row as UserRow & { emailsJson: string | null; totpOn: unknown });
 }
 
 /** A user by id within a realm, with their email history; null when there is none. */
@@ -177,8 +180,13 @@ const userColumns = {
   pendingEmail: users.pendingEmail,
 };
 
-/** Every column of a user and their email history (as JSON): select these, then map rows with withEmails. */
-export const userColumnsWithEmails = { ...userColumns, emailsJson };
+const totpOn = sql<number>`EXISTS (SELECT 1 FROM totp_factors t WHERE t.user_id = ${users.id} AND t.confirmed_at IS NOT NULL)`;
+
+/**
+ * Every column of a user, their email history (as JSON) and whether TOTP is on: select these,
+ * then map rows with withEmails.
+ */
+export const userColumnsWithEmails = { ...userColumns, emailsJson, totpOn };
 
 /**
  * The row's roles include `admin`. Role names match ^[a-z][a-z0-9_-]*$, so the quoted name in the
