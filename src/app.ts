@@ -10,6 +10,7 @@ import { realmContext, routedPath } from "./middleware/realm";
 import { cors, jsonBody, requestContext } from "./middleware/request";
 import { account } from "./routes/account";
 import { admin } from "./routes/admin";
+import { auditTrail } from "./routes/audit";
 import { knownRoutes, methodsFor } from "./routes/define";
 import { devices } from "./routes/devices";
 import { renderDocs } from "./routes/docs";
@@ -65,7 +66,8 @@ export function buildApp() {
     .route("/", devices)
     .route("/", domains)
     .route("/", realms)
-    .route("/", otp);
+    .route("/", otp)
+    .route("/", auditTrail);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

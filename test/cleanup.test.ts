@@ -96,10 +96,12 @@ describe("scheduled cleanup", () => {
     const again = await runCleanup(getDb(env.DB), config.config, NOW);
     expect(again).toEqual({
       codes: 0,
+      codeCounters: 0,
       authorityTokens: 0,
       devices: 0,
       auditEvents: 0,
       loginThrottle: 0,
+      loginDevices: 0,
       oauthRecords: 0,
     });
   });

@@ -168,7 +168,8 @@ async function snapshot(): Promise<Record<string, string>> {
 /**
  * Tables a rejected request may legitimately change:
  * - 401/403/429: a failed attempt is recorded (audit trail, login throttle).
- * - invalid_code: a failed reset attempt is audited (reset_failed).
+ * - invalid_code: a failed reset attempt is audited (reset_failed) and counted against the
+ *   account's daily failures (code_counters, api.md §16).
  * - refresh_token_reused: theft detection ends the session, which removes its device index row.
  */
 function mayChange(status: number, code: string | undefined): Set<string> {
@@ -177,7 +178,10 @@ function mayChange(status: number, code: string | undefined): Set<string> {
     tables.add("audit_events");
     tables.add("login_throttle");
   }
-  if (code === "invalid_code") tables.add("audit_events");
+  if (code === "invalid_code") {
+    tables.add("audit_events");
+    tables.add("code_counters");
+  }
   if (code === "refresh_token_reused") tables.add("devices");
   return tables;
 }

@@ -6,6 +6,7 @@ import {
   apiWithEnv,
   claimsOf,
   deviceId,
+  frozenClock,
   loggedNotifications,
   login,
   PASSWORD,
@@ -117,10 +118,13 @@ describe("POST /v1/users/reset", () => {
     expect(byEmail?.n).toBe(0);
   });
 
-  it("replaces the previous code with a new request", async () => {
+  // v1.1 (api.md §16): within 60 s of a send, a new request keeps the pending code (and sends nothing).
+  it("replaces the previous code with a new request made 60 s after it", async () => {
+    const clock = frozenClock();
     const email = uniqueEmail();
     await signUp(email);
     const first = await requestCode(email);
+    clock.advance(60_000);
     const second = await requestCode(email);
     if (first !== second) expectInvalid(await reset(email, first));
     expect((await reset(email, second)).status).toBe(204);

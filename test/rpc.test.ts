@@ -3,7 +3,7 @@
 // service binding. Nothing here calls the class directly.
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { api, claimsOf, deviceId, login, newSession, PASSWORD, signUp, uniqueEmail } from "./helpers";
+import { api, claimsOf, createRealm, deviceId, login, newSession, PASSWORD, signUp, uniqueEmail } from "./helpers";
 import { frozenClock, MINUTE, refresh, verifyRpc } from "./session-helpers";
 
 afterEach(() => {
@@ -121,6 +121,54 @@ describe("AuthService.verify over the service binding", () => {
   });
 });
 
+describe("AuthService.verify with strict: the account as it is now (api.md §16)", () => {
+  it("a user disabled in D1 is account_disabled with strict (as HTTP /me says), pending is account_pending", async () => {
+    const { pair, user } = await newSession();
+    expect(await verifyRpc(pair.access_token, { strict: true })).toMatchObject({ ok: true });
+    await env.DB.prepare("UPDATE users SET status = 'disabled' WHERE id = ?").bind(user.id).run();
+    const me = await api("GET", "/v1/users/me", { token: pair.access_token });
+    expect(me.status).toBe(403);
+    expect(me.body.error.code).toBe("account_disabled");
+    expect(await verifyRpc(pair.access_token, { strict: true })).toMatchObject({
+      ok: false,
+      code: "account_disabled",
+    });
+    await env.DB.prepare("UPDATE users SET status = 'pending' WHERE id = ?").bind(user.id).run();
+    expect(await verifyRpc(pair.access_token, { strict: true })).toMatchObject({ ok: false, code: "account_pending" });
+    await env.DB.prepare("DELETE FROM users WHERE id = ?").bind(user.id).run();
+    expect(await verifyRpc(pair.access_token, { strict: true })).toMatchObject({ ok: false, code: "user_not_found" });
+  });
+
+  it("a demoted admin: roles are judged by the account's current roles with strict", async () => {
+    const email = uniqueEmail();
+    const user = await signUp(email);
+    await env.DB.prepare(`UPDATE users SET roles = '["admin","user"]' WHERE id = ?`).bind(user.id).run();
+    const pair = await login(email);
+    expect(claimsOf(pair.access_token).roles).toContain("admin");
+    expect(await verifyRpc(pair.access_token, { strict: true, roles: ["admin"] })).toMatchObject({ ok: true });
+    await env.DB.prepare(`UPDATE users SET roles = '["user"]' WHERE id = ?`).bind(user.id).run();
+    expect(await verifyRpc(pair.access_token, { strict: true, roles: ["admin"] })).toMatchObject({
+      ok: false,
+      code: "forbidden",
+    });
+    // Without strict the token's own claims decide (documented: until the token expires).
+    expect(await verifyRpc(pair.access_token, { roles: ["admin"] })).toMatchObject({ ok: true });
+    expect(await verifyRpc(pair.access_token, { strict: true, roles: ["user"] })).toMatchObject({ ok: true });
+  });
+
+  it("a session begun before a password reset is session_revoked with strict, even without its index row", async () => {
+    const { pair, user } = await newSession();
+    await env.DB.prepare("DELETE FROM devices WHERE user_id = ?").bind(user.id).run();
+    await env.DB.prepare("UPDATE users SET sessions_valid_after = ? WHERE id = ?")
+      .bind(new Date(Date.now() + 1000).toISOString(), user.id)
+      .run();
+    expect(await verifyRpc(pair.access_token, { strict: true })).toMatchObject({
+      ok: false,
+      code: "session_revoked",
+    });
+  });
+});
+
 describe("AuthService.getUser over the service binding", () => {
   it("returns the User without the password hash, and null for an unknown id", async () => {
     const { user } = await newSession();
@@ -131,6 +179,12 @@ describe("AuthService.getUser over the service binding", () => {
     expect(got).toEqual(user);
     expect(Object.keys(got).some((k) => /pass|hash/i.test(k))).toBe(false);
     expect(text).not.toContain("pbkdf2");
+
+    // realm: a user of another realm is not found in `default`, and is found in its own.
+    const realm = await createRealm();
+    const other = await signUp(uniqueEmail(), {}, `/v1/realms/${realm}`);
+    expect(await (await consumer(`/user?id=${other.id}`)).json()).toBeNull();
+    expect(await (await consumer(`/user?id=${other.id}&realm=${realm}`)).json()).toEqual(other);
 
     const unknown = await consumer("/user?id=does-not-exist");
     expect(unknown.status).toBe(200);

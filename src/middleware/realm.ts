@@ -1,4 +1,5 @@
 import type { MiddlewareHandler } from "hono";
+import { getPath } from "hono/utils/url";
 import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { getDb } from "../storage/db";
@@ -29,9 +30,13 @@ function realmOf(pathname: string): string {
 const known = new Map<string, number>();
 const KNOWN_MS = 10_000;
 
-/** Sets `realm`; an unknown realm is 404 realm_not_found. */
+/**
+ * Sets `realm`; an unknown realm is 404 realm_not_found. The realm is read from the path as the
+ * router decodes it (Hono's getPath), never from the raw URL: otherwise `/v1/%72ealms/b/...` would
+ * be routed as realm b's route while judged as realm `default` (api.md §16).
+ */
 export const realmContext: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const realm = realmOf(new URL(c.req.url).pathname);
+  const realm = realmOf(getPath(c.req.raw));
   c.set("realm", realm);
   if (realm !== "default") {
     const now = c.get("now");

@@ -13,7 +13,7 @@ import {
   UserSchema,
 } from "../schemas";
 import { changeEmail, changePassword, completeReset, deleteUser, requestReset, updateUser } from "../services/accounts";
-import { audit } from "../services/audit";
+import { audit, selfActor } from "../services/audit";
 import { toUser } from "../services/users";
 import { bearerAuth, json, jsonBody, optionalAuth, route } from "./define";
 import { publicTokenDevice } from "./tokens";
@@ -58,7 +58,7 @@ export const account = new OpenAPIHono<AppEnv>()
       tags: ["account"],
       summary: "Ask for a password reset code",
       description:
-        "Always 202 with `{}`, whether or not the email has an account. The code (8 digits, 15 minutes, 5 tries) goes out through the notifier after the response; a failed delivery is logged, not reported. A production deployment without any delivery channel answers 503 delivery_unavailable for every email.",
+        "Always 202 with `{}`, whether or not the email has an account. The code (8 digits, 15 minutes, 5 tries) goes out through the notifier after the response; a failed delivery is logged, not reported. Per account: a new code at most every 60 s (a pending code is not replaced meanwhile) and at most 10 a UTC day; a refused send is still 202 {}. A production deployment without any delivery channel answers 503 delivery_unavailable for every email.",
       request: jsonBody(ResetRequestBody),
       responses: { 202: json("Accepted", z.object({}).openapi("Empty")) },
     }),
@@ -67,8 +67,18 @@ export const account = new OpenAPIHono<AppEnv>()
       const d = await deps(c);
       const realm = c.get("realm");
       const deviceId = await publicTokenDevice(c);
-      const { userId } = await requestReset(d, realm, email);
-      audit(d, c, { type: "reset_requested", realm, userId, deviceId, detail: { known: userId !== null } });
+      const { userId, sent } = await requestReset(d, realm, email);
+      audit(d, c, {
+        type: "reset_requested",
+        realm,
+        userId,
+        deviceId,
+        detail: {
+          known: userId !== null,
+          // A known account's request that the interval or the daily cap refused (nothing was sent).
+          ...(userId && !sent ? { throttled: true } : {}),
+        },
+      });
       return c.json({}, 202);
     },
   )
@@ -82,7 +92,7 @@ export const account = new OpenAPIHono<AppEnv>()
       tags: ["account"],
       summary: "Set a new password with a reset code",
       description:
-        "Every failure (wrong, used, expired, unknown email, too many tries) is 400 invalid_code. Success ends every session of the user.",
+        "Every failure (wrong, used, expired, unknown email, too many tries) is 400 invalid_code; after 10 failed tries in a UTC day across an account's codes, every code of it is. Success ends every session of the user.",
       request: jsonBody(ResetCompleteBody),
       responses: { 204: { description: "Password set; all sessions ended" } },
     }),
@@ -102,7 +112,7 @@ export const account = new OpenAPIHono<AppEnv>()
         });
         throw new ApiError("invalid_code");
       }
-      audit(d, c, { type: "reset_completed", realm, userId: result.userId, deviceId });
+      audit(d, c, { type: "reset_completed", realm, userId: result.userId, deviceId, actor: selfActor(result.userId) });
       return c.body(null, 204);
     },
   )

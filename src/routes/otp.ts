@@ -3,7 +3,7 @@ import { type AppEnv, clientIp } from "../context";
 import { ApiError } from "../errors";
 import { deps } from "../middleware/auth";
 import { OtpRequestBody, OtpSentSchema, OtpTokenPairSchema, OtpVerifyBody } from "../schemas";
-import { audit } from "../services/audit";
+import { audit, selfActor } from "../services/audit";
 import { OTP_FAILURE_CODES, sendOtp, verifyOtp } from "../services/otp";
 import { resolveDeviceId } from "../services/sessions";
 import { json, jsonBody, optionalAuth, route } from "./define";
@@ -77,18 +77,21 @@ export const otp = new OpenAPIHono<AppEnv>()
         deviceId,
       });
       const userId = result.user?.id ?? null;
-      if (result.created) audit(d, c, { type: "signup", realm, userId, deviceId, detail: { source: "phone" } });
+      // A user is known only after a correct code: that code proved the number, so the user acted.
+      const actor = userId ? selfActor(userId) : undefined;
+      if (result.created) audit(d, c, { type: "signup", realm, userId, deviceId, actor, detail: { source: "phone" } });
       if (!result.ok) {
         audit(d, c, {
           type: "otp_failed",
           realm,
           userId,
           deviceId,
+          actor,
           detail: { stage: "verify", reason: result.reason, phone_number: body.phone_number },
         });
         throw new ApiError(OTP_FAILURE_CODES[result.reason]);
       }
-      audit(d, c, { type: "login", realm, userId, deviceId, detail: { method: "otp" } });
+      audit(d, c, { type: "login", realm, userId, deviceId, actor, detail: { method: "otp" } });
       return c.json({ ...result.pair, created: result.created }, 200);
     },
   );

@@ -4,18 +4,18 @@ import { verifyToken } from "../crypto/jwt";
 import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
 import { LoginBody, LogoutBody, MfaLoginBody, PublicTokenBody, RefreshBody, TokenPairSchema } from "../schemas";
-import { audit } from "../services/audit";
+import { audit, selfActor } from "../services/audit";
 import { bearer } from "../services/auth";
 import { finishMfaLogin } from "../services/mfa";
 import {
-  endAllSessions,
   endSession,
+  endSessionsBefore,
   mintPublicToken,
   refreshSession,
   resolveDeviceId,
   startSession,
 } from "../services/sessions";
-import { authenticate } from "../services/users";
+import { authenticate, LoginFailure } from "../services/users";
 import { bearerAuth, json, jsonBody, noAuth, optionalAuth, route } from "./define";
 
 /** The device id of an optional public token in Authorization (login, sign-up, reset, OTP). */
@@ -82,15 +82,17 @@ export const tokens = new OpenAPIHono<AppEnv>()
       const deviceId = resolveDeviceId(await publicTokenDevice(c), body.device_id);
       let user: Awaited<ReturnType<typeof authenticate>>;
       try {
-        user = await authenticate(d, realm, body.email, body.password);
+        user = await authenticate(d, realm, body.email, body.password, deviceId);
       } catch (e) {
         if (e instanceof ApiError) {
-          audit(d, c, { type: "login_failed", realm, deviceId, detail: { reason: e.code } });
+          // The trail names the account tried when one exists (the answer does not); its actor stays anonymous.
+          const userId = e instanceof LoginFailure ? e.userId : null;
+          audit(d, c, { type: "login_failed", realm, userId, deviceId, detail: { reason: e.code } });
         }
         throw e;
       }
       const pair = await startSession(d, user, deviceId, { description: body.description ?? null, amr: ["pwd"] });
-      audit(d, c, { type: "login", realm, userId: user.id, deviceId });
+      audit(d, c, { type: "login", realm, userId: user.id, deviceId, actor: selfActor(user.id) });
       return c.json(pair, 200);
     },
   )
@@ -175,7 +177,7 @@ export const tokens = new OpenAPIHono<AppEnv>()
       const body = c.req.valid("json");
       const claims = c.get("claims");
       const d = await deps(c);
-      if (body.all) await endAllSessions(d, claims.realm, claims.sub);
+      if (body.all) await endSessionsBefore(d, claims.realm, claims.sub);
       await endSession(d, claims.realm, claims.sub, claims.did);
       audit(d, c, {
         type: "logout",

@@ -5,7 +5,7 @@ import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
 import { PublicUserSchema, SignUpBody, UserSchema } from "../schemas";
 import { sendWelcome } from "../services/accounts";
-import { audit } from "../services/audit";
+import { audit, selfActor } from "../services/audit";
 import { assertAdminMfa, bearer, verifyAccess } from "../services/auth";
 import { noticeApprovalNeeded, requireUser, signUp, toPublicUser, toUser } from "../services/users";
 import { sendVerification } from "../services/verification";
@@ -47,6 +47,7 @@ export const users = new OpenAPIHono<AppEnv>()
       const realm = c.get("realm");
       const token = bearer(c.req.header("Authorization"));
       let byAdmin = false;
+      let adminId: string | null = null;
       let deviceId: string | undefined;
       if (token && peekType(token) === "public") {
         deviceId = await publicTokenDevice(c);
@@ -58,13 +59,21 @@ export const users = new OpenAPIHono<AppEnv>()
         if (!caller.roles.includes("admin")) throw new ApiError("forbidden");
         await assertAdminMfa(d, realm, claims.amr);
         byAdmin = true;
+        adminId = caller.id;
       }
       const user = await signUp(d, realm, body, { byAdmin, ip: clientIp(c) });
       // A welcome code (a reset code) proves the address when used; everyone else gets a verification code.
       if (byAdmin && !body.password) await sendWelcome(d, user);
       else await sendVerification(d, user, body.email);
       if (user.status === "pending") noticeApprovalNeeded(d, user);
-      audit(d, c, { type: "signup", realm, userId: user.id, deviceId, detail: { by_admin: byAdmin } });
+      audit(d, c, {
+        type: "signup",
+        realm,
+        userId: user.id,
+        deviceId,
+        actor: adminId ? { kind: "admin", id: adminId } : selfActor(user.id),
+        detail: { by_admin: byAdmin },
+      });
       return c.json(toUser(user), 201);
     },
   )

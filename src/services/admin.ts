@@ -1,5 +1,5 @@
 import { and, asc, eq, gt, or, type SQL, sql } from "drizzle-orm";
-import { b64url, fromB64url, utf8 } from "../crypto/encoding";
+import { utf8 } from "../crypto/encoding";
 import { ApiError } from "../errors";
 import { users } from "../storage/schema";
 import {
@@ -12,6 +12,7 @@ import {
   withEmails,
 } from "../storage/users";
 import { iso } from "../time";
+import { decodeCursor, encodeCursor } from "./cursor";
 import type { Deps } from "./deps";
 import { accountChanged, endAllSessions } from "./sessions";
 import { toUser } from "./users";
@@ -61,21 +62,7 @@ function prefixPattern(q: string): string {
   return pattern;
 }
 
-/** Encodes the position after a row; keyset pagination on (created_at, id) stays correct under inserts and deletes. */
-const encodeCursor = (createdAt: string, id: string) =>
-  b64url(new TextEncoder().encode(JSON.stringify([createdAt, id])));
-
-function decodeCursor(cursor: string): [string, string] {
-  const bytes = fromB64url(cursor);
-  try {
-    const v = bytes ? JSON.parse(new TextDecoder().decode(bytes)) : null;
-    if (Array.isArray(v) && v.length === 2 && typeof v[0] === "string" && typeof v[1] === "string") return [v[0], v[1]];
-  } catch {
-    // fall through
-  }
-  throw new ApiError("validation_failed", undefined, { fields: { cursor: "is not a cursor from a previous page" } });
-}
-
+// Keyset pagination on (created_at, id) stays correct under inserts and deletes.
 /** The conditions of a user listing (exported so a test can EXPLAIN its plan). */
 export function listWhere(realm: string, query: ListQuery, principal: Principal): SQL {
   const where: (SQL | undefined)[] = [eq(users.realm, realm)];
@@ -148,7 +135,8 @@ export async function setStatus(
   const updatedAt = iso(deps.now);
   const rows = await deps.db
     .update(users)
-    .set({ status, updatedAt })
+    // Deactivation marks every session begun before now as over (api.md §16), listed or not.
+    .set(status === "disabled" ? { status, updatedAt, sessionsValidAfter: updatedAt } : { status, updatedAt })
     .where(
       and(
         eq(users.id, id),

@@ -1,8 +1,17 @@
 import type { AppContext } from "../context";
 import { clientIp } from "../context";
-import { auditEvents } from "../storage/schema";
+import { type AuditRow, insertAuditEvent, listAuditEvents } from "../storage/audit";
 import { iso } from "../time";
+import { badCursor, decodeCursor, encodeCursor } from "./cursor";
 import type { Deps } from "./deps";
+
+/**
+ * Who acted (api.md §15): a signed-in user (`id` their user id), an admin of the realm, an
+ * authority token's holder (`id` the token's id), or the service itself. A request without any
+ * token is a `user` whose `id` is the account only once a credential proved it (a login, a
+ * completed reset), else null: a failed login names the account in `user_id`, never as its actor.
+ */
+export type Actor = { kind: "user" | "admin" | "authority" | "system"; id: string | null };
 
 export interface AuditEvent {
   type: string;
@@ -11,11 +20,27 @@ export interface AuditEvent {
   deviceId?: string | null;
   /** Reasons and flags only: never a password, token, code or hash. */
   detail?: Record<string, unknown>;
+  /** Who acted; by default the request's principal (admin route), else its token's user, else an anonymous user. */
+  actor?: Actor;
 }
+
+/** The actor of a request as the middleware authenticated it. */
+export function requestActor(c: AppContext | null): Actor {
+  if (!c) return { kind: "system", id: null };
+  const principal = c.get("principal");
+  if (principal?.kind === "admin") return { kind: "admin", id: principal.userId };
+  if (principal?.kind === "authority") return { kind: "authority", id: principal.tokenId };
+  const claims = c.get("claims");
+  return { kind: "user", id: claims?.sub ?? null };
+}
+
+/** The actor of a request whose credential (password, code) just proved the account. */
+export const selfActor = (userId: string): Actor => ({ kind: "user", id: userId });
 
 /** Records a security event in D1 after the response is sent; a failed write is logged, never fatal. */
 export function audit(deps: Deps, c: AppContext | null, e: AuditEvent): void {
   const ip = c ? clientIp(c) : null;
+  const actor = e.actor ?? requestActor(c);
   // The same event as a log line, for log-based alerting; holds what the audit row holds.
   console.log(
     JSON.stringify({
@@ -25,13 +50,14 @@ export function audit(deps: Deps, c: AppContext | null, e: AuditEvent): void {
       request_id: c?.get("requestId") ?? null,
       realm: e.realm,
       user_id: e.userId ?? null,
+      actor,
       device_id: e.deviceId ?? null,
       ip,
       detail: e.detail ?? null,
     }),
   );
   deps.defer(
-    deps.db.insert(auditEvents).values({
+    insertAuditEvent(deps.db, {
       at: iso(deps.now),
       realm: e.realm,
       type: e.type,
@@ -39,6 +65,55 @@ export function audit(deps: Deps, c: AppContext | null, e: AuditEvent): void {
       deviceId: e.deviceId ?? null,
       ip,
       detail: e.detail ?? null,
+      actorKind: actor.kind,
+      actorId: actor.id,
     }),
   );
+}
+
+/** An audit event as GET /v1/audit returns it. */
+export function toAuditEvent(r: AuditRow) {
+  return {
+    id: String(r.id),
+    at: r.at,
+    type: r.type,
+    realm: r.realm,
+    user_id: r.userId,
+    actor: { kind: r.actorKind, id: r.actorId },
+    device_id: r.deviceId,
+    ip: r.ip,
+    detail: r.detail ?? null,
+  };
+}
+
+export interface AuditQuery {
+  limit: number;
+  cursor?: string;
+  user_id?: string;
+  type?: string;
+  since?: string;
+}
+
+/** GET /v1/audit: a page of the realm's events, newest first, and the next page's cursor (null at the end). */
+export async function listAudit(deps: Deps, realm: string, q: AuditQuery) {
+  let after: { at: string; id: number } | undefined;
+  if (q.cursor) {
+    const [at, id] = decodeCursor(q.cursor);
+    if (!/^[1-9]\d{0,15}$/.test(id)) throw badCursor();
+    after = { at, id: Number(id) };
+  }
+  const rows = await listAuditEvents(deps.db, {
+    realm,
+    userId: q.user_id,
+    type: q.type,
+    since: q.since,
+    after,
+    limit: q.limit + 1,
+  });
+  const page = rows.slice(0, q.limit);
+  const last = page[page.length - 1];
+  return {
+    events: page.map(toAuditEvent),
+    next_cursor: rows.length > q.limit && last ? encodeCursor(last.at, String(last.id)) : null,
+  };
 }

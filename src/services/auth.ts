@@ -2,18 +2,23 @@ import { secondFactorDone } from "../auth-methods/amr";
 import type { AccessClaims } from "../crypto/jwt";
 import { verifyToken } from "../crypto/jwt";
 import { ApiError } from "../errors";
+import { validAfterMs } from "../storage/device-session";
 import { kvKeys } from "../storage/keys";
 import { findRealm } from "../storage/realms";
+import { findUserById } from "../storage/users";
 import type { Deps } from "./deps";
 import { knownNotRevoked, rememberNotRevoked, revocationEpoch } from "./revocation-cache";
 import { sessionStub } from "./sessions";
 
 export interface AuthOptions {
-  /** Ask the device's Durable Object too: authoritative and immediate (api.md §2). */
+  /**
+   * Ask the device's Durable Object too: authoritative and immediate (api.md §2); and read the
+   * account, so its current status, roles and sessions_valid_after decide (api.md §16).
+   */
   strict?: boolean;
   /** Require a token minted by a credential check, not by refresh. */
   fresh?: boolean;
-  /** Require every one of these roles (as the token states them). */
+  /** Require every one of these roles (as the token states them; with `strict`, as the account has them now). */
   roles?: string[];
   /** Require a login that checked two factors (`mfa` in `amr`, api.md §12): 403 mfa_required otherwise. */
   mfa?: boolean;
@@ -22,6 +27,10 @@ export interface AuthOptions {
 /**
  * Verifies an access token for a realm: signature and claims, the KV blacklist, and with
  * `strict` the device's session. Throws ApiError with the codes of api.md §2.
+ *
+ * With `strict`, the account is read from D1 as well: a token of a user deleted, disabled or
+ * pending meanwhile gets the 403 of api.md §2, and `roles` is judged by the account's current
+ * roles (a demoted admin fails at once). Without it, roles are the token's (up to its lifetime).
  *
  * Per isolate, the signature check is remembered per token string (crypto/jwt.ts; expiry is
  * still checked on every call) and a "not revoked" answer of the blacklist for a few seconds
@@ -44,13 +53,22 @@ export async function verifyAccess(
   const readAt = revocationEpoch();
   const blacklisted = deps.env.TOKENS.get(kvKeys.blacklist(claims.jti)).then((v) => v !== null);
   if (opts.strict) {
-    // Strict: the device's Durable Object is authoritative and immediate; the blacklist is asked too, at the same time.
-    const [verdict, listed] = await Promise.all([
-      sessionStub(deps, realm, claims.sub, claims.did).check({ sid: claims.sid, jti: claims.jti, now: deps.now }),
-      blacklisted,
-    ]);
+    // Strict: the account as D1 has it now, and the device's Durable Object, which is authoritative
+    // and immediate (given the account's sessions_valid_after); the blacklist is asked meanwhile.
+    const user = await findUserById(deps.db, realm, claims.sub);
+    const verdict = await sessionStub(deps, realm, claims.sub, claims.did).check({
+      sid: claims.sid,
+      jti: claims.jti,
+      now: deps.now,
+      validAfter: validAfterMs(user?.sessionsValidAfter),
+    });
     if (verdict !== "ok") throw new ApiError(verdict);
-    if (listed) throw new ApiError("token_revoked");
+    if (await blacklisted) throw new ApiError("token_revoked");
+    // The same 403s as the HTTP routes give a token whose account is gone or locked (api.md §2).
+    if (!user) throw new ApiError("user_not_found");
+    if (user.status === "disabled") throw new ApiError("account_disabled");
+    if (user.status === "pending") throw new ApiError("account_pending");
+    return checkClaims(claims, opts, user.roles);
   } else if (await blacklisted) {
     throw new ApiError("token_revoked");
   } else {
@@ -59,9 +77,10 @@ export async function verifyAccess(
   return checkClaims(claims, opts);
 }
 
-function checkClaims(claims: AccessClaims, opts: AuthOptions): AccessClaims {
+/** `fresh` and `roles`; roles as the token states them unless the account's current ones are given. */
+function checkClaims(claims: AccessClaims, opts: AuthOptions, roles: string[] = claims.roles): AccessClaims {
   if (opts.fresh && claims.fresh !== true) throw new ApiError("fresh_token_required");
-  if (opts.roles?.some((r) => !claims.roles.includes(r))) throw new ApiError("forbidden");
+  if (opts.roles?.some((r) => !roles.includes(r))) throw new ApiError("forbidden");
   if (opts.mfa && !secondFactorDone(claims.amr)) throw mfaForbidden();
   return claims;
 }

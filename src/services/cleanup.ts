@@ -10,18 +10,24 @@ const CLEANUP_BATCH = 500;
 export interface CleanupReport {
   /** One-time codes of every kind: verification codes, second-step mfa_tokens, WebAuthn challenges. */
   codes: number;
+  codeCounters: number;
   authorityTokens: number;
   devices: number;
   auditEvents: number;
   loginThrottle: number;
+  loginDevices: number;
   /** Expired single-use records of the identity provider flows (states, one-time codes, spent nonces). */
   oauthRecords: number;
 }
 
+/** A device that has not signed in to an account for this long is no longer familiar to it. */
+export const FAMILIAR_DEVICE_DAYS = 90;
+
 /**
- * The scheduled cleanup: expired verification codes, mfa_tokens and WebAuthn challenges, expired authority tokens, device-index rows
+ * The scheduled cleanup: expired verification codes, code counters of past UTC days, mfa_tokens and WebAuthn challenges, expired authority tokens, device-index rows
  * of sessions that have expired (their Durable Objects delete themselves by alarm), audit events
- * older than AUDIT_RETENTION_DAYS, idle unlocked login-throttle rows, and expired records of the
+ * older than AUDIT_RETENTION_DAYS, idle unlocked login-throttle rows, and devices that have not
+ * signed in to an account for FAMILIAR_DEVICE_DAYS, and expired records of the
  * identity provider flows. Idempotent and bounded:
  * each table loses at most `batch` rows per run.
  */
@@ -36,20 +42,42 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
     );
     return changedRows(res);
   };
-  const [codes, mfaTokens, challenges, authorityTokens, devices, auditEvents, loginThrottle, oauthRecords] =
-    await Promise.all([
-      purge("verification_codes", sql`expires_at <= ${nowIso}`),
-      purge("mfa_tokens", sql`expires_at <= ${nowIso}`),
-      purge("webauthn_challenges", sql`expires_at <= ${nowIso}`),
-      purge("authority_tokens", sql`expires_at <= ${nowIso}`),
-      // With a margin: a refresh moves the row's expiry at most every INDEX_EVERY_MS, so a live
-      // session's row may say it expired up to that long ago. A failed index write waits for the
-      // next refresh after INDEX_EVERY_MS; a session idle since then can lose its row here, and
-      // that next refresh puts it back.
-      purge("devices", sql`expires_at <= ${iso(now - 2 * INDEX_EVERY_MS)}`),
-      purge("audit_events", sql`at < ${auditBefore}`),
-      purge("login_throttle", sql`updated_at < ${idleBefore} AND (locked_until IS NULL OR locked_until <= ${nowIso})`),
-      purge("oauth_records", sql`expires_at <= ${nowIso}`),
-    ]);
-  return { codes: codes + mfaTokens + challenges, authorityTokens, devices, auditEvents, loginThrottle, oauthRecords };
+  const [
+    codes,
+    codeCounters,
+    mfaTokens,
+    challenges,
+    authorityTokens,
+    devices,
+    auditEvents,
+    loginThrottle,
+    loginDevices,
+    oauthRecords,
+  ] = await Promise.all([
+    purge("verification_codes", sql`expires_at <= ${nowIso}`),
+    // The daily caps live here: a day's counters go only once that UTC day is over.
+    purge("code_counters", sql`day < ${nowIso.slice(0, 10)}`),
+    purge("mfa_tokens", sql`expires_at <= ${nowIso}`),
+    purge("webauthn_challenges", sql`expires_at <= ${nowIso}`),
+    purge("authority_tokens", sql`expires_at <= ${nowIso}`),
+    // With a margin: a refresh moves the row's expiry at most every INDEX_EVERY_MS, so a live
+    // session's row may say it expired up to that long ago. A failed index write waits for the
+    // next refresh after INDEX_EVERY_MS; a session idle since then can lose its row here, and
+    // that next refresh puts it back.
+    purge("devices", sql`expires_at <= ${iso(now - 2 * INDEX_EVERY_MS)}`),
+    purge("audit_events", sql`at < ${auditBefore}`),
+    purge("login_throttle", sql`updated_at < ${idleBefore} AND (locked_until IS NULL OR locked_until <= ${nowIso})`),
+    purge("login_devices", sql`last_login_at < ${iso(now - FAMILIAR_DEVICE_DAYS * DAY_MS)}`),
+    purge("oauth_records", sql`expires_at <= ${nowIso}`),
+  ]);
+  return {
+    codes: codes + mfaTokens + challenges,
+    codeCounters,
+    authorityTokens,
+    devices,
+    auditEvents,
+    loginThrottle,
+    loginDevices,
+    oauthRecords,
+  };
 }

@@ -4,6 +4,7 @@ import {
   type CodeRef,
   checkCode,
   codeSecret,
+  codesSentToday,
   findCode,
   hashCode,
   issueCode,
@@ -13,7 +14,7 @@ import {
 import { isUniqueViolation } from "../storage/db";
 import { findRealm } from "../storage/realms";
 import { findUserByPhone, insertUser, newUserRow, type UserRecord } from "../storage/users";
-import { DAY_MS, iso } from "../time";
+import { DAY_MS } from "../time";
 import { checkCaptcha } from "./captcha";
 import type { Deps } from "./deps";
 import { deliveryAvailable, notify } from "./notifier";
@@ -59,12 +60,12 @@ export async function sendOtp(
   // Before any state changes: a bot that fails the captcha neither sends nor uses up the throttle.
   await checkCaptcha(deps, realmRow, client.captchaToken, client.ip);
   const ref = otpRef(realm, phone);
-  const today = iso(deps.now).slice(0, 10);
   const capped = () =>
     tooMany(untilNextUtcDay(deps.now), "Too many codes were sent to this number today. Please try again tomorrow");
 
-  const before = await findCode(deps.db, ref);
-  if (before && before.day === today && before.dayCount >= OTP_DAILY_LIMIT) throw capped();
+  // Today's count lives apart from the code row (code_counters), so cleanup cannot reset it.
+  const [before, sentToday] = await Promise.all([findCode(deps.db, ref), codesSentToday(deps.db, ref, deps.now)]);
+  if (sentToday >= OTP_DAILY_LIMIT) throw capped();
 
   const code = randomDigits(OTP_DIGITS);
   const codeHash = await hashCode(await codeSecret(deps.config), ref, code);

@@ -14,9 +14,10 @@ import {
   type UserSnapshot,
 } from "../storage/device-session";
 import { deviceSessionName, kvKeys, kvTtl } from "../storage/keys";
+import { rememberLoginDevice } from "../storage/login-devices";
 import { insertMfaToken } from "../storage/mfa";
 import { devices } from "../storage/schema";
-import { emailVerified, findUserById } from "../storage/users";
+import { emailVerified, findUserById, setSessionsValidAfter } from "../storage/users";
 import { iso } from "../time";
 import type { Deps } from "./deps";
 import { forgetNotRevoked } from "./revocation-cache";
@@ -152,10 +153,12 @@ async function secondFactorGate(
  * while the object starts and the index is written.
  *
  * `user` is the account as the credential check read it. The index row is written only while the
- * account is still active and its password unchanged since then (one conditional statement): a
- * password change, reset or deactivation writes the account first and then ends the sessions the
- * index lists, so a login racing it either has its row listed and ended, or finds the account
- * changed and ends its own session (401 invalid_credentials, or 403 account_disabled).
+ * account is still active and its password and sessions_valid_after unchanged since then (one
+ * conditional statement): a password change, reset, deactivation or "log out everywhere" writes
+ * the account first and then ends the sessions the index lists, so a login racing it either has
+ * its row listed and ended, or finds the account changed and ends its own session
+ * (401 invalid_credentials, or 403 account_disabled). Should a row still be lost, the session's
+ * refresh and strict checks compare its start with sessions_valid_after (api.md §16).
  */
 export async function startSession(
   deps: Deps,
@@ -189,6 +192,8 @@ export async function startSession(
     started,
     signAccess(deps, user, deviceId, device.sid, access, true, authn),
   ]);
+  // This device has now signed in to the account: its own login-throttle budget from now on.
+  if (indexed) deps.defer(rememberLoginDevice(deps.db, user.id, deviceId, deps.now));
   if (!indexed) {
     const ended = await stub.end({ now: deps.now, sid: device.sid });
     await blacklist(deps, ended.revoked);
@@ -211,7 +216,7 @@ async function indexIfUnchanged(deps: Deps, user: UserSnapshot, d: DeviceView, t
   const res = await deps.db.run(sql`
     INSERT INTO devices (user_id, device_id, realm, session_id, description, push_token, push_token_updated_at, created_at, last_seen_at, expires_at)
     SELECT ${user.id}, ${row.deviceId}, ${user.realm}, ${row.sessionId}, ${row.description}, ${row.pushToken}, ${row.pushTokenUpdatedAt}, ${row.createdAt}, ${row.lastSeenAt}, ${row.expiresAt}
-    WHERE EXISTS (SELECT 1 FROM users WHERE id = ${user.id} AND status = 'active' AND password_changed_at IS ${user.passwordChangedAt}) ${noTotp}
+    WHERE EXISTS (SELECT 1 FROM users WHERE id = ${user.id} AND status = 'active' AND password_changed_at IS ${user.passwordChangedAt} AND sessions_valid_after IS ${user.sessionsValidAfter}) ${noTotp}
     ON CONFLICT (user_id, device_id) DO UPDATE SET session_id = excluded.session_id, description = excluded.description,
       push_token = excluded.push_token, push_token_updated_at = excluded.push_token_updated_at,
       created_at = excluded.created_at, last_seen_at = excluded.last_seen_at, expires_at = excluded.expires_at`);
@@ -285,13 +290,40 @@ async function deleteIndexRow(deps: Deps, userId: string, deviceId: string, sid?
   await deps.db.delete(devices).where(and(...where));
 }
 
-/** Ends one device's session at once: its refresh token stops working and its access tokens are blacklisted. */
+/**
+ * Ends one device's session at once: its refresh token stops working and its access tokens are
+ * blacklisted. The index row goes by the ended session's id: a re-login of the device between the
+ * object's end and this delete has written its own row, which must stay listed (else a later
+ * password reset or "log out everywhere" would not find that session).
+ */
 export async function endSession(deps: Deps, realm: string, userId: string, deviceId: string): Promise<boolean> {
   // No device id of another shape was ever given out: no session to end, no object to wake.
   if (!DEVICE_ID.test(deviceId)) return false;
   const ended = await sessionStub(deps, realm, userId, deviceId).end({ now: deps.now });
-  await Promise.all([blacklist(deps, ended.revoked), deleteIndexRow(deps, userId, deviceId)]);
+  await Promise.all([
+    blacklist(deps, ended.revoked),
+    ended.sid ? deleteIndexRow(deps, userId, deviceId, ended.sid) : undefined,
+  ]);
   return ended.ended;
+}
+
+/**
+ * "Log out everywhere": every session of the user begun before now ends (api.md §16).
+ * sessions_valid_after is written first, so a session the index does not list is refused by its
+ * next refresh or strict check; then the sessions the index lists end at once.
+ */
+export async function endSessionsBefore(deps: Deps, realm: string, userId: string): Promise<void> {
+  await setSessionsValidAfter(deps.db, userId, deps.now);
+  await endAllSessions(deps, realm, userId);
+}
+
+/**
+ * Keeps the caller's own session through a change that marks the account's sessions over (the
+ * password change): the session counts as begun now. Called before that mark is written, so the
+ * session never looks older than it.
+ */
+export async function reaffirmSession(deps: Deps, claims: AccessClaims): Promise<void> {
+  await sessionStub(deps, claims.realm, claims.sub, claims.did).reaffirm({ sid: claims.sid, at: deps.now });
 }
 
 /** The device ids of a user's sessions, as the D1 index lists them. */

@@ -3,9 +3,16 @@ import { dummyVerify, hashPassword, verifyPassword } from "../crypto/passwords";
 import { ApiError, tooMany } from "../errors";
 import { isUniqueViolation, violatedColumn } from "../storage/db";
 import { activeAdminExists } from "../storage/emails";
+import { isFamiliarDevice } from "../storage/login-devices";
 import { findRealm } from "../storage/realms";
 import { users } from "../storage/schema";
-import { clearLoginFailures, recordLoginFailure, releaseLoginAttempt, reserveLoginAttempt } from "../storage/throttle";
+import {
+  clearLoginFailures,
+  recordLoginFailure,
+  releaseLoginAttempt,
+  reserveLoginAttempt,
+  throttleSubject,
+} from "../storage/throttle";
 import {
   emailVerified,
   findUserByEmail,
@@ -150,42 +157,67 @@ export async function signUp(
   };
 }
 
+/** A failed login, with the account it was for (null when the email has none): for the audit trail only. */
+export class LoginFailure extends ApiError {
+  readonly userId: string | null;
+  constructor(base: ApiError, userId: string | null) {
+    super(base.code, base.message, { fields: base.fields, headers: base.headers });
+    this.userId = userId;
+  }
+}
+
 /**
  * Checks an email and password. Unknown emails spend the time of a real hash check and get
- * the same error, so neither status nor timing tells whether an account exists.
+ * the same error, so neither status nor timing tells whether an account exists. Failures throw
+ * a LoginFailure, which names the account for the audit trail (never on the wire).
+ *
+ * Throttle (api.md §10, README "Login throttle"): per email tried, known or not, so a 429 says
+ * nothing about whether an account exists; a device that signed in to the account before has a
+ * budget of its own (familiar-device lockout), so failures from elsewhere do not lock it out.
  */
-export async function authenticate(deps: Deps, realmId: string, email: string, password: string): Promise<UserRecord> {
-  // Throttled per email tried, known or not, so a 429 says nothing about whether an account exists.
-  // The lookup does not depend on the reservation: both go to D1 at once (one round trip of waiting).
-  const [attempt, user] = await Promise.all([
-    reserveLoginAttempt(deps.db, realmId, email, deps.now),
+export async function authenticate(
+  deps: Deps,
+  realmId: string,
+  email: string,
+  password: string,
+  deviceId: string,
+): Promise<UserRecord> {
+  const [familiar, user] = await Promise.all([
+    isFamiliarDevice(deps.db, realmId, email, deviceId),
     findUserByEmail(deps.db, realmId, email),
   ]);
+  const subject = throttleSubject(email, familiar ? deviceId : null);
+  const fail = (e: ApiError) => new LoginFailure(e, user?.id ?? null);
+  const attempt = await reserveLoginAttempt(deps.db, realmId, subject, deps.now);
   if (!attempt.ok) {
-    throw tooMany(attempt.retryAfterMs, "Too many failed logins. Please try again later or reset your password");
+    throw fail(tooMany(attempt.retryAfterMs, "Too many failed logins. Please try again later or reset your password"));
   }
   const check = user?.passwordHash
     ? await verifyPassword(password, user.passwordHash, deps.config.PASSWORD_PEPPER)
     : await dummyVerify(password).then(() => ({ ok: false, needsRehash: false }));
   if (!user || !check.ok) {
-    await recordLoginFailure(deps.db, realmId, email, attempt, deps.now);
-    throw new ApiError("invalid_credentials");
+    await recordLoginFailure(deps.db, realmId, subject, attempt, deps.now);
+    throw fail(new ApiError("invalid_credentials"));
   }
   if (user.totpOn) {
     // With a second step to come, the count is left as it was (only a completed login clears it),
     // so someone holding the password gets no fresh code tries by logging in again.
-    await releaseLoginAttempt(deps.db, realmId, email);
+    await releaseLoginAttempt(deps.db, realmId, subject);
   } else {
     // The reset is written while the session starts, and may land just after the answer: it is sent
     // to D1 before this request answers, so the account's next attempt is counted after it.
-    deps.defer(clearLoginFailures(deps.db, realmId, email));
+    deps.defer(clearLoginFailures(deps.db, realmId, subject));
   }
   // Status is revealed only to someone who knows the password.
-  assertActive(user);
+  try {
+    assertActive(user);
+  } catch (e) {
+    throw fail(e as ApiError);
+  }
   // Only a verified account reads its realm's setting: the common login costs no extra read.
   if (!emailVerified(user)) {
     const realm = await findRealm(deps.db, realmId);
-    if (realm && verificationRequired(realm)) throw emailUnverified();
+    if (realm && verificationRequired(realm)) throw fail(emailUnverified());
   }
   if (check.needsRehash) {
     const passwordHash = await hashPassword(password, deps.config.PASSWORD_PEPPER);

@@ -4,7 +4,7 @@ import { hex } from "../crypto/encoding";
 import { hmacSha256, timingSafeEqual } from "../crypto/random";
 import { iso } from "../time";
 import type { Db } from "./db";
-import { verificationCodes } from "./schema";
+import { codeCounters, verificationCodes } from "./schema";
 
 /**
  * One-time codes (reset codes, OTPs) in D1 table `verification_codes`: one live code per
@@ -52,8 +52,47 @@ export interface IssueResult {
   ok: boolean;
   expiresAt: string;
   retryAfterMs: number;
-  /** Codes sent to this subject for this purpose today (UTC), this one included. */
+  /**
+   * Codes sent to this subject for this purpose today (UTC), this one included. Counted in
+   * `code_counters`, not on the code row, so cleanup removing expired codes cannot reset it.
+   */
   dayCount: number;
+}
+
+const utcDay = (now: number) => iso(now).slice(0, 10);
+
+function counterWhere(ref: CodeRef, now: number) {
+  const t = codeCounters;
+  return and(eq(t.realm, ref.realm), eq(t.purpose, ref.purpose), eq(t.subject, ref.subject), eq(t.day, utcDay(now)));
+}
+
+/** Codes sent to this subject for this purpose today (UTC), whatever cleanup has removed since. */
+export async function codesSentToday(db: Db, ref: CodeRef, now: number): Promise<number> {
+  const rows = await db.select({ sends: codeCounters.sends }).from(codeCounters).where(counterWhere(ref, now)).limit(1);
+  return rows[0]?.sends ?? 0;
+}
+
+/**
+ * A write that changes nothing, as costly as `countSend`: for requests about a subject that has no
+ * account, so they cost what a real send costs and their timing does not tell the two apart.
+ */
+export async function countNothing(db: Db, ref: CodeRef, now: number): Promise<void> {
+  const t = codeCounters;
+  await db
+    .update(t)
+    .set({ sends: sql`${t.sends} + 1` })
+    .where(counterWhere(ref, now));
+}
+
+/** Counts one send today; returns today's count, this one included. */
+async function countSend(db: Db, ref: CodeRef, now: number): Promise<number> {
+  const t = codeCounters;
+  const rows = await db
+    .insert(t)
+    .values({ ...ref, day: utcDay(now), sends: 1, failures: 0 })
+    .onConflictDoUpdate({ target: [t.realm, t.purpose, t.subject, t.day], set: { sends: sql`${t.sends} + 1` } })
+    .returning({ sends: t.sends });
+  return rows[0]?.sends ?? 1;
 }
 
 /**
@@ -86,10 +125,10 @@ export async function issueCode(
       setWhere: input.minIntervalMs ? lte(t.sentAt, iso(input.now - input.minIntervalMs)) : undefined,
     })
     .returning({ dayCount: t.dayCount });
-  if (rows[0]) return { ok: true, expiresAt, retryAfterMs: 0, dayCount: rows[0].dayCount };
-  const live = await findCode(db, ref);
+  if (rows[0]) return { ok: true, expiresAt, retryAfterMs: 0, dayCount: await countSend(db, ref, input.now) };
+  const [live, sent] = await Promise.all([findCode(db, ref), codesSentToday(db, ref, input.now)]);
   const retryAfterMs = live ? Math.max(1, Date.parse(live.sentAt) + (input.minIntervalMs ?? 0) - input.now) : 1;
-  return { ok: false, expiresAt: live?.expiresAt ?? expiresAt, retryAfterMs, dayCount: live?.dayCount ?? 0 };
+  return { ok: false, expiresAt: live?.expiresAt ?? expiresAt, retryAfterMs, dayCount: sent };
 }
 
 /** The live row of a subject (for resend throttling and tests), or null. */
@@ -102,14 +141,49 @@ export async function findCode(db: Db, ref: CodeRef) {
  * Spends one attempt on a code and compares it in constant time. `unavailable` covers no code,
  * expired, and out of tries alike (the counter only moves while attempts < MAX_CODE_ATTEMPTS,
  * in one conditional UPDATE ... RETURNING, so concurrent tries can never exceed the limit).
- * Does not consume: call `consumeCode` after `ok`.
+ * Does not consume: call `consumeCode` after `ok`. With `dailyFailures`, at most that many
+ * failed tries a UTC day across all the subject's codes (api.md §16); beyond it, `unavailable`.
  */
 export async function checkCode(
   db: Db,
   ref: CodeRef,
   codeHash: string,
   now: number,
+  opts: { dailyFailures?: number } = {},
 ): Promise<"ok" | "mismatch" | "unavailable"> {
+  // With a daily budget of failed tries across the subject's codes: a try takes a slot first (one
+  // conditional upsert, so concurrent tries cannot exceed it) and a correct one gives it back.
+  if (opts.dailyFailures !== undefined && !(await reserveFailure(db, ref, now, opts.dailyFailures))) {
+    return "unavailable";
+  }
+  const result = await judgeCode(db, ref, codeHash, now);
+  if (result === "ok" && opts.dailyFailures !== undefined) await releaseFailure(db, ref, now);
+  return result;
+}
+
+async function reserveFailure(db: Db, ref: CodeRef, now: number, limit: number): Promise<boolean> {
+  const t = codeCounters;
+  const rows = await db
+    .insert(t)
+    .values({ ...ref, day: utcDay(now), sends: 0, failures: 1 })
+    .onConflictDoUpdate({
+      target: [t.realm, t.purpose, t.subject, t.day],
+      set: { failures: sql`${t.failures} + 1` },
+      setWhere: lt(t.failures, limit),
+    })
+    .returning({ failures: t.failures });
+  return rows.length > 0;
+}
+
+async function releaseFailure(db: Db, ref: CodeRef, now: number): Promise<void> {
+  const t = codeCounters;
+  await db
+    .update(t)
+    .set({ failures: sql`MAX(0, ${t.failures} - 1)` })
+    .where(counterWhere(ref, now));
+}
+
+async function judgeCode(db: Db, ref: CodeRef, codeHash: string, now: number) {
   const t = verificationCodes;
   const rows = await db
     .update(t)

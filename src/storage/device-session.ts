@@ -54,6 +54,11 @@ export interface SessionState {
   /** Counters rotated away less than REFRESH_GRACE_MS ago, with when (ms); older ones are theft. */
   spent?: { counter: number; at: number }[];
   createdAt: number;
+  /**
+   * The session counts as begun at this time for the account's sessions_valid_after (ms; absent:
+   * createdAt). A password change moves it forward for the one session it keeps.
+   */
+  validFrom?: number;
   lastSeenAt: number;
   /** The session ends at this time unless a rotation renews it (ms). */
   expiresAt: number;
@@ -200,6 +205,17 @@ export function parseRefreshToken(token: string): RefreshLocator | null {
   return { realm, userId, deviceId, sid, counter: Number(counterText), mac };
 }
 
+/** An account's sessions_valid_after in ms, or null when it has none (or it does not parse). */
+export function validAfterMs(value: string | null | undefined): number | null {
+  if (!value) return null;
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? null : ms;
+}
+
+/** The session was begun before `validAfter` (ms) and is therefore over. */
+const begunBefore = (s: SessionState, validAfter: number | null) =>
+  validAfter !== null && (s.validFrom ?? s.createdAt) < validAfter;
+
 /** The account without its password hash. */
 function userSnapshot(u: UserSnapshot & { passwordHash?: unknown }): UserSnapshot {
   const { passwordHash: _, ...rest } = u;
@@ -326,8 +342,14 @@ export class DeviceSession extends DurableObject<Env> {
         return { ok: false, code: "token_expired", ended: true, revoked: ended.revoked };
       }
       const user = await this.currentUser(s, input.now);
-      // A session begun with one factor does not outlive the account turning on a second one.
-      if (user?.status !== "active" || (user.totpOn && !secondFactorDone(s.authn?.amr))) {
+      // Begun before the account's last password change, reset, deactivation or "log out
+      // everywhere" (api.md §16), or with one factor while the account now has two: over, even
+      // if the device index never listed this session.
+      if (
+        user?.status !== "active" ||
+        begunBefore(s, validAfterMs(user.sessionsValidAfter)) ||
+        (user.totpOn && !secondFactorDone(s.authn?.amr))
+      ) {
         // The account is gone or locked: the session cannot continue.
         const ended = this.endResult(s, input.now);
         await this.wipe();
@@ -368,12 +390,30 @@ export class DeviceSession extends DurableObject<Env> {
     });
   }
 
-  /** The strict check: is this access token one of the live session's own? */
-  check(input: { sid: string; jti: string; now: number }): Promise<CheckResult> {
+  /**
+   * The strict check: is this access token one of the live session's own? With `validAfter` (the
+   * account's sessions_valid_after, ms), a session begun before it is `session_revoked`.
+   */
+  check(input: { sid: string; jti: string; now: number; validAfter?: number | null }): Promise<CheckResult> {
     return this.serial(async () => {
       const s = this.read();
       if (!s || s.sid !== input.sid || input.now >= s.expiresAt) return "session_revoked";
+      if (begunBefore(s, input.validAfter ?? null)) return "session_revoked";
       return s.jtis.some((j) => j.jti === input.jti) ? "ok" : "token_revoked";
+    });
+  }
+
+  /**
+   * Keeps session `sid` through a change that ends the account's sessions begun before `at` (the
+   * password change keeps the caller's own): it counts as begun at `at`. False when `sid` is not live.
+   */
+  reaffirm(input: { sid: string; at: number }): Promise<boolean> {
+    return this.serial(async () => {
+      const s = this.read();
+      if (!s || s.sid !== input.sid) return false;
+      s.validFrom = Math.max(s.validFrom ?? s.createdAt, input.at);
+      await this.write(s);
+      return true;
     });
   }
 

@@ -49,6 +49,12 @@ export const users = sqliteTable(
     passwordChangedAt: text("password_changed_at"),
     /** An email change waiting for its code (realms that require verification, api.md §4); null when none. */
     pendingEmail: text("pending_email"),
+    /**
+     * Sessions begun before this time are over (api.md §16): set by a password change or reset,
+     * deactivation and "log out everywhere"; refresh and strict checks compare a session's start
+     * with it, so a session the device index lost is ended too.
+     */
+    sessionsValidAfter: text("sessions_valid_after"),
   },
   (t) => [
     uniqueIndex("users_realm_email").on(t.realm, t.email),
@@ -122,6 +128,40 @@ export const verificationCodes = sqliteTable(
   (t) => [primaryKey({ columns: [t.realm, t.purpose, t.subject] }), index("codes_expires").on(t.expiresAt)],
 );
 
+/**
+ * Per (realm, purpose, subject) and UTC day: codes sent and failed tries, for the daily caps of
+ * every code purpose (api.md §16). Kept apart from the code rows, which cleanup removes once they
+ * expire, and removed only after their day is over, so a cap holds for the whole day.
+ */
+export const codeCounters = sqliteTable(
+  "code_counters",
+  {
+    realm: text("realm").notNull(),
+    purpose: text("purpose").notNull(),
+    subject: text("subject").notNull(),
+    day: text("day").notNull(),
+    sends: integer("sends").notNull().default(0),
+    failures: integer("failures").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.realm, t.purpose, t.subject, t.day] }), index("code_counters_day").on(t.day)],
+);
+
+/**
+ * Devices that signed in to an account (any way of signing in), for the familiar-device lockout
+ * (api.md §10, README "Login throttle"): failures from other devices do not lock these out.
+ */
+export const loginDevices = sqliteTable(
+  "login_devices",
+  {
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    deviceId: text("device_id").notNull(),
+    lastLoginAt: text("last_login_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.deviceId] }), index("login_devices_last").on(t.lastLoginAt)],
+);
+
 /** Security-relevant events. Never holds a secret, token, code or hash. */
 export const auditEvents = sqliteTable(
   "audit_events",
@@ -134,8 +174,17 @@ export const auditEvents = sqliteTable(
     deviceId: text("device_id"),
     ip: text("ip"),
     detail: text("detail", { mode: "json" }).$type<Record<string, unknown>>(),
+    /** Who acted (api.md §15): user, admin, authority (token id) or system; id null when unknown. */
+    actorKind: text("actor_kind", { enum: ["user", "admin", "authority", "system"] })
+      .notNull()
+      .default("system"),
+    actorId: text("actor_id"),
   },
-  (t) => [index("audit_realm_at").on(t.realm, t.at), index("audit_user").on(t.userId)],
+  (t) => [
+    index("audit_realm_at").on(t.realm, t.at),
+    index("audit_user").on(t.userId),
+    index("audit_realm_type_at").on(t.realm, t.type, t.at),
+  ],
 );
 
 export type UserRow = typeof users.$inferSelect;

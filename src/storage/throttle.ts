@@ -81,3 +81,24 @@ export async function releaseLoginAttempt(db: Db, realm: string, subject: string
     .set({ failures: sql`MAX(${t.failures} - 1, 0)` })
     .where(and(eq(t.realm, realm), eq(t.subject, subject), isNull(t.lockedUntil)));
 }
+
+/**
+ * The throttle subject of a login attempt (README, "Login throttle"): the email tried, shared by
+ * every device the account never signed in from; or, for a device that did sign in to it before,
+ * the email and that device, a budget of its own, so strangers' failures do not lock it out.
+ */
+export const throttleSubject = (email: string, familiarDeviceId: string | null) =>
+  familiarDeviceId ? `${email}\n${familiarDeviceId}` : email;
+
+/** A completed password reset: the lock of the email and of each of its familiar devices goes. */
+export async function clearAccountThrottle(db: Db, realm: string, email: string) {
+  const t = loginThrottle;
+  await db
+    .delete(t)
+    .where(
+      and(
+        eq(t.realm, realm),
+        or(eq(t.subject, email), sql`substr(${t.subject}, 1, ${email.length + 1}) = ${`${email}\n`}`),
+      ),
+    );
+}

@@ -137,6 +137,7 @@ export function newUserRow(
     updatedAt: at,
     passwordChangedAt: null,
     pendingEmail: null,
+    sessionsValidAfter: null,
     ...fields,
   };
 }
@@ -178,6 +179,7 @@ const userColumns = {
   updatedAt: users.updatedAt,
   passwordChangedAt: users.passwordChangedAt,
   pendingEmail: users.pendingEmail,
+  sessionsValidAfter: users.sessionsValidAfter,
 };
 
 const totpOn = sql<number>`EXISTS (SELECT 1 FROM totp_factors t WHERE t.user_id = ${users.id} AND t.confirmed_at IS NOT NULL)`;
@@ -197,3 +199,11 @@ export const hasAdminRole = sql`${users.roles} LIKE '%"admin"%'`;
 /** The realm has an active admin other than `exceptId` (for checks decided inside a write). */
 export const otherAdminExists = (realm: string, exceptId: string) =>
   sql`EXISTS (SELECT 1 FROM users o WHERE o.realm = ${realm} AND o.id <> ${exceptId} AND o.status = 'active' AND o.roles LIKE '%"admin"%')`;
+
+/** Marks every session of the user begun before `now` as over (api.md §16). */
+export async function setSessionsValidAfter(db: Db, userId: string, now: number): Promise<void> {
+  await db
+    .update(users)
+    .set({ sessionsValidAfter: iso(now) })
+    .where(eq(users.id, userId));
+}
