@@ -20,6 +20,19 @@ import { publicTokenDevice } from "./tokens";
 /** Identity providers (docs/api.md §13): the native and web sign-in flows and linked identities. */
 
 const STATE_TTL_MS = 10 * 60 * 1000;
+
+/** What both federated sign-ins may answer once the person is known (docs/api.md §12, §13). */
+const SIGN_IN_ERRORS = [
+  "mfa_required",
+  "account_exists",
+  "account_pending",
+  "account_disabled",
+  "email_unverified",
+  "domain_not_allowed",
+  "registration_closed",
+  "realm_not_found",
+  "user_not_found",
+] as const;
 const CODE_TTL_MS = 60 * 1000;
 
 const ProviderId = z.string().min(1).max(32).openapi({ description: "The id of a provider of OIDC_PROVIDERS" });
@@ -117,18 +130,7 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
       method: "post",
       path: "/v1/tokens/oidc",
       operationId: "oidcLogin",
-      errors: [
-        "provider_unavailable",
-        "mfa_required",
-        "account_exists",
-        "account_pending",
-        "account_disabled",
-        "email_unverified",
-        "domain_not_allowed",
-        "registration_closed",
-        "realm_not_found",
-        "user_not_found",
-      ],
+      errors: ["provider_unavailable", ...SIGN_IN_ERRORS],
       security: optionalAuth,
       tags: ["tokens"],
       summary: "Sign in with an identity provider's ID token (native apps)",
@@ -283,18 +285,7 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
       method: "post",
       path: "/v1/tokens/oauth",
       operationId: "oauthLogin",
-      errors: [
-        "invalid_code",
-        "mfa_required",
-        "account_exists",
-        "account_pending",
-        "account_disabled",
-        "email_unverified",
-        "domain_not_allowed",
-        "registration_closed",
-        "realm_not_found",
-        "user_not_found",
-      ],
+      errors: ["invalid_code", ...SIGN_IN_ERRORS],
       security: optionalAuth,
       tags: ["tokens"],
       summary: "Swap the one-time code of a web sign-in for tokens",
