@@ -33,6 +33,21 @@ export default defineConfig(async () => {
                   JWT_PRIVATE_KEYS: JSON.stringify([current]),
                   TEST_OTHER_KEY: JSON.stringify(other),
                   BOOTSTRAP_ADMIN_EMAILS: "root@admin.test, second-root@admin.test",
+                  // The fake OpenID provider of the test double (test/workers/double.js): "fake" finds its
+                  // endpoints by discovery, "fake-direct" has them configured (docs/api.md §13).
+                  OIDC_PROVIDERS: JSON.stringify([
+                    { id: "fake", issuer: "https://idp.test", client_ids: ["web-client", "ios-client"] },
+                    {
+                      id: "fake-direct",
+                      issuer: "https://idp.test/direct",
+                      client_ids: ["direct-client"],
+                      jwks_uri: "https://idp.test/jwks",
+                      authorization_endpoint: "https://idp.test/authorize",
+                      token_endpoint: "https://idp.test/token",
+                    },
+                  ]),
+                  OIDC_CLIENT_SECRETS: JSON.stringify({ fake: "fake-client-secret" }),
+                  OAUTH_REDIRECT_URIS: "https://app.test/signed-in, com.example.app:/oauth",
                   // Passkeys (test/passkeys.test.ts drives a software authenticator against these).
                   WEBAUTHN_RP_ID: "registry.test",
                   WEBAUTHN_RP_NAME: "Registry Test",

@@ -273,7 +273,14 @@ export function checkConfig(config, envName) {
   const passkeys = webauthnProblems(vars);
   problems.push(...passkeys.problems);
   warnings.push(...passkeys.warnings);
-  for (const secret of ["JWT_PRIVATE_KEYS", "PASSWORD_PEPPER", "NOTIFY_WEBHOOK_SECRET", "TURNSTILE_SECRET"]) {
+  problems.push(...oidcVarProblems(vars));
+  for (const secret of [
+    "JWT_PRIVATE_KEYS",
+    "PASSWORD_PEPPER",
+    "NOTIFY_WEBHOOK_SECRET",
+    "TURNSTILE_SECRET",
+    "OIDC_CLIENT_SECRETS",
+  ]) {
     if (secret in vars) {
       problems.push(`${secret} is a plain var in [env.${envName}.vars]: remove it and use \`wrangler secret put\``);
     }
@@ -293,6 +300,61 @@ export function checkConfig(config, envName) {
     warnings.push(`no routes and workers_dev = false: the Worker will not be reachable; add routes to ${section}`);
   }
   return { problems, warnings, ok };
+}
+
+const OIDC_PRESETS = ["google", "apple"];
+
+/**
+ * The identity provider vars (docs/api.md §13), checked as src/auth-methods/oidc-config.ts does:
+ * OIDC_PROVIDERS a JSON array of {id, issuer, client_ids, endpoints?} (google and apple need no
+ * issuer), OAUTH_REDIRECT_URIS absolute URIs.
+ */
+export function oidcVarProblems(vars) {
+  const problems = [];
+  const raw = vars.OIDC_PROVIDERS;
+  if (raw !== undefined && String(raw).trim() !== "") {
+    let list;
+    try {
+      list = typeof raw === "string" ? JSON.parse(raw) : raw;
+    } catch {
+      list = undefined;
+      problems.push("var OIDC_PROVIDERS is not valid JSON");
+    }
+    if (list !== undefined && !Array.isArray(list)) problems.push("var OIDC_PROVIDERS must be a JSON array");
+    const seen = new Set();
+    for (const [i, p] of (Array.isArray(list) ? list : []).entries()) {
+      const name = typeof p?.id === "string" ? `"${p.id}"` : `#${i}`;
+      if (typeof p?.id !== "string" || !/^[a-z0-9][a-z0-9_-]{0,31}$/.test(p.id)) {
+        problems.push(`var OIDC_PROVIDERS: provider ${name}: id must match ^[a-z0-9][a-z0-9_-]{0,31}$`);
+      } else if (seen.has(p.id)) {
+        problems.push(`var OIDC_PROVIDERS: provider ${name} is listed twice`);
+      }
+      seen.add(p?.id);
+      if (
+        !Array.isArray(p?.client_ids) ||
+        !p.client_ids.length ||
+        p.client_ids.some((c) => typeof c !== "string" || !c)
+      ) {
+        problems.push(`var OIDC_PROVIDERS: provider ${name}: client_ids must list at least one client id`);
+      }
+      if (p?.issuer === undefined && !OIDC_PRESETS.includes(p?.id)) {
+        problems.push(`var OIDC_PROVIDERS: provider ${name}: issuer is required (only google and apple have presets)`);
+      }
+      for (const key of ["issuer", "authorization_endpoint", "token_endpoint", "jwks_uri"]) {
+        if (p?.[key] !== undefined && !isUrl(p[key])) {
+          problems.push(`var OIDC_PROVIDERS: provider ${name}: ${key} must be an http(s) URL`);
+        }
+      }
+    }
+  }
+  for (const uri of String(vars.OAUTH_REDIRECT_URIS ?? "")
+    .split(/[\s,]+/)
+    .filter(Boolean)) {
+    if (!URL.canParse(uri) || new URL(uri).hash) {
+      problems.push(`var OAUTH_REDIRECT_URIS: ${JSON.stringify(uri)} is not an absolute URI without a fragment`);
+    }
+  }
+  return problems;
 }
 
 /** [path, value] of every string holding a REPLACE_WITH_ placeholder. */

@@ -5,7 +5,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { main, parseArgs, parseMigrationsList, parseSecretList, root, webauthnProblems } from "./deploy.mjs";
+import {
+  main,
+  oidcVarProblems,
+  parseArgs,
+  parseMigrationsList,
+  parseSecretList,
+  root,
+  webauthnProblems,
+} from "./deploy.mjs";
 
 const FAKE = join(root, "scripts", "fake-wrangler.mjs");
 const D1_ID = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
@@ -358,6 +366,35 @@ describe("parsing wrangler's output", () => {
       dryRun: true,
       passthrough: ["--dry-run"],
     });
+  });
+});
+
+describe("deploy preflight: identity providers (docs/api.md §13)", () => {
+  it("accepts presets with only {id, client_ids} and a full generic provider", () => {
+    const providers = [
+      { id: "google", client_ids: ["web.apps.googleusercontent.com"] },
+      { id: "apple", client_ids: ["com.example.app"] },
+      { id: "corp", issuer: "https://login.example.com", client_ids: ["a", "b"] },
+    ];
+    expect(
+      oidcVarProblems({ OIDC_PROVIDERS: JSON.stringify(providers), OAUTH_REDIRECT_URIS: "https://app.example.com/cb" }),
+    ).toEqual([]);
+  });
+
+  it("names each problem: bad JSON, missing issuer, no client ids, a duplicate, a bad redirect URI", () => {
+    expect(oidcVarProblems({ OIDC_PROVIDERS: "[" })).toEqual(["var OIDC_PROVIDERS is not valid JSON"]);
+    const problems = oidcVarProblems({
+      OIDC_PROVIDERS: JSON.stringify([
+        { id: "corp", client_ids: ["a"] },
+        { id: "google", client_ids: [] },
+        { id: "google", client_ids: ["x"] },
+      ]),
+      OAUTH_REDIRECT_URIS: "not a uri",
+    });
+    expect(problems.join("\n")).toMatch(/"corp": issuer is required/);
+    expect(problems.join("\n")).toMatch(/"google": client_ids must list/);
+    expect(problems.join("\n")).toMatch(/"google" is listed twice/);
+    expect(problems.join("\n")).toMatch(/OAUTH_REDIRECT_URIS: "not"/);
   });
 });
 

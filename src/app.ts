@@ -17,6 +17,7 @@ import { renderDocs } from "./routes/docs";
 import { domains } from "./routes/domains";
 import { meta } from "./routes/meta";
 import { mfa } from "./routes/mfa";
+import { oauthRoutes } from "./routes/oauth";
 import { finishDocument, registerDocumentParts } from "./routes/openapi";
 import { otp } from "./routes/otp";
 import { passkeys } from "./routes/passkeys";
@@ -55,6 +56,7 @@ export function buildApp() {
   const routes = app
     .route("/", meta)
     .route("/", tokens)
+    .route("/", oauthRoutes)
     .route("/", account)
     .route("/", mfa)
     .route("/", passkeys)

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { oauthRedirectUris, oidcClientSecrets, oidcProblems, oidcProviders } from "./auth-methods/oidc-config";
 import { authorityAudience as authorityAudienceOf } from "./crypto/jwt";
 import type { Env } from "./env";
 
@@ -104,6 +105,10 @@ const schema = z.object({
     .optional()
     .transform((v) => (v === "" ? undefined : v)),
   AUDIT_RETENTION_DAYS: intFromString(90, 1, 3650),
+  // Identity providers (docs/api.md §13).
+  OIDC_PROVIDERS: oidcProviders,
+  OIDC_CLIENT_SECRETS: oidcClientSecrets,
+  OAUTH_REDIRECT_URIS: oauthRedirectUris,
   WEBAUTHN_RP_ID: optionalText.pipe(
     z
       .string()
@@ -186,6 +191,7 @@ export function loadConfig(env: Env): ConfigResult {
     if (parsed.data.NOTIFY_WEBHOOK_URL && !parsed.data.NOTIFY_WEBHOOK_SECRET) {
       problems.push("NOTIFY_WEBHOOK_SECRET: is required when NOTIFY_WEBHOOK_URL is set");
     }
+    problems.push(...oidcProblems(parsed.data.OIDC_PROVIDERS, parsed.data.OIDC_CLIENT_SECRETS));
     const webauthn = webauthnSettings(parsed.data);
     problems.push(...webauthn.problems);
     result = problems.length

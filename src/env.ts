@@ -30,4 +30,10 @@ export interface Env {
   WEBAUTHN_RP_NAME?: string;
   WEBAUTHN_ORIGINS?: string;
   AUDIT_RETENTION_DAYS?: string;
+  /** JSON array of identity providers (docs/api.md §13). */
+  OIDC_PROVIDERS?: string;
+  /** Secret: JSON object, provider id → client secret. */
+  OIDC_CLIENT_SECRETS?: string;
+  /** Comma-separated redirect targets the web sign-in may hand its one-time code to. */
+  OAUTH_REDIRECT_URIS?: string;
 }

@@ -66,7 +66,7 @@ export const UserSchema = z
     image_url: UrlOut.nullable(),
     roles: z.array(z.string()),
     status: z.enum(["active", "pending", "disabled"]),
-    source: z.enum(["password", "phone", "admin"]),
+    source: z.enum(["password", "phone", "admin", "oidc"]),
     profile: z.record(z.string(), z.unknown()),
     created_at: Timestamp,
     updated_at: Timestamp,

@@ -102,6 +102,7 @@ describe("scheduled cleanup", () => {
       auditEvents: 0,
       loginThrottle: 0,
       loginDevices: 0,
+      oauthRecords: 0,
     });
   });
 
@@ -130,5 +131,22 @@ describe("scheduled cleanup", () => {
     if (!config.ok) throw new Error(config.problems.join());
     await runCleanup(getDb(env.DB), config.config, NOW);
     expect(await count("audit_events", "type = 'retention'")).toBe(0);
+  });
+});
+
+describe("scheduled cleanup: identity provider records", () => {
+  it("removes expired states, codes and spent nonces, keeps live ones", async () => {
+    const insert = (key: string, kind: string, at: number) =>
+      env.DB.prepare(
+        "INSERT INTO oauth_records (key, kind, realm, data, expires_at) VALUES (?, ?, 'default', '{}', ?)",
+      ).bind(key, kind, iso(at));
+    const tag = crypto.randomUUID();
+    await env.DB.batch([insert(`old-${tag}`, "nonce", NOW - 1000), insert(`live-${tag}`, "state", NOW + 60_000)]);
+    const config = loadConfig(env);
+    if (!config.ok) throw new Error("config");
+    const report = await runCleanup(getDb(env.DB), config.config, NOW);
+    expect(report.oauthRecords).toBeGreaterThanOrEqual(1);
+    expect(await count("oauth_records", `key = 'old-${tag}'`)).toBe(0);
+    expect(await count("oauth_records", `key = 'live-${tag}'`)).toBe(1);
   });
 });

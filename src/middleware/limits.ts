@@ -10,6 +10,8 @@ type Limiter = "RL_SIGNUP" | "RL_LOGIN" | "RL_OTP" | "RL_RESET";
 export const IP_LIMITS: [method: "POST" | "PUT", path: string, limiter: Limiter][] = [
   ["POST", "/v1/users", "RL_SIGNUP"],
   ["POST", "/v1/tokens", "RL_LOGIN"],
+  ["POST", "/v1/tokens/oidc", "RL_LOGIN"],
+  ["POST", "/v1/tokens/oauth", "RL_LOGIN"],
   ["POST", "/v1/tokens/mfa", "RL_LOGIN"],
   ["POST", "/v1/tokens/passkey", "RL_LOGIN"],
   ["POST", "/v1/otp", "RL_OTP"],

@@ -70,7 +70,7 @@ export interface User {
   image_url: string | null;
   roles: string[];
   status: "active" | "pending" | "disabled";
-  source: "password" | "phone" | "admin";
+  source: "password" | "phone" | "admin" | "oidc";
   profile: Record<string, unknown>;
   created_at: string;
   updated_at: string;

@@ -16,6 +16,8 @@ export interface CleanupReport {
   auditEvents: number;
   loginThrottle: number;
   loginDevices: number;
+  /** Expired single-use records of the identity provider flows (states, one-time codes, spent nonces). */
+  oauthRecords: number;
 }
 
 /** A device that has not signed in to an account for this long is no longer familiar to it. */
@@ -25,7 +27,8 @@ export const FAMILIAR_DEVICE_DAYS = 90;
  * The scheduled cleanup: expired verification codes, code counters of past UTC days, mfa_tokens and WebAuthn challenges, expired authority tokens, device-index rows
  * of sessions that have expired (their Durable Objects delete themselves by alarm), audit events
  * older than AUDIT_RETENTION_DAYS, idle unlocked login-throttle rows, and devices that have not
- * signed in to an account for FAMILIAR_DEVICE_DAYS. Idempotent and bounded:
+ * signed in to an account for FAMILIAR_DEVICE_DAYS, and expired records of the
+ * identity provider flows. Idempotent and bounded:
  * each table loses at most `batch` rows per run.
  */
 export async function runCleanup(db: Db, config: Config, now: number, batch = CLEANUP_BATCH): Promise<CleanupReport> {
@@ -49,6 +52,7 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
     auditEvents,
     loginThrottle,
     loginDevices,
+    oauthRecords,
   ] = await Promise.all([
     purge("verification_codes", sql`expires_at <= ${nowIso}`),
     // The daily caps live here: a day's counters go only once that UTC day is over.
@@ -64,6 +68,7 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
     purge("audit_events", sql`at < ${auditBefore}`),
     purge("login_throttle", sql`updated_at < ${idleBefore} AND (locked_until IS NULL OR locked_until <= ${nowIso})`),
     purge("login_devices", sql`last_login_at < ${iso(now - FAMILIAR_DEVICE_DAYS * DAY_MS)}`),
+    purge("oauth_records", sql`expires_at <= ${nowIso}`),
   ]);
   return {
     codes: codes + mfaTokens + challenges,
@@ -73,5 +78,6 @@ export async function runCleanup(db: Db, config: Config, now: number, batch = CL
     auditEvents,
     loginThrottle,
     loginDevices,
+    oauthRecords,
   };
 }

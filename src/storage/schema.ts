@@ -41,7 +41,7 @@ export const users = sqliteTable(
     status: text("status", { enum: ["active", "pending", "disabled"] })
       .notNull()
       .default("active"),
-    source: text("source", { enum: ["password", "phone", "admin"] }).notNull(),
+    source: text("source", { enum: ["password", "phone", "admin", "oidc"] }).notNull(),
     profile: text("profile", { mode: "json" }).$type<Record<string, unknown>>().notNull().default(sql`'{}'`),
     createdAt: text("created_at").notNull(),
     updatedAt: text("updated_at").notNull(),
@@ -228,6 +228,47 @@ export const loginThrottle = sqliteTable(
     updatedAt: text("updated_at").notNull(),
   },
   (t) => [primaryKey({ columns: [t.realm, t.subject] }), index("login_throttle_updated").on(t.updatedAt)],
+);
+
+/**
+ * Accounts of identity providers linked to a user (docs/api.md §13): one `(realm, provider, subject)`
+ * belongs to one user, and a user links at most one account per provider.
+ */
+export const identities = sqliteTable(
+  "identities",
+  {
+    realm: text("realm").notNull(),
+    provider: text("provider").notNull(),
+    subject: text("subject").notNull(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    /** The address the provider gave when the identity was linked (null when it gave none). */
+    email: text("email"),
+    createdAt: text("created_at").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.realm, t.provider, t.subject] }),
+    uniqueIndex("identities_user_provider").on(t.userId, t.provider),
+  ],
+);
+
+/**
+ * Short-lived single-use records of the identity provider flows, keyed by a SHA-256 of their
+ * secret (never the secret itself): `state` (a web sign-in in progress, 10 minutes), `code` (our
+ * one-time code for POST /v1/tokens/oauth, 60 s), `nonce` (a spent ID token nonce, until the
+ * token's exp). A record is taken by DELETE ... RETURNING, so only one request can spend it.
+ */
+export const oauthRecords = sqliteTable(
+  "oauth_records",
+  {
+    key: text("key").primaryKey(),
+    kind: text("kind", { enum: ["state", "code", "nonce"] }).notNull(),
+    realm: text("realm").notNull(),
+    data: text("data", { mode: "json" }).$type<Record<string, unknown>>().notNull(),
+    expiresAt: text("expires_at").notNull(),
+  },
+  (t) => [index("oauth_records_expires").on(t.expiresAt)],
 );
 
 /**

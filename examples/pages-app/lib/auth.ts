@@ -23,6 +23,8 @@ export interface AuthService {
 
 export interface Env {
   AUTH: AuthService;
+  /** "Sign in with …" buttons of the login page: `id=Label` pairs, comma-separated, e.g. `google=Google,apple=Apple`; ids are those of the registry's OIDC_PROVIDERS. */
+  SIGN_IN_PROVIDERS?: string;
 }
 
 /** What the middleware of /api/app/* hands to the handlers behind it. */

@@ -33,3 +33,30 @@ form.addEventListener("submit", async (event) => {
   if (!r.ok) return showError(form, r.error);
   location.assign(nextPage());
 });
+
+// "Sign in with …" for each provider the site offers (GET /api/providers). The registry sends the
+// browser to the provider and back to /oauth with a one-time code; the state proves the round
+// trip started in this browser.
+async function showProviders() {
+  const res = await fetch("/api/providers");
+  if (!res.ok) return;
+  const { providers } = await res.json();
+  const box = document.getElementById("providers");
+  for (const p of providers) {
+    const link = document.createElement("button");
+    link.type = "button";
+    link.className = "secondary";
+    link.textContent = `Sign in with ${p.label}`;
+    link.dataset.provider = p.id;
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      const state = crypto.randomUUID();
+      sessionStorage.setItem("oauth-state", state);
+      const q = new URLSearchParams({ redirect_uri: `${location.origin}/oauth`, state });
+      location.assign(`/api/auth/oauth/${encodeURIComponent(p.id)}/authorize?${q}`);
+    });
+    box.append(link);
+  }
+  box.hidden = providers.length === 0;
+}
+showProviders();

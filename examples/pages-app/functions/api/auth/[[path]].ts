@@ -13,9 +13,10 @@ const PREFIX = "/api/auth";
 const MAX_BODY = 64 * 1024;
 
 /** Routes that take credentials in the body (or none) and must not carry the session's Bearer token. */
-const CREDENTIAL_ROUTE = /^(?:\/realms\/[^/]+)?\/(?:tokens|tokens\/public|users|users\/reset|otp|otp\/verify)$/;
+const CREDENTIAL_ROUTE =
+  /^(?:\/realms\/[^/]+)?\/(?:tokens|tokens\/public|tokens\/oidc|tokens\/oauth|users|users\/reset|otp|otp\/verify)$/;
 /** Routes whose body gets this browser's device id (and a description) when it brings none. */
-const LOGIN_ROUTE = /^(?:\/realms\/[^/]+)?\/(?:tokens|otp\/verify)$/;
+const LOGIN_ROUTE = /^(?:\/realms\/[^/]+)?\/(?:tokens|tokens\/oidc|tokens\/oauth|otp\/verify)$/;
 const REFRESH_ROUTE = /^(?:\/realms\/[^/]+)?\/tokens\/refresh$/;
 const LOGOUT_ROUTE = /^(?:\/realms\/[^/]+)?\/logout$/;
 const DEVICE_ROUTE = /^(?:\/realms\/[^/]+)?\/devices\/([^/]+)$/;
@@ -49,7 +50,8 @@ function describe(ua: string | null): string {
 /** The response for the browser: tokens moved from the JSON body into cookies. */
 async function toBrowser(res: Response, setCookies: string[]): Promise<Response> {
   const headers = new Headers({ "cache-control": "no-store" });
-  for (const name of ["content-type", "x-request-id", "retry-after"]) {
+  // location: GET /v1/oauth/{provider}/authorize answers 302 to the provider.
+  for (const name of ["content-type", "x-request-id", "retry-after", "location"]) {
     const v = res.headers.get(name);
     if (v) headers.set(name, v);
   }
@@ -113,7 +115,8 @@ export const onRequest: PagesFunction<Env> = async ({ request, env }) => {
     const type = request.headers.get("content-type");
     if (type) headers.set("content-type", type);
     if (token && !credentialRoute) headers.set("authorization", `Bearer ${token}`);
-    return env.AUTH.fetch(new Request(target, { method: request.method, headers, body }));
+    // A redirect (the start of "Sign in with …") goes to the browser, not followed here.
+    return env.AUTH.fetch(new Request(target, { method: request.method, headers, body, redirect: "manual" }));
   };
 
   let setCookies: string[] = [];
