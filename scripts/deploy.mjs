@@ -523,7 +523,10 @@ export function secretRules(config, secretNames = []) {
     required.push(["NOTIFY_WEBHOOK_SECRET", "required because NOTIFY_WEBHOOK_URL is set"]);
   }
   const recommended = [
-    ["PASSWORD_PEPPER", "recommended: without it a stolen D1 database can be attacked offline (docs/security.md, Passwords)"],
+    [
+      "PASSWORD_PEPPER",
+      "recommended: without it a stolen D1 database can be attacked offline (docs/security.md, Passwords)",
+    ],
   ];
   return { required, recommended };
 }
