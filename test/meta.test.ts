@@ -174,7 +174,9 @@ describe("broken config refuses to mint tokens", () => {
 });
 
 describe("unexpected failures", () => {
-  it("a failing D1 is a bare 500 internal_error: no SQL, no stack, no message", async () => {
+  // v1.1 (docs/api.md §1, docs/reliability.md): a D1 that fails is a store fault a retry may not
+  // meet again, so 503 temporarily_unavailable with Retry-After; still no SQL, stack or message.
+  it("a failing D1 is 503 temporarily_unavailable: no SQL, no stack, no message", async () => {
     const leak = "SELECT password_hash FROM users -- D1_ERROR: disk on fire";
     const brokenDb = {
       prepare() {
@@ -196,8 +198,14 @@ describe("unexpected failures", () => {
         body: JSON.stringify({ email: uniqueEmail(), password: PASSWORD, full_name: "Boom" }),
       }),
     );
-    expect(res.status).toBe(500);
-    expect(res.body).toEqual({ error: { code: "internal_error", message: "Something went wrong" } });
+    expect(res.status).toBe(503);
+    expect(res.body).toEqual({
+      error: {
+        code: "temporarily_unavailable",
+        message: "The service is temporarily unavailable. Please try again shortly",
+      },
+    });
+    expect(res.headers.get("Retry-After")).toBe("1");
     expect(res.text).not.toContain("SELECT");
     expect(res.text).not.toContain("disk on fire");
     expect(res.headers.get("X-Request-Id")).toBe("trace-500");
