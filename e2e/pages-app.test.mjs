@@ -138,7 +138,7 @@ async function expiredCopy(token) {
   const key = await importJWK(jwk, "ES256");
   const now = Math.floor(Date.now() / 1000);
   const claims = { ...decodeJwt(token), iat: now - 1000, exp: now - 60 };
-  return new SignJWT(claims).setProtectedHeader({ alg: "ES256", kid: jwk.kid, typ: "JWT" }).sign(key);
+  return new SignJWT(claims).setProtectedHeader({ alg: "ES256", kid: jwk.kid, typ: "at+jwt" }).sign(key);
 }
 
 describe("pages-app in headless Chromium", { timeout: DEADLINE_MS - 30_000 }, () => {
