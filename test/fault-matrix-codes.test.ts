@@ -131,6 +131,13 @@ const resetConfirm: Operation<{ email: string; userId: string; code: string; oth
     expect(await canLogIn(s.email, NEW_PASSWORD)).toBe(200);
     expect(codeOf(await refresh(s.other.refresh_token))).toBe("session_revoked");
     expect(await codeRow("default", "reset", s.userId)).toBeNull();
+    // A follow-up, retried in place: the code went to the address, so it counts as verified.
+    const mark = await row<{ verified_at: string | null }>(
+      "SELECT verified_at FROM user_emails WHERE user_id = ? AND email = ?",
+      s.userId,
+      s.email,
+    );
+    expect(mark?.verified_at).toEqual(expect.any(String));
   },
   untouched: async (s) => {
     expect(await canLogIn(s.email)).toBe(200);

@@ -11,6 +11,11 @@ import { codeOf, me, refresh } from "./session-helpers";
  * faults, which must succeed.
  */
 const NEW_PASSWORD = "another good password";
+/** A webhook for the notifier (the test double answers it), so its post is a fault point too. */
+const WEBHOOK = {
+  NOTIFY_WEBHOOK_URL: "https://hooks.test/fault-matrix-account",
+  NOTIFY_WEBHOOK_SECRET: "fault-matrix-secret",
+};
 const body = (s: { email: string }) => ({ email: s.email, password: PASSWORD, full_name: "Fault" });
 const canLogIn = async (email: string, password = PASSWORD) =>
   (await api("POST", "/v1/tokens", { body: { email, password } })).status;
@@ -26,7 +31,7 @@ const operations: Operation<any>[] = [
   {
     name: "sign-up",
     setup: async () => ({ email: uniqueEmail() }),
-    run: (f, s) => faultyApi(f, "POST", "/v1/users", { body: body(s) }),
+    run: (f, s) => faultyApi(f, "POST", "/v1/users", { body: body(s), env: WEBHOOK }),
     ok: 201,
     done: async (s) => expect(await canLogIn(s.email)).toBe(200),
     untouched: async (s) => expect(await canLogIn(s.email)).toBe(401),
@@ -104,6 +109,7 @@ const operations: Operation<any>[] = [
       faultyApi(f, "PUT", "/v1/users/me/email", {
         token: s.pair.access_token,
         body: { email: s.to, current_password: PASSWORD },
+        env: WEBHOOK,
       }),
     ok: 200,
     done: async (s) => expect(await canLogIn(s.to)).toBe(200),
