@@ -20,8 +20,8 @@ import { codeOf, refresh, strictProbe } from "./session-helpers";
 /**
  * The fault matrix (test/faults.ts `runMatrix`, docs/reliability.md) for the operations that
  * issue, spend or deliver one-time codes, and for deactivation: password reset (request and
- * confirm), OTP send and verify, an admin creating a user (with its welcome code), and an admin
- * deactivating one. The notifier posts to a webhook here, and Turnstile is on for the OTP send,
+ * confirm), OTP send and verify, a sign-up that proves a phone number, an admin creating a user
+ * (with its welcome code), and an admin deactivating one. The notifier posts to a webhook here, and Turnstile is on for the OTP send,
  * so their outbound fetches are failed in turn too.
  *
  * Audit rows and the login throttle's reset are written as their own statements after the change:
@@ -209,6 +209,34 @@ const otpVerify: Operation<{ phone: string; code: string; device: string }> = {
   },
 };
 
+const phoneSignUp: Operation<{ phone: string; code: string; email: string }> = {
+  name: "sign-up with a proven phone number",
+  setup: async () => {
+    const phone = newPhone();
+    return { phone, code: await phoneCode(phone), email: uniqueEmail() };
+  },
+  run: (f, s) =>
+    faultyApi(f, "POST", "/v1/users", {
+      body: { email: s.email, password: PASSWORD, full_name: "Phone", phone_number: s.phone, phone_otp: s.code },
+    }),
+  ok: 201,
+  done: async (s) => {
+    expect(await canLogIn(s.email)).toBe(200);
+    const user = await row<{ phone_number: string }>("SELECT phone_number FROM users WHERE email = ?", s.email);
+    expect(user?.phone_number).toBe(s.phone);
+    expect((await codeRow("default", "otp", s.phone))?.code_hash).toBe("-");
+  },
+  untouched: async (s) => {
+    expect(await row("SELECT id FROM users WHERE email = ?", s.email)).toBeNull();
+    // The phone's code was not used up by the sign-up that was not written.
+    expect((await codeRow("default", "otp", s.phone))?.code_hash).toMatch(/^[0-9a-f]{64}$/);
+  },
+  again: (s) =>
+    api("POST", "/v1/users", {
+      body: { email: s.email, password: PASSWORD, full_name: "Phone", phone_number: s.phone, phone_otp: s.code },
+    }),
+};
+
 type AdminCase = Awaited<ReturnType<typeof realmWithAdmin>> & { email: string };
 
 const adminCreate: Operation<AdminCase> = {
@@ -270,7 +298,15 @@ const deactivation: Operation<AdminCase & { userId: string; pairs: any[] }> = {
 };
 
 describe("faults: the code-bearing operations and deactivation, each call failed in turn", () => {
-  for (const op of [resetRequest, resetConfirm, otpSend, otpVerify, adminCreate, deactivation] as Operation<any>[]) {
+  for (const op of [
+    resetRequest,
+    resetConfirm,
+    otpSend,
+    otpVerify,
+    phoneSignUp,
+    adminCreate,
+    deactivation,
+  ] as Operation<any>[]) {
     it(op.name, { timeout: 240_000 }, async () => {
       const outcomes = await runMatrix(op);
       console.log(`fault points of ${op.name}: ${outcomes.join(", ")}`);

@@ -132,11 +132,13 @@ export const OTP_FAILURE_CODES = {
 
 /**
  * Proof that the caller holds a phone number: spends one try of the number's OTP and uses the
- * code up when it matches. Throws 401 invalid_otp or otp_expired like verify does.
+ * code up when it matches. Throws 401 invalid_otp or otp_expired like verify does. Returns what
+ * gives the code back, for a caller whose write then fails to reach the store (see verifyOtp).
  */
-export async function provePhone(deps: Deps, realm: string, phone: string, otp: string): Promise<void> {
-  const { result } = await spendOtp(deps, realm, phone, otp);
+export async function provePhone(deps: Deps, realm: string, phone: string, otp: string): Promise<() => Promise<void>> {
+  const { result, unspend } = await spendOtp(deps, realm, phone, otp);
   if (result !== "ok") throw new ApiError(OTP_FAILURE_CODES[result]);
+  return () => followUp("otp_not_given_back", { realm }, unspend);
 }
 
 /**
