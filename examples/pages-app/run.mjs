@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // `npm run example`: user-registry and this Pages example together, in one wrangler process:
 //
-//   wrangler pages dev public -c wrangler.toml -c ../../wrangler.toml --persist-to ../../.wrangler/state
+//   wrangler pages dev public -c wrangler.toml -c ../../.wrangler/example/<port>/wrangler.toml --persist-to ../../.wrangler/state
 //
-// The first config is the Pages project; the second (user-registry's own) runs beside it in the
+// The first config is the Pages project; the second (user-registry's own, copied) runs beside it in the
 // same workerd, and the example's AUTH service binding (entrypoint AuthService) reaches it there.
 // Nothing leaves localhost.
 //
