@@ -493,6 +493,11 @@ describe("pages-app in headless Chromium", { timeout: DEADLINE_MS - 30_000 }, ()
 
   step("Sign in with Test ID: the web flow through the site and a fake OpenID provider", async () => {
     const d = await newDevice();
+    /** Where the registry sent the browser back to: /oauth?code=<one-time code>&state=… */
+    let back = null;
+    d.page.on("request", (req) => {
+      if (new URL(req.url()).pathname === "/oauth" && req.isNavigationRequest()) back = new URL(req.url());
+    });
     await d.page.goto("/login");
     await d.page.locator("#providers button", { hasText: `Sign in with ${PROVIDER.label}` }).click();
     await d.page.waitForURL((u) => u.href.startsWith(`${provider.issuer}/authorize?`));
@@ -512,6 +517,20 @@ describe("pages-app in headless Chromium", { timeout: DEADLINE_MS - 30_000 }, ()
     );
     const access = await cookie(d.context, ACCESS);
     assert.equal(access?.httpOnly, true, "the provider's sign-in ends in the same HttpOnly cookies");
+
+    // The one-time code works once: replayed (say, from the browser history), it is refused.
+    assert.ok(back?.searchParams.get("code"), "the registry came back with a one-time code");
+    const replay = await d.page.evaluate(async (code) => {
+      const csrf = document.cookie.match(/__Host-ur_csrf=([^;]+)/)[1];
+      const res = await fetch("/api/auth/tokens/oauth", {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-csrf-token": decodeURIComponent(csrf) },
+        body: JSON.stringify({ code }),
+      });
+      return { status: res.status, code: (await res.json()).error.code };
+    }, back.searchParams.get("code"));
+    assert.deepEqual(replay, { status: 400, code: "invalid_code" });
+    assert.equal(provider.seen.issued, 1, "the provider was not asked again");
   });
 
   step("no token ever reached a page, and the pages ran without script errors", async () => {

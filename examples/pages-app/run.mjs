@@ -48,14 +48,18 @@ export function freePort(ip = "127.0.0.1") {
  */
 export function vendor() {
   const out = join(exampleDir, "public", "vendor");
-  rmSync(out, { recursive: true, force: true });
   const webauthn = join(root, "node_modules", "@simplewebauthn", "browser", "esm");
+  const qr = join(root, "node_modules", "uqr", "dist", "index.mjs");
+  for (const source of [webauthn, qr]) {
+    if (!existsSync(source)) throw new Error(`${source} is missing: run npm install (the pages import it)`);
+  }
+  rmSync(out, { recursive: true, force: true });
   cpSync(webauthn, join(out, "simplewebauthn-browser"), {
     recursive: true,
     filter: (src) => !/\.(d\.ts|map)$/.test(src) && !src.endsWith("package.json"),
   });
   mkdirSync(out, { recursive: true });
-  cpSync(join(root, "node_modules", "uqr", "dist", "index.mjs"), join(out, "uqr.js"));
+  cpSync(qr, join(out, "uqr.js"));
   return out;
 }
 
@@ -136,7 +140,8 @@ export async function startExample(o = {}) {
 
   await prepare({ persistTo, stdio: output === "inherit" ? "inherit" : "pipe" });
   vendor();
-  const registry = registryConfig(join(root, ".wrangler", "example", String(port)), {
+  const configDir = join(root, ".wrangler", "example", String(port));
+  const registry = registryConfig(configDir, {
     WEBAUTHN_RP_ID: "localhost",
     WEBAUTHN_RP_NAME: "User Registry example",
     WEBAUTHN_ORIGINS: `http://localhost:${port}`,
@@ -175,6 +180,7 @@ export async function startExample(o = {}) {
         signalGroup(child, "SIGKILL");
         await Promise.race([exited, sleep(3_000)]);
       }
+      rmSync(configDir, { recursive: true, force: true }); // this run's settings (a copy of the signing key)
     })();
     return stopping;
   };
