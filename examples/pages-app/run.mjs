@@ -168,6 +168,7 @@ export async function startExample(o = {}) {
   const exited = new Promise((resolve) =>
     child.once("exit", (code, signal) => {
       running.delete(child);
+      rmSync(configDir, { recursive: true, force: true }); // this run's settings (a copy of the signing key)
       resolve({ code, signal });
     }),
   );
@@ -180,7 +181,6 @@ export async function startExample(o = {}) {
         signalGroup(child, "SIGKILL");
         await Promise.race([exited, sleep(3_000)]);
       }
-      rmSync(configDir, { recursive: true, force: true }); // this run's settings (a copy of the signing key)
     })();
     return stopping;
   };
