@@ -44,24 +44,38 @@ function showRecoveryCodes(codes) {
   $("recovery").hidden = false;
 }
 
-$("totp-start").addEventListener("click", async (event) => {
-  const button = event.currentTarget;
-  sectionError("totp-error", null);
-  button.disabled = true;
-  const r = await api("POST", "/api/auth/users/me/mfa/totp", {});
-  button.disabled = false;
-  if (!r.ok) {
-    if (r.error.code === "totp_already_enabled") return totpState(true);
-    return sectionError("totp-error", r.error);
-  }
-  const { secret, otpauth_uri } = r.data;
-  // The QR code is drawn here, from the otpauth:// URI; it never leaves the page.
-  $("totp-qr").src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(renderSVG(otpauth_uri, { border: 2 }))}`;
-  $("totp-secret").textContent = secret.replace(/(.{4})/g, "$1 ").trim();
-  $("totp-enrol").hidden = false;
-  $("totp-off").hidden = true;
-  $("totp-code").focus();
-});
+/**
+ * An authenticator-app button: disabled while its API call runs; `then` gets the answer when it
+ * succeeded, or when `handles` says it knows what to do with the failure.
+ */
+function appButton(id, call, then, handles = () => false) {
+  $(id).addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    sectionError("totp-error", null);
+    button.disabled = true;
+    const r = await call();
+    button.disabled = false;
+    if (!r.ok && !handles(r.error)) return sectionError("totp-error", r.error);
+    then(r);
+  });
+}
+
+appButton(
+  "totp-start",
+  () => api("POST", "/api/auth/users/me/mfa/totp", {}),
+  (r) => {
+    if (!r.ok) return totpState(true); // 409 totp_already_enabled
+    const { secret, otpauth_uri } = r.data;
+    // The QR code is drawn here, from the otpauth:// URI; it never leaves the page.
+    const svg = renderSVG(otpauth_uri, { border: 2 });
+    $("totp-qr").src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`;
+    $("totp-secret").textContent = secret.replace(/(.{4})/g, "$1 ").trim();
+    $("totp-enrol").hidden = false;
+    $("totp-off").hidden = true;
+    $("totp-code").focus();
+  },
+  (error) => error.code === "totp_already_enabled",
+);
 
 const confirmForm = $("totp-confirm");
 confirmForm.addEventListener("submit", async (event) => {
@@ -76,26 +90,20 @@ confirmForm.addEventListener("submit", async (event) => {
   showRecoveryCodes(r.data.recovery_codes);
 });
 
-$("recovery-new").addEventListener("click", async (event) => {
-  const button = event.currentTarget;
-  sectionError("totp-error", null);
-  button.disabled = true;
-  const r = await api("POST", "/api/auth/users/me/mfa/recovery-codes", {});
-  button.disabled = false;
-  if (!r.ok) return sectionError("totp-error", r.error);
-  showRecoveryCodes(r.data.recovery_codes);
-});
+appButton(
+  "recovery-new",
+  () => api("POST", "/api/auth/users/me/mfa/recovery-codes", {}),
+  (r) => showRecoveryCodes(r.data.recovery_codes),
+);
 
-$("totp-remove").addEventListener("click", async (event) => {
-  const button = event.currentTarget;
-  sectionError("totp-error", null);
-  button.disabled = true;
-  const r = await api("DELETE", "/api/auth/users/me/mfa/totp");
-  button.disabled = false;
-  if (!r.ok) return sectionError("totp-error", r.error);
-  $("recovery").hidden = true;
-  totpState(false);
-});
+appButton(
+  "totp-remove",
+  () => api("DELETE", "/api/auth/users/me/mfa/totp"),
+  () => {
+    $("recovery").hidden = true;
+    totpState(false);
+  },
+);
 
 // ---- Passkeys ------------------------------------------------------------------------------
 
