@@ -491,47 +491,73 @@ describe("pages-app in headless Chromium", { timeout: DEADLINE_MS - 30_000 }, ()
     await cdp.send("WebAuthn.removeVirtualAuthenticator", { authenticatorId });
   });
 
-  step("Sign in with Test ID: the web flow through the site and a fake OpenID provider", async () => {
-    const d = await newDevice();
-    /** Where the registry sent the browser back to: /oauth?code=<one-time code>&state=… */
-    let back = null;
-    d.page.on("request", (req) => {
-      if (new URL(req.url()).pathname === "/oauth" && req.isNavigationRequest()) back = new URL(req.url());
-    });
-    await d.page.goto("/login");
-    await d.page.locator("#providers button", { hasText: `Sign in with ${PROVIDER.label}` }).click();
-    await d.page.waitForURL((u) => u.href.startsWith(`${provider.issuer}/authorize?`));
-    await d.page.locator("#approve").waitFor();
-    await shot(d.page, "provider-consent");
-    await d.page.click("#approve");
-    await d.page.waitForURL(/\/profile$/);
-    await d.page.locator("#profile [data-field=email]").filter({ hasText: PROVIDER_USER.email }).waitFor();
-    assert.equal(await d.page.textContent("#profile [data-field=full_name]"), PROVIDER_USER.name);
-    assert.deepEqual((await sessionOf(d.page)).amr, ["fed"]);
-    await shot(d.page, "profile-provider");
-    assert.deepEqual(provider.seen, { refused: [], issued: 1, consents: 1 });
-    const identities = await d.page.evaluate(async () => (await fetch("/api/auth/users/me/identities")).json());
-    assert.deepEqual(
-      identities.identities.map((i) => [i.provider, i.subject, i.email]),
-      [[PROVIDER.id, PROVIDER_USER.sub, PROVIDER_USER.email]],
-    );
-    const access = await cookie(d.context, ACCESS);
-    assert.equal(access?.httpOnly, true, "the provider's sign-in ends in the same HttpOnly cookies");
-
-    // The one-time code works once: replayed (say, from the browser history), it is refused.
-    assert.ok(back?.searchParams.get("code"), "the registry came back with a one-time code");
-    const replay = await d.page.evaluate(async (code) => {
-      const csrf = document.cookie.match(/__Host-ur_csrf=([^;]+)/)[1];
-      const res = await fetch("/api/auth/tokens/oauth", {
-        method: "POST",
-        headers: { "content-type": "application/json", "x-csrf-token": decodeURIComponent(csrf) },
-        body: JSON.stringify({ code }),
+  step(
+    "Sign in with Test ID: the web flow through the site and a fake OpenID provider, then with the app's code",
+    async () => {
+      const d = await newDevice();
+      /** Where the registry sent the browser back to: /oauth?code=<one-time code>&state=… */
+      let back = null;
+      d.page.on("request", (req) => {
+        if (new URL(req.url()).pathname === "/oauth" && req.isNavigationRequest()) back = new URL(req.url());
       });
-      return { status: res.status, code: (await res.json()).error.code };
-    }, back.searchParams.get("code"));
-    assert.deepEqual(replay, { status: 400, code: "invalid_code" });
-    assert.equal(provider.seen.issued, 1, "the provider was not asked again");
-  });
+      await d.page.goto("/login");
+      await d.page.locator("#providers button", { hasText: `Sign in with ${PROVIDER.label}` }).click();
+      await d.page.waitForURL((u) => u.href.startsWith(`${provider.issuer}/authorize?`));
+      await d.page.locator("#approve").waitFor();
+      await shot(d.page, "provider-consent");
+      await d.page.click("#approve");
+      await d.page.waitForURL(/\/profile$/);
+      await d.page.locator("#profile [data-field=email]").filter({ hasText: PROVIDER_USER.email }).waitFor();
+      assert.equal(await d.page.textContent("#profile [data-field=full_name]"), PROVIDER_USER.name);
+      assert.deepEqual((await sessionOf(d.page)).amr, ["fed"]);
+      await shot(d.page, "profile-provider");
+      assert.deepEqual(provider.seen, { refused: [], issued: 1, consents: 1 });
+      const identities = await d.page.evaluate(async () => (await fetch("/api/auth/users/me/identities")).json());
+      assert.deepEqual(
+        identities.identities.map((i) => [i.provider, i.subject, i.email]),
+        [[PROVIDER.id, PROVIDER_USER.sub, PROVIDER_USER.email]],
+      );
+      const access = await cookie(d.context, ACCESS);
+      assert.equal(access?.httpOnly, true, "the provider's sign-in ends in the same HttpOnly cookies");
+
+      // The one-time code works once: replayed (say, from the browser history), it is refused.
+      assert.ok(back?.searchParams.get("code"), "the registry came back with a one-time code");
+      const replay = await d.page.evaluate(async (code) => {
+        const csrf = document.cookie.match(/__Host-ur_csrf=([^;]+)/)[1];
+        const res = await fetch("/api/auth/tokens/oauth", {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-csrf-token": decodeURIComponent(csrf) },
+          body: JSON.stringify({ code }),
+        });
+        return { status: res.status, code: (await res.json()).error.code };
+      }, back.searchParams.get("code"));
+      assert.deepEqual(replay, { status: 400, code: "invalid_code" });
+      assert.equal(provider.seen.issued, 1, "the provider was not asked again");
+
+      // With an authenticator app on, the provider is the first step only: the login page then asks
+      // for the app's code.
+      await d.page.goto("/security");
+      await d.page.click("#totp-start");
+      await d.page.locator("#totp-enrol").waitFor();
+      const secret = (await d.page.textContent("#totp-secret")).replace(/\s/g, "");
+      await d.page.fill("#totp-code", totpCode(secret, -1));
+      await d.page.click("#totp-confirm button[type=submit]");
+      await d.page.locator("#recovery-codes li").nth(9).waitFor();
+      await d.page.click("#logout");
+      await d.page.waitForURL(/\/login\?reason=logged_out$/);
+      await d.page.locator("#providers button", { hasText: `Sign in with ${PROVIDER.label}` }).click();
+      await d.page.waitForURL((u) => u.href.startsWith(`${provider.issuer}/authorize?`));
+      await d.page.click("#approve");
+      await d.page.waitForURL(/\/login\?step=mfa$/);
+      await d.page.locator("#mfa").waitFor();
+      assert.equal(await cookie(d.context, ACCESS), undefined, "no session before the second step");
+      await d.page.fill("#mfa-code", totpCode(secret));
+      await d.page.click("#mfa button[type=submit]");
+      await d.page.waitForURL(/\/profile$/);
+      assert.deepEqual((await sessionOf(d.page)).amr, ["fed", "otp", "mfa"]);
+      assert.equal(provider.seen.issued, 2);
+    },
+  );
 
   step("no token ever reached a page, and the pages ran without script errors", async () => {
     assert.ok(apiBodies.length > 10, "API responses were seen");

@@ -48,6 +48,9 @@ function askSecondFactor() {
   mfa.code.focus();
 }
 
+// After "Sign in with …" for an account with an authenticator app (public/oauth.js).
+if (params.get("step") === "mfa") askSecondFactor();
+
 document.getElementById("mfa-switch").addEventListener("click", (event) => {
   useRecovery = !useRecovery;
   clearErrors(mfa);
