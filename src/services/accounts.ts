@@ -447,8 +447,8 @@ async function reload(deps: Deps, user: UserRecord): Promise<UserRecord> {
 
 /**
  * An admin created a user without a password: send a welcome code (a reset code, type
- * `welcome`) so they set their own. If it cannot be delivered, the user is removed again and the
- * error stands, so the admin can simply retry: nothing is left half-made.
+ * `welcome`) so they set their own. If the code cannot be written or delivered, the user is
+ * removed again and the error stands, so the admin can simply retry: nothing is left half-made.
  */
 export async function sendWelcome(deps: Deps, user: UserRecord): Promise<void> {
   if (!user.email) return;
