@@ -1,4 +1,3 @@
-import { and, eq, sql } from "drizzle-orm";
 import type { AccessClaims } from "../crypto/jwt";
 import { hashPassword, verifyPassword } from "../crypto/passwords";
 import { randomDigits } from "../crypto/random";
@@ -21,16 +20,18 @@ import {
 import { isUniqueViolation } from "../storage/db";
 import { setPendingEmail, switchEmailStatements } from "../storage/emails";
 import { findRealm } from "../storage/realms";
-import { type RealmRow, userEmails, users } from "../storage/schema";
+import type { RealmRow } from "../storage/schema";
 import { clearAccountThrottle } from "../storage/throttle";
 import {
-  findUserByEmail,
-  findUserById,
-  findUserByPhone,
-  hasAdminRole,
-  otherAdminExists,
-  type UserRecord,
-} from "../storage/users";
+  anotherAdminExists,
+  deleteUserRows,
+  removeNewUser,
+  type UserFields,
+  updateUserFields,
+  writeNewPassword,
+  writeResetPassword,
+} from "../storage/user-writes";
+import { findUserByEmail, findUserById, findUserByPhone, type UserRecord } from "../storage/users";
 import { iso } from "../time";
 import { assertAdminMfa } from "./auth";
 import type { Deps } from "./deps";
@@ -98,16 +99,13 @@ export async function updateUser(deps: Deps, claims: AccessClaims, id: string, p
     const holder = await findUserByPhone(deps.db, target.realm, patch.phone_number);
     if (holder && holder.id !== target.id) throw new ApiError("phone_in_use");
   }
-  const set: Partial<typeof users.$inferInsert> = { updatedAt: iso(deps.now) };
+  const set: UserFields = { updatedAt: iso(deps.now) };
   if (patch.full_name !== undefined) set.fullName = patch.full_name;
   if (patch.phone_number !== undefined) set.phoneNumber = patch.phone_number;
   if (patch.image_url !== undefined) set.imageUrl = patch.image_url;
   if (patch.profile !== undefined) set.profile = patch.profile;
   try {
-    await deps.db
-      .update(users)
-      .set(set)
-      .where(and(eq(users.id, target.id), eq(users.realm, target.realm)));
+    await updateUserFields(deps.db, target.realm, target.id, set);
   } catch (e) {
     if (isUniqueViolation(e)) throw new ApiError("phone_in_use");
     throw e;
@@ -241,13 +239,7 @@ export async function changePassword(
   const at = iso(deps.now);
   // Sessions begun before now end (sessions_valid_after), except this one, which counts as begun now.
   await reaffirmSession(deps, claims);
-  await deps.db.batch([
-    deps.db
-      .update(users)
-      .set({ passwordHash, updatedAt: at, passwordChangedAt: at, sessionsValidAfter: at })
-      .where(eq(users.id, user.id)),
-    deleteCodes(deps.db, claims.realm, [user.id], "reset"),
-  ]);
+  await writeNewPassword(deps.db, claims.realm, user.id, passwordHash, at);
   // Every other session ends; this one keeps going, with the account's new updated_at.
   await endAllSessions(deps, claims.realm, user.id, claims.did);
   await accountChanged(deps, claims.realm, user.id, [claims.did]);
@@ -271,8 +263,7 @@ export async function deleteUser(
   if (self && claims.fresh !== true) throw new ApiError("fresh_token_required");
   const target = await resolveTarget(deps, caller, id, claims);
   if (isAdmin(target)) {
-    const row = await deps.db.get<{ ok: number }>(sql`SELECT ${otherAdminExists(target.realm, target.id)} AS ok`);
-    if (!row?.ok) throw new ApiError("last_admin");
+    if (!(await anotherAdminExists(deps.db, target.realm, target.id))) throw new ApiError("last_admin");
   }
   // The sessions to end, read before the rows go (the device index cascades with them); they end
   // after the deletion, which decides: before it nothing has changed, after it nothing fails the answer.
@@ -281,24 +272,9 @@ export async function deleteUser(
   // are bound to this account's id, so they prove nothing for a later holder of the address.
   const subjects = [target.id];
   if (target.phoneNumber) subjects.push(target.phoneNumber);
-  const [deleted] = await deps.db.batch([
-    deps.db
-      .delete(users)
-      .where(
-        and(
-          eq(users.id, target.id),
-          eq(users.realm, target.realm),
-          // Decided in the statement too, so two admins deleting each other at once cannot both win.
-          sql`(NOT ${hasAdminRole} OR ${otherAdminExists(target.realm, target.id)})`,
-        ),
-      )
-      .returning({ id: users.id }),
-    deps.db
-      .delete(userEmails)
-      .where(and(eq(userEmails.userId, target.id), sql`NOT EXISTS (SELECT 1 FROM users WHERE id = ${target.id})`)),
-    deleteCodes(deps.db, target.realm, subjects),
-  ]);
-  if (deleted.length === 0 && (await findUserById(deps.db, target.realm, target.id))) throw new ApiError("last_admin");
+  // Decided in the statement too, so two admins deleting each other at once cannot both win.
+  const deleted = await deleteUserRows(deps.db, target.realm, target.id, subjects);
+  if (!deleted && (await findUserById(deps.db, target.realm, target.id))) throw new ApiError("last_admin");
   await endSessionsOf(deps, target.realm, target.id, deviceIds);
   return { userId: target.id, byAdmin: !self };
 }
@@ -407,10 +383,7 @@ export async function completeReset(
   const passwordHash = await hashPassword(input.password, deps.config.PASSWORD_PEPPER);
   const at = iso(deps.now);
   // sessions_valid_after: also a session the device index lost ends at its next refresh (docs/api.md §16).
-  await deps.db
-    .update(users)
-    .set({ passwordHash, updatedAt: at, passwordChangedAt: at, sessionsValidAfter: at })
-    .where(eq(users.id, user.id));
+  await writeResetPassword(deps.db, user.id, passwordHash, at);
   // The owner proved control of the email: lift any login lock along with the old password, and
   // the address counts as verified (the code went to it: a change of address deletes reset codes).
   await addressProven(deps, user, input.email);
@@ -444,8 +417,7 @@ export async function sendWelcome(deps: Deps, user: UserRecord): Promise<void> {
       expires_at: expiresAt,
     });
   } catch (e) {
-    await deps.db.delete(users).where(eq(users.id, user.id));
-    await deleteCodes(deps.db, user.realm, [user.id]);
+    await removeNewUser(deps.db, user.realm, user.id);
     throw e;
   }
 }

@@ -1,8 +1,8 @@
 import type { AppContext } from "../context";
 import { clientIp } from "../context";
 import { type AuditRow, insertAuditEvent, listAuditEvents } from "../storage/audit";
+import { badCursor, decodeCursor, encodeCursor } from "../storage/cursor";
 import { iso } from "../time";
-import { badCursor, decodeCursor, encodeCursor } from "./cursor";
 import type { Deps } from "./deps";
 
 /**

@@ -1,12 +1,9 @@
-import { and, eq, sql } from "drizzle-orm";
 import { secondFactorDone } from "../auth-methods/amr";
 import { type AccessClaims, type PublicClaims, signToken } from "../crypto/jwt";
 import { newDeviceId, randomString, sha256Hex } from "../crypto/random";
 import { ApiError } from "../errors";
-import { changedRows } from "../storage/db";
 import {
   type Authn,
-  type DeviceView,
   type LiveJti,
   newDevice,
   type Owed,
@@ -14,11 +11,11 @@ import {
   type RefreshResult,
   type UserSnapshot,
 } from "../storage/device-session";
+import { indexedDeviceIds, indexIfUnchanged, indexRow, indexRowsOf, reindex, updateIndexRow } from "../storage/devices";
 import { deviceSessionName } from "../storage/keys";
 import { rememberLoginDevice } from "../storage/login-devices";
 import { insertMfaToken } from "../storage/mfa";
 import { deleteEndedRow, putOnBlacklist } from "../storage/revocations";
-import { devices } from "../storage/schema";
 import { emailVerified, findUserById, setSessionsValidAfter } from "../storage/users";
 import { iso } from "../time";
 import type { Deps } from "./deps";
@@ -208,7 +205,7 @@ export async function startSession(
       // Then the index row: it always names a session that was started.
       const [, indexed] = await Promise.all([
         carryOut(deps, stub, r.owed),
-        indexIfUnchanged(deps, user, device, secondFactorDone(authn.amr)),
+        indexIfUnchanged(deps.db, user, device, secondFactorDone(authn.amr)),
       ]);
       return { ...r, indexed };
     });
@@ -225,39 +222,6 @@ export async function startSession(
     throw new ApiError(now && now.status !== "active" ? `account_${now.status}` : "invalid_credentials");
   }
   return tokenPair(deps, user, deviceId, accessToken, refreshToken);
-}
-
-/**
- * Writes the device's index row if the account is still active with the password `user` was read
- * with, and (unless the login checked two factors) still has no authenticator app: TOTP turned on
- * while a password-only login was on its way leaves that login without a session.
- */
-async function indexIfUnchanged(deps: Deps, user: UserSnapshot, d: DeviceView, twoFactors: boolean): Promise<boolean> {
-  const row = indexRow(d);
-  const noTotp = twoFactors
-    ? sql``
-    : sql`AND NOT EXISTS (SELECT 1 FROM totp_factors WHERE user_id = ${user.id} AND confirmed_at IS NOT NULL)`;
-  const res = await deps.db.run(sql`
-    INSERT INTO devices (user_id, device_id, realm, session_id, description, push_token, push_token_updated_at, created_at, last_seen_at, expires_at)
-    SELECT ${user.id}, ${row.deviceId}, ${user.realm}, ${row.sessionId}, ${row.description}, ${row.pushToken}, ${row.pushTokenUpdatedAt}, ${row.createdAt}, ${row.lastSeenAt}, ${row.expiresAt}
-    WHERE EXISTS (SELECT 1 FROM users WHERE id = ${user.id} AND status = 'active' AND password_changed_at IS ${user.passwordChangedAt} AND sessions_valid_after IS ${user.sessionsValidAfter}) ${noTotp}
-    ON CONFLICT (user_id, device_id) DO UPDATE SET session_id = excluded.session_id, description = excluded.description,
-      push_token = excluded.push_token, push_token_updated_at = excluded.push_token_updated_at,
-      created_at = excluded.created_at, last_seen_at = excluded.last_seen_at, expires_at = excluded.expires_at`);
-  return changedRows(res) > 0;
-}
-
-function indexRow(d: DeviceView) {
-  return {
-    deviceId: d.deviceId,
-    sessionId: d.sid,
-    description: d.description,
-    pushToken: d.pushToken,
-    pushTokenUpdatedAt: d.pushTokenUpdatedAt === null ? null : iso(d.pushTokenUpdatedAt),
-    createdAt: iso(d.createdAt),
-    lastSeenAt: iso(d.lastSeenAt),
-    expiresAt: iso(d.expiresAt),
-  };
 }
 
 /**
@@ -290,18 +254,7 @@ export async function refreshSession(deps: Deps, realm: string, refreshToken: st
   const accessToken = await signAccess(deps, result.user, loc.deviceId, result.device.sid, access, false, result.authn);
   if (result.reindex) {
     // An upsert: the row comes back if it was lost (a failed login write, or purged as expired).
-    const row = indexRow(result.device);
-    deps.defer(
-      deps.db
-        .insert(devices)
-        .values({ ...row, userId: loc.userId, realm })
-        // Never over the row of a newer session of the device (a re-login that raced this refresh).
-        .onConflictDoUpdate({
-          target: [devices.userId, devices.deviceId],
-          set: row,
-          setWhere: eq(devices.sessionId, row.sessionId),
-        }),
-    );
+    deps.defer(reindex(deps.db, loc.userId, realm, result.device));
   }
   return tokenPair(deps, result.user, loc.deviceId, accessToken, result.refreshToken);
 }
@@ -342,8 +295,7 @@ export async function reaffirmSession(deps: Deps, claims: AccessClaims): Promise
 
 /** The device ids of a user's sessions, as the D1 index lists them. */
 export async function sessionsOf(deps: Deps, userId: string): Promise<string[]> {
-  const rows = await deps.db.select({ deviceId: devices.deviceId }).from(devices).where(eq(devices.userId, userId));
-  return rows.map((r) => r.deviceId);
+  return indexedDeviceIds(deps.db, userId);
 }
 
 /**
@@ -410,7 +362,7 @@ export async function endSessionsOf(deps: Deps, realm: string, userId: string, d
 
 /** The user's devices, newest first. */
 export async function listDevices(deps: Deps, userId: string, currentDeviceId: string) {
-  const rows = await deps.db.select().from(devices).where(eq(devices.userId, userId));
+  const rows = await indexRowsOf(deps.db, userId);
   const nowIso = iso(deps.now);
   return rows
     .filter((r) => r.expiresAt > nowIso)
@@ -440,10 +392,7 @@ export async function updateCurrentDevice(
     description: input.description,
   });
   if (!device) throw new ApiError("session_revoked");
-  await deps.db
-    .update(devices)
-    .set(indexRow(device))
-    .where(and(eq(devices.userId, claims.sub), eq(devices.deviceId, claims.did)));
+  await updateIndexRow(deps.db, claims.sub, claims.did, device);
   const row = indexRow(device);
   return {
     device_id: device.deviceId,

@@ -1,11 +1,9 @@
-import { and, eq } from "drizzle-orm";
 import { dummyVerify, hashPassword, verifyPassword } from "../crypto/passwords";
 import { ApiError, tooMany } from "../errors";
 import { isUniqueViolation, violatedColumn } from "../storage/db";
 import { activeAdminExists } from "../storage/emails";
 import { isFamiliarDevice } from "../storage/login-devices";
 import { findRealm } from "../storage/realms";
-import { users } from "../storage/schema";
 import {
   clearLoginFailures,
   recordLoginFailure,
@@ -13,11 +11,12 @@ import {
   reserveLoginAttempt,
   throttleSubject,
 } from "../storage/throttle";
+import { activeAdminEmails } from "../storage/user-listing";
+import { rehashPassword } from "../storage/user-writes";
 import {
   emailVerified,
   findUserByEmail,
   findUserById,
-  hasAdminRole,
   insertUser,
   newUserRow,
   type UserRecord,
@@ -63,10 +62,7 @@ export const toPublicUser = (u: Omit<UserRecord, "passwordHash">) => ({
 export function noticeApprovalNeeded(deps: Deps, user: UserRecord): void {
   deps.defer(
     (async () => {
-      const admins = await deps.db
-        .select({ email: users.email })
-        .from(users)
-        .where(and(eq(users.realm, user.realm), eq(users.status, "active"), hasAdminRole));
+      const admins = await activeAdminEmails(deps.db, user.realm);
       for (const admin of admins) {
         if (!admin.email) continue;
         await notifyQuietly(deps, {
@@ -221,7 +217,7 @@ export async function authenticate(
   }
   if (check.needsRehash) {
     const passwordHash = await hashPassword(password, deps.config.PASSWORD_PEPPER);
-    deps.defer(deps.db.update(users).set({ passwordHash }).where(eq(users.id, user.id)));
+    deps.defer(rehashPassword(deps.db, user.id, passwordHash));
   }
   return user;
 }
