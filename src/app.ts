@@ -5,7 +5,8 @@ import { getPath } from "hono/utils/url";
 import { loadConfig } from "./config";
 import type { AppEnv } from "./context";
 import { ApiError, errorBody, isTransientStoreError, REJECTED_TOKEN_CODES } from "./errors";
-import { IP_LIMITS, ipLimit } from "./middleware/limits";
+import { limitedRoutes } from "./middleware/known-routes";
+import { ipLimit } from "./middleware/limits";
 import { realmContext, routedPath } from "./middleware/realm";
 import { cors, jsonBody, requestContext } from "./middleware/request";
 import { account } from "./routes/account";
@@ -48,7 +49,8 @@ export function buildApp() {
 
   app.use("*", requestContext, cors);
   app.use("/v1/*", realmContext);
-  for (const [method, path, limiter] of IP_LIMITS) app.on(method, path, ipLimit(limiter));
+  // Each limited route declared its limiter (route({ limit })); it runs before the body is read.
+  for (const { method, path, limiter } of limitedRoutes) app.on(method, path, ipLimit(limiter));
   app.use("/v1/*", jsonBody);
 
   // account before users: its fixed paths (/v1/users/reset, /v1/users/me/...) win over {id} patterns.

@@ -4,7 +4,6 @@ import { ApiError } from "../errors";
 import { adminAccess, adminOnly } from "../middleware/admin";
 import { deps } from "../middleware/auth";
 import { Domain, DomainRuleBody, DomainRuleSchema, Timestamp } from "../schemas";
-import { audit } from "../services/audit";
 import { createAuthorityToken, revokeAuthorityToken } from "../services/authority";
 import { listDomainRules, removeDomainRule, setDomainRule } from "../services/domains";
 import { bearerAuth, json, jsonBody, route } from "./define";
@@ -99,7 +98,7 @@ export const domains = new OpenAPIHono<AppEnv>()
       const d = await deps(c);
       const createdBy = principal.kind === "admin" ? principal.userId : "";
       const created = await createAuthorityToken(d, c.get("realm"), domain, createdBy, body.expires_in_days ?? 90);
-      audit(d, c, {
+      d.audit({
         type: "authority_token_created",
         realm: c.get("realm"),
         userId: createdBy,
@@ -127,7 +126,7 @@ export const domains = new OpenAPIHono<AppEnv>()
       if (!(await revokeAuthorityToken(d, c.get("realm"), domain, id))) {
         throw new ApiError("not_found", "No live authority token with this id for this domain");
       }
-      audit(d, c, { type: "authority_token_revoked", realm: c.get("realm"), detail: { domain, id } });
+      d.audit({ type: "authority_token_revoked", realm: c.get("realm"), detail: { domain, id } });
       return c.body(null, 204);
     },
   );

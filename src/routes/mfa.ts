@@ -3,7 +3,6 @@ import { confirmTotpEnrolment, enrolTotp, regenerateRecoveryCodes, removeTotp } 
 import type { AppEnv } from "../context";
 import { auth, deps } from "../middleware/auth";
 import { RecoveryCodesSchema, TotpConfirmBody, TotpEnrolmentSchema } from "../schemas";
-import { audit } from "../services/audit";
 import { accountChanged, endAllSessions, sessionStub } from "../services/sessions";
 import { bearerAuth, json, jsonBody, route } from "./define";
 
@@ -63,7 +62,7 @@ export const mfa = new OpenAPIHono<AppEnv>()
       });
       await endAllSessions(d, claims.realm, claims.sub, claims.did);
       await accountChanged(d, claims.realm, claims.sub, [claims.did]);
-      audit(d, c, { type: "totp_enabled", realm: claims.realm, userId: claims.sub, deviceId: claims.did });
+      d.audit({ type: "totp_enabled", realm: claims.realm, userId: claims.sub, deviceId: claims.did });
       return c.json(result, 200);
     },
   )
@@ -84,7 +83,7 @@ export const mfa = new OpenAPIHono<AppEnv>()
       const d = await deps(c);
       const had = await removeTotp(d, claims);
       await accountChanged(d, claims.realm, claims.sub);
-      if (had) audit(d, c, { type: "totp_removed", realm: claims.realm, userId: claims.sub, deviceId: claims.did });
+      if (had) d.audit({ type: "totp_removed", realm: claims.realm, userId: claims.sub, deviceId: claims.did });
       return c.body(null, 204);
     },
   )
@@ -105,7 +104,7 @@ export const mfa = new OpenAPIHono<AppEnv>()
       const claims = c.get("claims");
       const d = await deps(c);
       const result = await regenerateRecoveryCodes(d, claims);
-      audit(d, c, {
+      d.audit({
         type: "recovery_codes_regenerated",
         realm: claims.realm,
         userId: claims.sub,

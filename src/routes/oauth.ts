@@ -6,16 +6,15 @@ import type { AppContext, AppEnv } from "../context";
 import { randomString } from "../crypto/random";
 import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
+import { publicDevice } from "../middleware/device";
 import { Description, DeviceIdInput, TokenPairSchema } from "../schemas";
-import { audit } from "../services/audit";
 import type { Deps } from "../services/deps";
 import { accountForIdentity, link } from "../services/identities";
-import { resolveDeviceId, startSession } from "../services/sessions";
+import { startSession } from "../services/sessions";
 import { requireUser } from "../services/users";
 import { listIdentities, putRecord, takeRecord, unlinkUnlessLast } from "../storage/identities";
 import type { UserRecord } from "../storage/users";
 import { bearerAuth, json, jsonBody, noAuth, optionalAuth, route } from "./define";
-import { publicTokenDevice } from "./tokens";
 
 /** Identity providers (docs/api.md §13): the native and web sign-in flows and linked identities. */
 
@@ -99,22 +98,22 @@ async function federatedLogin(
   input: { device_id?: string; description?: string; name?: string },
 ) {
   const realm = c.get("realm");
-  const deviceId = resolveDeviceId(await publicTokenDevice(c), input.device_id);
+  const deviceId = c.get("deviceId");
   let account: { user: UserRecord; created: boolean; admin: boolean };
   try {
     account = await accountForIdentity(d, realm, ident, input.name);
   } catch (e) {
     if (e instanceof ApiError) {
-      audit(d, c, { type: "login_failed", realm, deviceId, detail: { reason: e.code, provider: ident.provider } });
+      d.audit({ type: "login_failed", realm, deviceId, detail: { reason: e.code, provider: ident.provider } });
     }
     throw e;
   }
   const { user, created, admin } = account;
-  if (created) audit(d, c, { type: "signup", realm, userId: user.id, deviceId, detail: { provider: ident.provider } });
-  if (admin) audit(d, c, { type: "bootstrap_admin", realm, userId: user.id, deviceId });
+  if (created) d.audit({ type: "signup", realm, userId: user.id, deviceId, detail: { provider: ident.provider } });
+  if (admin) d.audit({ type: "bootstrap_admin", realm, userId: user.id, deviceId });
   // The second-factor gate of startSession applies: an account with TOTP on answers 401 mfa_required.
   const pair = await startSession(d, user, deviceId, { description: input.description ?? null, amr: ["fed"] });
-  audit(d, c, {
+  d.audit({
     type: "login",
     realm,
     userId: user.id,
@@ -129,9 +128,11 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/tokens/oidc",
+      limit: "RL_LOGIN",
       operationId: "oidcLogin",
       errors: ["provider_unavailable", ...SIGN_IN_ERRORS],
       security: optionalAuth,
+      middleware: [publicDevice()] as const,
       tags: ["tokens"],
       summary: "Sign in with an identity provider's ID token (native apps)",
       description:
@@ -284,9 +285,11 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/tokens/oauth",
+      limit: "RL_LOGIN",
       operationId: "oauthLogin",
       errors: ["invalid_code", ...SIGN_IN_ERRORS],
       security: optionalAuth,
+      middleware: [publicDevice()] as const,
       tags: ["tokens"],
       summary: "Swap the one-time code of a web sign-in for tokens",
       description: "The code of the redirect (60 s, single use); unknown, spent or expired: 400 invalid_code.",
@@ -349,7 +352,7 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
       const user = await requireUser(d, claims.realm, claims.sub);
       const ident = await verifyIdToken(d, claims.realm, providerById(d, body.provider), body.id_token, body.nonce);
       const row = await link(d, user.id, claims.realm, ident);
-      audit(d, c, {
+      d.audit({
         type: "identity_linked",
         realm: claims.realm,
         userId: user.id,
@@ -391,7 +394,7 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
         if (has) throw new ApiError("last_credential");
         throw new ApiError("not_found", "No identity of this provider is linked");
       }
-      audit(d, c, {
+      d.audit({
         type: "identity_unlinked",
         realm: claims.realm,
         userId: user.id,

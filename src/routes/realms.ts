@@ -5,7 +5,6 @@ import { ApiError } from "../errors";
 import { adminOnly } from "../middleware/admin";
 import { deps } from "../middleware/auth";
 import { Timestamp } from "../schemas";
-import { audit } from "../services/audit";
 import { listRealms, putRealm } from "../services/realms";
 import { REALM_ID } from "../storage/realms";
 import type { RealmRow } from "../storage/schema";
@@ -112,7 +111,7 @@ export const realms = new OpenAPIHono<AppEnv>()
         updatedAt: now,
       };
       const row = await putRealm(d, realm, settings);
-      audit(d, c, { type: "realm_updated", realm, userId: c.get("claims").sub, detail: body });
+      d.audit({ type: "realm_updated", realm, userId: c.get("claims").sub, detail: body });
       return c.json(toRealm(row), 200);
     },
   );

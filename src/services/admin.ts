@@ -1,5 +1,6 @@
 import { utf8 } from "../crypto/encoding";
 import { ApiError } from "../errors";
+import type { Principal } from "../principal";
 import { decodeCursor, encodeCursor } from "../storage/cursor";
 import { listUserRows, userListWhere, writeRoles, writeStatus } from "../storage/user-listing";
 import { emailVerified, findUserById, type UserRecord, withEmails } from "../storage/users";
@@ -8,8 +9,7 @@ import type { Deps } from "./deps";
 import { accountChanged, endAllSessions } from "./sessions";
 import { toUser } from "./users";
 
-/** Who acts: an admin of the realm, or the holder of an authority token for one email domain. */
-export type Principal = { kind: "admin"; userId: string } | { kind: "authority"; domain: string; tokenId: string };
+export type { Principal } from "../principal";
 
 /** The domain of an email (after the last @). */
 const emailDomain = (email: string | null) => (email ? email.slice(email.lastIndexOf("@") + 1) : null);

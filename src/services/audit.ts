@@ -1,5 +1,3 @@
-import type { AppContext } from "../context";
-import { clientIp } from "../context";
 import { type AuditRow, insertAuditEvent, listAuditEvents } from "../storage/audit";
 import { badCursor, decodeCursor, encodeCursor } from "../storage/cursor";
 import { iso } from "../time";
@@ -24,30 +22,33 @@ export interface AuditEvent {
   actor?: Actor;
 }
 
-/** The actor of a request as the middleware authenticated it. */
-export function requestActor(c: AppContext | null): Actor {
-  if (!c) return { kind: "system", id: null };
-  const principal = c.get("principal");
-  if (principal?.kind === "admin") return { kind: "admin", id: principal.userId };
-  if (principal?.kind === "authority") return { kind: "authority", id: principal.tokenId };
-  const claims = c.get("claims");
-  return { kind: "user", id: claims?.sub ?? null };
+/** Where an event comes from: the request's IP and id, and who acted (the service itself outside a request). */
+export interface AuditOrigin {
+  ip: string | null;
+  requestId: string | null;
+  actor: Actor;
 }
+
+/** The origin of events recorded outside a request (RPC, the scheduled cleanup, tests). */
+export const SYSTEM_ORIGIN: AuditOrigin = { ip: null, requestId: null, actor: { kind: "system", id: null } };
 
 /** The actor of a request whose credential (password, code) just proved the account. */
 export const selfActor = (userId: string): Actor => ({ kind: "user", id: userId });
 
-/** Records a security event in D1 after the response is sent; a failed write is logged, never fatal. */
-export function audit(deps: Deps, c: AppContext | null, e: AuditEvent): void {
-  const ip = c ? clientIp(c) : null;
-  const actor = e.actor ?? requestActor(c);
+/**
+ * Records a security event in D1 after the response is sent; a failed write is logged, never
+ * fatal. Called through `deps.audit(event)`, which knows the request's origin.
+ */
+export function recordAudit(deps: Deps, origin: AuditOrigin, e: AuditEvent): void {
+  const ip = origin.ip;
+  const actor = e.actor ?? origin.actor;
   // The same event as a log line, for log-based alerting; holds what the audit row holds.
   console.log(
     JSON.stringify({
       level: "info",
       event: "security",
       type: e.type,
-      request_id: c?.get("requestId") ?? null,
+      request_id: origin.requestId,
       realm: e.realm,
       user_id: e.userId ?? null,
       actor,
