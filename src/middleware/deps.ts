@@ -1,6 +1,6 @@
 import type { AppContext } from "../context";
 import { clientIp } from "../context";
-import { type Actor, type AuditOrigin, recordAudit } from "../services/audit";
+import { type Actor, type AuditOrigin, auditEntry, recordAudit } from "../services/audit";
 import type { Deps } from "../services/deps";
 import { makeDeps } from "../services/deps";
 
@@ -60,6 +60,7 @@ export function deps(c: AppContext): Promise<Deps> {
     const defer = (p: Promise<unknown>) => c.executionCtx.waitUntil(p.catch((e) => console.error("deferred", e)));
     d = makeDeps(c.env, c.get("now"), defer, d1Session(c)).then((built) => {
       built.audit = (e) => recordAudit(built, requestOrigin(c), e);
+      built.auditEntry = (e) => auditEntry(built.now, requestOrigin(c), e);
       return built;
     });
     depsCache.set(c.req.raw, d);

@@ -8,9 +8,10 @@ import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
 import { publicDevice } from "../middleware/device";
 import { Description, DeviceIdInput, TokenPairSchema } from "../schemas";
+import type { AuditEvent } from "../services/audit";
 import type { Deps } from "../services/deps";
 import { accountForIdentity, link } from "../services/identities";
-import { startSession } from "../services/sessions";
+import { completeLogin } from "../services/login";
 import { requireUser } from "../services/users";
 import { listIdentities, putRecord, takeRecord, unlinkUnlessLast } from "../storage/identities";
 import type { UserRecord } from "../storage/users";
@@ -109,17 +110,24 @@ async function federatedLogin(
     throw e;
   }
   const { user, created, admin } = account;
-  if (created) d.audit({ type: "signup", realm, userId: user.id, deviceId, detail: { provider: ident.provider } });
-  if (admin) d.audit({ type: "bootstrap_admin", realm, userId: user.id, deviceId });
-  // The second-factor gate of startSession applies: an account with TOTP on answers 401 mfa_required.
-  const pair = await startSession(d, user, deviceId, { description: input.description ?? null, amr: ["fed"] });
-  d.audit({
-    type: "login",
-    realm,
-    userId: user.id,
-    deviceId,
-    detail: { method: "oidc", provider: ident.provider },
-  });
+  const before: AuditEvent[] = [];
+  if (created) before.push({ type: "signup", realm, userId: user.id, deviceId, detail: { provider: ident.provider } });
+  if (admin) before.push({ type: "bootstrap_admin", realm, userId: user.id, deviceId });
+  // The seam's second-factor gate applies: an account with TOTP on answers 401 mfa_required.
+  let pair: Awaited<ReturnType<typeof completeLogin>>;
+  try {
+    pair = await completeLogin(d, {
+      user,
+      device: { id: deviceId, description: input.description ?? null },
+      amr: ["fed"],
+      audit: { detail: { method: "oidc", provider: ident.provider } },
+      before,
+    });
+  } catch (e) {
+    // The account was made or linked whatever the login's outcome: its events stand.
+    for (const event of before) d.audit(event);
+    throw e;
+  }
   return { ...pair, created };
 }
 

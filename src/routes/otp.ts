@@ -1,11 +1,12 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { verifyOtp } from "../auth-methods/phone";
 import { type AppEnv, clientIp } from "../context";
 import { ApiError } from "../errors";
 import { deps } from "../middleware/auth";
 import { publicDevice } from "../middleware/device";
 import { OtpRequestBody, OtpSentSchema, OtpTokenPairSchema, OtpVerifyBody } from "../schemas";
 import { selfActor } from "../services/audit";
-import { OTP_FAILURE_CODES, sendOtp, verifyOtp } from "../services/otp";
+import { OTP_FAILURE_CODES, sendOtp } from "../services/otp";
 import { json, jsonBody, optionalAuth, route } from "./define";
 
 /** Phone-number login with one-time codes (docs/api.md §5). */
@@ -82,8 +83,9 @@ export const otp = new OpenAPIHono<AppEnv>()
       const userId = result.user?.id ?? null;
       // A user is known only after a correct code: that code proved the number, so the user acted.
       const actor = userId ? selfActor(userId) : undefined;
-      if (result.created) d.audit({ type: "signup", realm, userId, deviceId, actor, detail: { source: "phone" } });
       if (!result.ok) {
+        // A signed-in first use records its sign-up with its login (completeLogin); a refused one here.
+        if (result.created) d.audit({ type: "signup", realm, userId, deviceId, actor, detail: { source: "phone" } });
         d.audit({
           type: "otp_failed",
           realm,
@@ -94,7 +96,6 @@ export const otp = new OpenAPIHono<AppEnv>()
         });
         throw new ApiError(OTP_FAILURE_CODES[result.reason]);
       }
-      d.audit({ type: "login", realm, userId, deviceId, actor, detail: { method: "otp" } });
       return c.json({ ...result.pair, created: result.created }, 200);
     },
   );

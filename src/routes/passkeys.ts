@@ -19,8 +19,7 @@ import {
   TokenPairSchema,
   WebAuthnOptionsSchema,
 } from "../schemas";
-import { startSession } from "../services/sessions";
-import { assertActive } from "../services/users";
+import { completeLogin } from "../services/login";
 import { bearerAuth, json, jsonBody, optionalAuth, route } from "./define";
 
 const fresh = auth({ fresh: true });
@@ -182,10 +181,13 @@ export const passkeys = new OpenAPIHono<AppEnv>()
         });
         throw new ApiError("invalid_credentials", "The passkey could not be verified");
       }
-      const { user } = result;
-      assertActive(user);
-      const pair = await startSession(d, user, deviceId, { description: body.description ?? null, amr: result.amr });
-      d.audit({ type: "login", realm, userId: user.id, deviceId, detail: { amr: result.amr } });
+      // A passkey that verified its user stands for both factors: the seam's gate lets it through.
+      const pair = await completeLogin(d, {
+        user: result.user,
+        device: { id: deviceId, description: body.description ?? null },
+        amr: result.amr,
+        audit: { detail: { amr: result.amr } },
+      });
       return c.json(pair, 200);
     },
   );

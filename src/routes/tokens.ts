@@ -1,13 +1,12 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
+import { passwordLogin } from "../auth-methods/password";
 import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
 import { publicDevice } from "../middleware/device";
 import { LoginBody, LogoutBody, MfaLoginBody, PublicTokenBody, RefreshBody, TokenPairSchema } from "../schemas";
-import { selfActor } from "../services/audit";
 import { finishMfaLogin } from "../services/mfa";
-import { endSession, endSessionsBefore, mintPublicToken, refreshSession, startSession } from "../services/sessions";
-import { authenticate, LoginFailure } from "../services/users";
+import { endSession, endSessionsBefore, mintPublicToken, refreshSession } from "../services/sessions";
 import { bearerAuth, json, jsonBody, noAuth, optionalAuth, route } from "./define";
 
 const PublicTokenSchema = z
@@ -60,19 +59,11 @@ export const tokens = new OpenAPIHono<AppEnv>()
       const d = await deps(c);
       const realm = c.get("realm");
       const deviceId = c.get("deviceId");
-      let user: Awaited<ReturnType<typeof authenticate>>;
-      try {
-        user = await authenticate(d, realm, body.email, body.password, deviceId);
-      } catch (e) {
-        if (e instanceof ApiError) {
-          // The trail names the account tried when one exists (the answer does not); its actor stays anonymous.
-          const userId = e instanceof LoginFailure ? e.userId : null;
-          d.audit({ type: "login_failed", realm, userId, deviceId, detail: { reason: e.code } });
-        }
-        throw e;
-      }
-      const pair = await startSession(d, user, deviceId, { description: body.description ?? null, amr: ["pwd"] });
-      d.audit({ type: "login", realm, userId: user.id, deviceId, actor: selfActor(user.id) });
+      const pair = await passwordLogin(d, realm, {
+        email: body.email,
+        password: body.password,
+        device: { id: deviceId, description: body.description ?? null },
+      });
       return c.json(pair, 200);
     },
   )
@@ -107,13 +98,6 @@ export const tokens = new OpenAPIHono<AppEnv>()
         });
         throw new ApiError("invalid_otp");
       }
-      d.audit({
-        type: "login",
-        realm,
-        userId: result.userId,
-        deviceId: result.deviceId,
-        detail: { amr: result.amr },
-      });
       return c.json(result.pair, 200);
     },
   )

@@ -6,7 +6,6 @@ import { auth, deps } from "../middleware/auth";
 import { publicDevice } from "../middleware/device";
 import { PublicUserSchema, SignUpBody, UserSchema } from "../schemas";
 import { sendWelcome } from "../services/accounts";
-import { selfActor } from "../services/audit";
 import { assertAdminMfa, bearer, verifyAccess } from "../services/auth";
 import { noticeApprovalNeeded, requireUser, signUp, toPublicUser, toUser } from "../services/users";
 import { sendVerification } from "../services/verification";
@@ -63,19 +62,11 @@ export const users = new OpenAPIHono<AppEnv>()
         byAdmin = true;
         adminId = caller.id;
       }
-      const user = await signUp(d, realm, body, { byAdmin, ip: clientIp(c) });
+      const user = await signUp(d, realm, body, { byAdmin, ip: clientIp(c), deviceId, adminId });
       // A welcome code (a reset code) proves the address when used; everyone else gets a verification code.
       if (byAdmin && !body.password) await sendWelcome(d, user);
       else await sendVerification(d, user, body.email);
       if (user.status === "pending") noticeApprovalNeeded(d, user);
-      d.audit({
-        type: "signup",
-        realm,
-        userId: user.id,
-        deviceId,
-        actor: adminId ? { kind: "admin", id: adminId } : selfActor(user.id),
-        detail: { by_admin: byAdmin },
-      });
       return c.json(toUser(user), 201);
     },
   )

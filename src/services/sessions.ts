@@ -1,6 +1,6 @@
 import { secondFactorDone } from "../auth-methods/amr";
 import { type AccessClaims, type PublicClaims, signToken } from "../crypto/jwt";
-import { newDeviceId, randomString, sha256Hex } from "../crypto/random";
+import { newDeviceId, randomString } from "../crypto/random";
 import { ApiError } from "../errors";
 import {
   type Authn,
@@ -11,10 +11,17 @@ import {
   type RefreshResult,
   type UserSnapshot,
 } from "../storage/device-session";
-import { indexedDeviceIds, indexIfUnchanged, indexRow, indexRowsOf, reindex, updateIndexRow } from "../storage/devices";
+import {
+  indexedDeviceIds,
+  indexIfUnchanged,
+  indexRow,
+  indexRowsOf,
+  type LoginWrites,
+  reindex,
+  updateIndexRow,
+} from "../storage/devices";
 import { deviceSessionName } from "../storage/keys";
 import { rememberLoginDevice } from "../storage/login-devices";
-import { insertMfaToken } from "../storage/mfa";
 import { deleteEndedRow, putOnBlacklist } from "../storage/revocations";
 import { emailVerified, findUserById, setSessionsValidAfter } from "../storage/users";
 import { iso } from "../time";
@@ -136,41 +143,11 @@ function tokenPair(deps: Deps, user: UserSnapshot, deviceId: string, accessToken
   };
 }
 
-/** An `mfa_token` lives 5 minutes (docs/api.md §12). */
-const MFA_TOKEN_TTL_MS = 5 * 60_000;
-export const MFA_METHODS = ["totp", "recovery_code"];
-
-/**
- * The second-factor gate (docs/api.md §12), on the one way into a session: an account with TOTP on gets
- * no session from a first factor alone. Instead, the first step is kept (device, description,
- * push token, its `amr`) under a new `mfa_token`, and the answer is 401 mfa_required carrying it.
- */
-async function secondFactorGate(
-  deps: Deps,
-  user: UserSnapshot,
-  deviceId: string,
-  opts: { description?: string | null; pushToken?: string | null; amr: string[] },
-): Promise<void> {
-  if (!user.totpOn || secondFactorDone(opts.amr)) return;
-  const token = randomString(43);
-  await insertMfaToken(deps.db, {
-    tokenHash: await sha256Hex(token),
-    realm: user.realm,
-    userId: user.id,
-    deviceId,
-    description: opts.description ?? null,
-    pushToken: opts.pushToken ?? null,
-    amr: opts.amr,
-    attempts: 0,
-    expiresAt: iso(deps.now + MFA_TOKEN_TTL_MS),
-  });
-  throw new ApiError("mfa_required", undefined, { body: { mfa_token: token, mfa_methods: MFA_METHODS } });
-}
-
 /**
  * Logs a device in after a credential check: starts (or replaces) its session and returns a
- * TokenPair whose access token is fresh. Every way of signing in comes through here, and so
- * through the second-factor gate first (secondFactorGate). The session id is drawn here, so the token is signed
+ * TokenPair whose access token is fresh. Every way of signing in comes through here from
+ * the login seam (services/login.ts, completeLogin), which holds the second-factor gate. With
+ * `writes`, the login's other D1 writes go in the index row's batch. The session id is drawn here, so the token is signed
  * while the object starts and the index is written.
  *
  * `user` is the account as the credential check read it. The index row is written only while the
@@ -185,9 +162,8 @@ export async function startSession(
   deps: Deps,
   user: UserSnapshot,
   deviceId: string,
-  opts: { description?: string | null; pushToken?: string | null; amr: string[] },
+  opts: { description?: string | null; pushToken?: string | null; amr: string[]; writes?: LoginWrites },
 ) {
-  await secondFactorGate(deps, user, deviceId, opts);
   const authn: Authn = { amr: opts.amr, authTime: Math.floor(deps.now / 1000) };
   const access = newAccess(deps);
   const device = newDevice({
@@ -205,7 +181,7 @@ export async function startSession(
       // Then the index row: it always names a session that was started.
       const [, indexed] = await Promise.all([
         carryOut(deps, stub, r.owed),
-        indexIfUnchanged(deps.db, user, device, secondFactorDone(authn.amr)),
+        indexIfUnchanged(deps.db, user, device, secondFactorDone(authn.amr), opts.writes),
       ]);
       return { ...r, indexed };
     });
@@ -214,7 +190,7 @@ export async function startSession(
     signAccess(deps, user, deviceId, device.sid, access, true, authn),
   ]);
   // This device has now signed in to the account: its own login-throttle budget from now on.
-  if (indexed) deps.defer(rememberLoginDevice(deps.db, user.id, deviceId, deps.now));
+  if (indexed && !opts.writes) deps.defer(rememberLoginDevice(deps.db, user.id, deviceId, deps.now));
   if (!indexed) {
     const ended = await stub.end({ now: deps.now, sid: device.sid });
     await carryOut(deps, stub, ended.owed);

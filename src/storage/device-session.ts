@@ -504,6 +504,20 @@ export class DeviceSession extends DurableObject<Env> {
   }
 
   /**
+   * The strict check without the account: the verdict on the token, and when the session counts
+   * as begun (ms), for the caller to compare with sessions_valid_after it reads meanwhile (so the
+   * D1 read and this call run at the same time).
+   */
+  checkStart(input: { sid: string; jti: string; now: number }): Promise<{ verdict: CheckResult; begun: number }> {
+    return this.serial(async () => {
+      const s = this.read();
+      if (!s || s.sid !== input.sid || input.now >= s.expiresAt) return { verdict: "session_revoked", begun: 0 };
+      const verdict = s.jtis.some((j) => j.jti === input.jti) ? "ok" : "token_revoked";
+      return { verdict, begun: s.validFrom ?? s.createdAt };
+    });
+  }
+
+  /**
    * Keeps session `sid` through a change that ends the account's sessions begun before `at` (the
    * password change keeps the caller's own): it counts as begun at `at`. False when `sid` is not live.
    */

@@ -1,7 +1,7 @@
 import { and, eq, sql } from "drizzle-orm";
 import { deleteCodes } from "./codes";
 import type { Db } from "./db";
-import { userEmails, users } from "./schema";
+import { auditEvents, userEmails, users } from "./schema";
 import { hasAdminRole, otherAdminExists } from "./users";
 
 /** The columns of a user a profile change (PATCH /v1/users/{id}) writes. */
@@ -66,8 +66,9 @@ export async function deleteUserRows(db: Db, realm: string, id: string, subjects
   return deleted.length > 0;
 }
 
-/** Removes a user made a moment ago whose welcome could not be delivered, with their codes. */
+/** Removes a user made a moment ago whose welcome could not be delivered, with their codes and sign-up record. */
 export async function removeNewUser(db: Db, realm: string, id: string): Promise<void> {
   await db.delete(users).where(eq(users.id, id));
   await deleteCodes(db, realm, [id]);
+  await db.delete(auditEvents).where(and(eq(auditEvents.userId, id), eq(auditEvents.type, "signup")));
 }
