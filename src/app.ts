@@ -16,6 +16,7 @@ import { knownRoutes, methodsFor } from "./routes/define";
 import { devices } from "./routes/devices";
 import { renderDocs } from "./routes/docs";
 import { domains } from "./routes/domains";
+import { identityRoutes } from "./routes/identities";
 import { meta } from "./routes/meta";
 import { mfa } from "./routes/mfa";
 import { oauthRoutes } from "./routes/oauth";
@@ -59,6 +60,7 @@ export function buildApp() {
     .route("/", meta)
     .route("/", tokens)
     .route("/", oauthRoutes)
+    .route("/", identityRoutes)
     .route("/", account)
     .route("/", mfa)
     .route("/", passkeys)

@@ -3,7 +3,7 @@ import { confirmTotpEnrolment, enrolTotp, regenerateRecoveryCodes, removeTotp } 
 import type { AppEnv } from "../context";
 import { auth, deps } from "../middleware/auth";
 import { RecoveryCodesSchema, TotpConfirmBody, TotpEnrolmentSchema } from "../schemas";
-import { accountChanged, endAllSessions, sessionStub } from "../services/sessions";
+import { accountChanged, addSessionMethods, endAllSessions } from "../services/sessions";
 import { bearerAuth, json, jsonBody, route } from "./define";
 
 const fresh = auth({ fresh: true });
@@ -55,11 +55,7 @@ export const mfa = new OpenAPIHono<AppEnv>()
       const d = await deps(c);
       const result = await confirmTotpEnrolment(d, claims, code);
       // This session just proved the app; the others began without it.
-      await sessionStub(d, claims.realm, claims.sub, claims.did).addMethods({
-        sid: claims.sid,
-        amr: ["otp", "mfa"],
-        now: d.now,
-      });
+      await addSessionMethods(d, claims, ["otp", "mfa"]);
       await endAllSessions(d, claims.realm, claims.sub, claims.did);
       await accountChanged(d, claims.realm, claims.sub, [claims.did]);
       d.audit({ type: "totp_enabled", realm: claims.realm, userId: claims.sub, deviceId: claims.did });

@@ -8,7 +8,7 @@ import { findRealm } from "../storage/realms";
 import { findUserById } from "../storage/users";
 import type { Deps } from "./deps";
 import { knownNotRevoked, rememberNotRevoked, revocationEpoch } from "./revocation-cache";
-import { sessionStub } from "./sessions";
+import { checkSession } from "./sessions";
 
 export interface AuthOptions {
   /**
@@ -56,10 +56,7 @@ export async function verifyAccess(
     // Strict: the account as D1 has it now, and the device's Durable Object, which is authoritative
     // and immediate; the blacklist is asked meanwhile.
     // The two are asked at once; the session's start is compared with the account's mark here.
-    const [user, session] = await Promise.all([
-      findUserById(deps.db, realm, claims.sub),
-      sessionStub(deps, realm, claims.sub, claims.did).checkStart({ sid: claims.sid, jti: claims.jti, now: deps.now }),
-    ]);
+    const [user, session] = await Promise.all([findUserById(deps.db, realm, claims.sub), checkSession(deps, claims)]);
     const validAfter = validAfterMs(user?.sessionsValidAfter);
     // A session begun before the account's sessions_valid_after is over (docs/api.md §16).
     const verdict =
