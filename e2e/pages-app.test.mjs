@@ -3,7 +3,11 @@
 // fresh state directory), then: signs up, logs in, sees two devices (two browser contexts), logs
 // one out from the other, and checks the logged-out one is sent to the login page on its next
 // navigation and on its next action. Also: an expired access token is refreshed transparently,
-// CSRF checks hold, no token ever reaches page scripts. Screenshots go to test-results/e2e/.
+// CSRF checks hold, an authenticator app is set up from its QR page and then asked for at login,
+// a passkey (Chromium's virtual authenticator, over the DevTools protocol) is added and signs in
+// without a password, "Sign in with Test ID" goes through a fake OpenID provider
+// (fake-oidc-provider.mjs) and back, and no token ever reaches page scripts. Screenshots go to
+// test-results/e2e/.
 //
 //   npm run test:e2e        (CHROMIUM_PATH overrides /usr/bin/chromium)
 import assert from "node:assert/strict";
@@ -11,9 +15,12 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync } from "
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { decodeBase32IgnorePadding } from "@oslojs/encoding";
+import { generateHOTP } from "@oslojs/otp";
 import { decodeJwt, importJWK, SignJWT } from "jose";
 import { chromium } from "playwright-core";
 import { freePort, signalAll, startExample, stopAll } from "../examples/pages-app/run.mjs";
+import { startFakeProvider } from "./fake-oidc-provider.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const OUT = join(root, "test-results", "e2e");
@@ -37,8 +44,12 @@ const ACCESS = "__Host-ur_at";
 const REFRESH = "__Host-ur_rt";
 const EMAIL = `ada-${Date.now().toString(36)}@example.com`;
 const PASSWORD = "correct horse battery";
+/** The fake provider's one user; a new account here, since no account has this email. */
+const PROVIDER_USER = { sub: "e2e-grace", email: `grace-${Date.now().toString(36)}@example.com`, name: "Grace Hopper" };
+const PROVIDER = { id: "testid", label: "Test ID", clientId: "pages-example", clientSecret: "e2e-client-secret" };
 
 let app;
+let provider;
 let browser;
 let log;
 /** Bodies of every /api/ response the pages received, to check that no token is among them. */
@@ -51,6 +62,7 @@ async function cleanup() {
   const closing = browser?.close().catch(() => {});
   browser = undefined;
   await app?.stop();
+  await provider?.stop();
   await stopAll();
   rmSync(STATE, { recursive: true, force: true });
   await Promise.race([closing, new Promise((r) => setTimeout(r, 5_000))]);
@@ -131,6 +143,13 @@ async function logIn(page, description, password = PASSWORD) {
   await page.click("button[type=submit]");
 }
 
+/** The authenticator app's code for `secret` (base32), `offset` 30-second steps from now. */
+const totpCode = (secret, offset = 0) =>
+  generateHOTP(decodeBase32IgnorePadding(secret), BigInt(Math.floor(Date.now() / 30_000) + offset), 6);
+
+/** What the site's own session endpoint says of this browser's login (its amr). */
+const sessionOf = (page) => page.evaluate(async () => (await fetch("/api/app/session")).json());
+
 /** An access token like `token` (same claims, same key) that expired a minute ago. */
 async function expiredCopy(token) {
   const devVars = readFileSync(join(root, ".dev.vars"), "utf8");
@@ -151,13 +170,36 @@ describe("pages-app in headless Chromium", { timeout: DEADLINE_MS - 30_000 }, ()
       mkdirSync(OUT, { recursive: true });
       log = createWriteStream(join(OUT, "server.log"));
       rmSync(STATE, { recursive: true, force: true });
+      const port = await freePort();
+      // WebAuthn takes no IP address as RP ID: the site is http://localhost:<port>, the RP ID localhost.
+      const site = `http://localhost:${port}`;
+      provider = await startFakeProvider({
+        clientId: PROVIDER.clientId,
+        clientSecret: PROVIDER.clientSecret,
+        user: PROVIDER_USER,
+      });
+      // The registry has no address of its own here: its ISSUER is the site, whose
+      // functions/v1/oauth/[[path]].ts forwards the provider's callback over the binding.
+      provider.register(`${site}/v1/oauth/${PROVIDER.id}/callback`);
       app = await startExample({
-        port: await freePort(),
+        port,
         persistTo: join(STATE, "wrangler"),
         output: log,
         // A dev registry of its own, so a `wrangler dev` running elsewhere on the machine is not involved.
         env: { WRANGLER_REGISTRY_PATH: join(STATE, "registry") },
+        registryVars: {
+          ISSUER: site,
+          WEBAUTHN_RP_ID: "localhost",
+          WEBAUTHN_ORIGINS: site,
+          OIDC_PROVIDERS: JSON.stringify([
+            { id: PROVIDER.id, issuer: provider.issuer, client_ids: [PROVIDER.clientId] },
+          ]),
+          OIDC_CLIENT_SECRETS: JSON.stringify({ [PROVIDER.id]: PROVIDER.clientSecret }),
+          OAUTH_REDIRECT_URIS: `${site}/oauth`,
+        },
+        siteVars: { SIGN_IN_PROVIDERS: `${PROVIDER.id}=${PROVIDER.label}` },
       });
+      assert.equal(app.url, site);
       browser = await chromium.launch({
         executablePath: CHROMIUM,
         args: CHROMIUM_ARGS,
@@ -337,10 +379,191 @@ describe("pages-app in headless Chromium", { timeout: DEADLINE_MS - 30_000 }, ()
     await a.page.waitForURL(/\/login\?next=%2Fdevices$/);
   });
 
+  let c; // a third browser ("Desk"): the authenticator app and the passkey
+  let totpSecret;
+
+  step("authenticator app: set up from the QR page, then a password login asks for its code", async () => {
+    c = await newDevice();
+    await c.page.goto("/login");
+    await logIn(c.page, "Desk");
+    await c.page.waitForURL(/\/profile$/);
+    await c.page.click("nav >> text=Security");
+    await c.page.waitForURL(/\/security$/);
+    await c.page.click("#totp-start");
+    await c.page.locator("#totp-enrol").waitFor();
+    // The QR code is an SVG drawn on the page from the otpauth:// URI, and it rendered.
+    await c.page.waitForFunction(() => {
+      const img = document.getElementById("totp-qr");
+      return img.src.startsWith("data:image/svg+xml") && img.complete && img.naturalWidth > 0;
+    });
+    const qr = decodeURIComponent(await c.page.getAttribute("#totp-qr", "src"));
+    assert.match(qr, /<svg [^>]*viewBox="0 0 \d+ \d+"/);
+    totpSecret = (await c.page.textContent("#totp-secret")).replace(/\s/g, "");
+    assert.match(totpSecret, /^[A-Z2-7]{16,}$/, "the secret is shown as base32 text too");
+    await shot(c.page, "security-totp-qr");
+
+    // A wrong first code is refused in words; the previous step's code turns it on (the current
+    // step's stays free for the login below: each code works once).
+    await c.page.fill("#totp-code", totpCode(totpSecret, 10));
+    await c.page.click("#totp-confirm button[type=submit]");
+    await c.page.locator("#totp-confirm [role=alert]").filter({ hasText: "didn't work" }).waitFor();
+    await c.page.fill("#totp-code", totpCode(totpSecret, -1));
+    await c.page.click("#totp-confirm button[type=submit]");
+    await c.page.locator("#recovery-codes li").nth(9).waitFor();
+    assert.equal(await c.page.locator("#recovery-codes li").count(), 10, "10 recovery codes, shown once");
+    assert.ok(await c.page.isVisible("#totp-remove"));
+    await shot(c.page, "security-recovery-codes");
+
+    await c.page.click("#logout");
+    await c.page.waitForURL(/\/login\?reason=logged_out$/);
+    await logIn(c.page, "Desk");
+    await c.page.locator("#mfa").waitFor();
+    assert.equal(await c.page.isVisible("#login"), false, "the password form gives way to the code prompt");
+    assert.equal(await cookie(c.context, ACCESS), undefined, "no session before the second step");
+    const mfaCookie = await cookie(c.context, "__Host-ur_mfa");
+    assert.equal(mfaCookie?.httpOnly, true, "the first step's mfa_token stays in an HttpOnly cookie");
+    await c.page.fill("#mfa-code", totpCode(totpSecret, 10));
+    await c.page.click("#mfa button[type=submit]");
+    await c.page.locator("#mfa [role=alert]").filter({ hasText: "didn't work" }).waitFor();
+    await shot(c.page, "login-mfa");
+    await c.page.fill("#mfa-code", totpCode(totpSecret));
+    await c.page.click("#mfa button[type=submit]");
+    await c.page.waitForURL(/\/profile$/);
+    await c.page.locator("#profile [data-field=email]").filter({ hasText: EMAIL }).waitFor();
+    assert.deepEqual((await sessionOf(c.page)).amr, ["pwd", "otp", "mfa"]);
+    assert.equal(await cookie(c.context, "__Host-ur_mfa"), undefined, "the spent mfa_token is forgotten");
+  });
+
+  step("passkey: added with Chromium's virtual authenticator, then it signs in with no password typed", async () => {
+    const cdp = await c.context.newCDPSession(c.page);
+    await cdp.send("WebAuthn.enable");
+    const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+      options: {
+        protocol: "ctap2",
+        transport: "internal",
+        hasResidentKey: true,
+        hasUserVerification: true,
+        isUserVerified: true,
+      },
+    });
+
+    await c.page.goto("/security");
+    await c.page.locator("#passkey-none").waitFor();
+    await c.page.fill("#passkey-name", "Desk passkey");
+    await c.page.click("#passkey-add button[type=submit]");
+    await c.page.locator("li.passkey [data-field=name]").filter({ hasText: "Desk passkey" }).waitFor();
+    const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+    assert.equal(credentials.length, 1);
+    assert.equal(credentials[0].isResidentCredential, true, "a discoverable credential");
+    assert.equal(credentials[0].rpId, "localhost");
+    await shot(c.page, "security-passkey");
+
+    await c.page.click("#logout");
+    await c.page.waitForURL(/\/login\?reason=logged_out$/);
+    assert.equal(await c.page.inputValue("#email"), "");
+    assert.equal(await c.page.inputValue("#password"), "");
+    await shot(c.page, "login-passkey");
+    await c.page.click("#passkey-login");
+    await c.page.waitForURL(/\/profile$/);
+    await c.page.locator("#profile [data-field=email]").filter({ hasText: EMAIL }).waitFor();
+    // With user verification a passkey is both factors: the authenticator app is not asked for.
+    assert.deepEqual((await sessionOf(c.page)).amr, ["hwk", "mfa"]);
+    await shot(c.page, "profile-passkey");
+    const signed = (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials[0];
+    assert.ok(signed.signCount >= 1, "the authenticator signed the login");
+
+    // The passkey session is fresh: the passkey and the app can be removed.
+    await c.page.goto("/security");
+    const key = c.page.locator("li.passkey");
+    await key.locator("[data-field=last_used_at]").filter({ hasNotText: "never" }).waitFor();
+    await key.locator("button", { hasText: "Remove" }).click();
+    await c.page.locator("#passkey-none").waitFor();
+    // This login used no app code, so the page learns the app is on when "Set up" says so.
+    await c.page.click("#totp-start");
+    await c.page.locator("#totp-remove").waitFor();
+    await c.page.click("#totp-remove");
+    await c.page.locator("#totp-start").waitFor();
+    await c.page.click("#logout");
+    await c.page.waitForURL(/\/login\?reason=logged_out$/);
+    await logIn(c.page, "Desk");
+    await c.page.waitForURL(/\/profile$/, { timeout: 20_000 });
+    assert.deepEqual((await sessionOf(c.page)).amr, ["pwd"], "without the app, the password alone signs in");
+    await cdp.send("WebAuthn.removeVirtualAuthenticator", { authenticatorId });
+  });
+
+  step(
+    "Sign in with Test ID: the web flow through the site and a fake OpenID provider, then with the app's code",
+    async () => {
+      const d = await newDevice();
+      /** Where the registry sent the browser back to: /oauth?code=<one-time code>&state=… */
+      let back = null;
+      d.page.on("request", (req) => {
+        if (new URL(req.url()).pathname === "/oauth" && req.isNavigationRequest()) back = new URL(req.url());
+      });
+      await d.page.goto("/login");
+      await d.page.locator("#providers button", { hasText: `Sign in with ${PROVIDER.label}` }).click();
+      await d.page.waitForURL((u) => u.href.startsWith(`${provider.issuer}/authorize?`));
+      await d.page.locator("#approve").waitFor();
+      await shot(d.page, "provider-consent");
+      await d.page.click("#approve");
+      await d.page.waitForURL(/\/profile$/);
+      await d.page.locator("#profile [data-field=email]").filter({ hasText: PROVIDER_USER.email }).waitFor();
+      assert.equal(await d.page.textContent("#profile [data-field=full_name]"), PROVIDER_USER.name);
+      assert.deepEqual((await sessionOf(d.page)).amr, ["fed"]);
+      await shot(d.page, "profile-provider");
+      assert.deepEqual(provider.seen, { refused: [], issued: 1, consents: 1 });
+      const identities = await d.page.evaluate(async () => (await fetch("/api/auth/users/me/identities")).json());
+      assert.deepEqual(
+        identities.identities.map((i) => [i.provider, i.subject, i.email]),
+        [[PROVIDER.id, PROVIDER_USER.sub, PROVIDER_USER.email]],
+      );
+      const access = await cookie(d.context, ACCESS);
+      assert.equal(access?.httpOnly, true, "the provider's sign-in ends in the same HttpOnly cookies");
+
+      // The one-time code works once: replayed (say, from the browser history), it is refused.
+      assert.ok(back?.searchParams.get("code"), "the registry came back with a one-time code");
+      const replay = await d.page.evaluate(async (code) => {
+        const csrf = document.cookie.match(/__Host-ur_csrf=([^;]+)/)[1];
+        const res = await fetch("/api/auth/tokens/oauth", {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-csrf-token": decodeURIComponent(csrf) },
+          body: JSON.stringify({ code }),
+        });
+        return { status: res.status, code: (await res.json()).error.code };
+      }, back.searchParams.get("code"));
+      assert.deepEqual(replay, { status: 400, code: "invalid_code" });
+      assert.equal(provider.seen.issued, 1, "the provider was not asked again");
+
+      // With an authenticator app on, the provider is the first step only: the login page then asks
+      // for the app's code.
+      await d.page.goto("/security");
+      await d.page.click("#totp-start");
+      await d.page.locator("#totp-enrol").waitFor();
+      const secret = (await d.page.textContent("#totp-secret")).replace(/\s/g, "");
+      await d.page.fill("#totp-code", totpCode(secret, -1));
+      await d.page.click("#totp-confirm button[type=submit]");
+      await d.page.locator("#recovery-codes li").nth(9).waitFor();
+      await d.page.click("#logout");
+      await d.page.waitForURL(/\/login\?reason=logged_out$/);
+      await d.page.locator("#providers button", { hasText: `Sign in with ${PROVIDER.label}` }).click();
+      await d.page.waitForURL((u) => u.href.startsWith(`${provider.issuer}/authorize?`));
+      await d.page.click("#approve");
+      await d.page.waitForURL(/\/login\?step=mfa$/);
+      await d.page.locator("#mfa").waitFor();
+      assert.equal(await cookie(d.context, ACCESS), undefined, "no session before the second step");
+      await d.page.fill("#mfa-code", totpCode(secret));
+      await d.page.click("#mfa button[type=submit]");
+      await d.page.waitForURL(/\/profile$/);
+      assert.deepEqual((await sessionOf(d.page)).amr, ["fed", "otp", "mfa"]);
+      assert.equal(provider.seen.issued, 2);
+    },
+  );
+
   step("no token ever reached a page, and the pages ran without script errors", async () => {
     assert.ok(apiBodies.length > 10, "API responses were seen");
     for (const { url, body } of apiBodies) {
       assert.doesNotMatch(body, /access_token|refresh_token|rt1\.|eyJhbGci/, `${url} leaks a token`);
+      assert.doesNotMatch(body, /mfa_token/, `${url} hands the page the second step's token`);
     }
     assert.deepEqual(pageErrors, []);
   });

@@ -1,8 +1,27 @@
 import { describe, expect, it } from "vitest";
 import type { z } from "zod";
 import type { AccessClaims } from "../src/crypto/jwt";
-import type { DeviceSchema, OtpSentSchema, PublicUserSchema, TokenPairSchema, UserSchema } from "../src/schemas";
-import type { Device, OtpSent, PublicToken, PublicUser, TokenPair, User } from "../src/sdk/client";
+import type {
+  DeviceSchema,
+  OtpSentSchema,
+  PasskeySchema,
+  PublicUserSchema,
+  RecoveryCodesSchema,
+  TokenPairSchema,
+  TotpEnrolmentSchema,
+  UserSchema,
+} from "../src/schemas";
+import type {
+  Device,
+  OtpSent,
+  Passkey,
+  PublicToken,
+  PublicUser,
+  RecoveryCodes,
+  TokenPair,
+  TotpEnrolment,
+  User,
+} from "../src/sdk/client";
 import type { AccessClaims as SdkClaims } from "../src/sdk/verify";
 
 // The package's hand-written wire types (src/sdk/, shipped without zod or Workers types) must
@@ -26,6 +45,11 @@ const checks = {
   device: true as Extends<z.output<typeof DeviceSchema>, Device> & NoExtraKeys<Device, z.output<typeof DeviceSchema>>,
   otpSent: true as Extends<z.output<typeof OtpSentSchema>, OtpSent>,
   publicToken: true as Extends<{ token: string; device_id: string; expires_in: number }, PublicToken>,
+  totpEnrolment: true as Extends<z.output<typeof TotpEnrolmentSchema>, TotpEnrolment> &
+    NoExtraKeys<TotpEnrolment, z.output<typeof TotpEnrolmentSchema>>,
+  recoveryCodes: true as Extends<z.output<typeof RecoveryCodesSchema>, RecoveryCodes>,
+  passkey: true as Extends<z.output<typeof PasskeySchema>, Passkey> &
+    NoExtraKeys<Passkey, z.output<typeof PasskeySchema>>,
   claims: true as Extends<Pick<AccessClaims, keyof AccessClaims>, SdkClaims>,
 } satisfies Record<string, true>;
 

@@ -1,8 +1,6 @@
-import {
-  type AuthenticationResponseJSON,
-  generateAuthenticationOptions,
-  generateRegistrationOptions,
-  type RegistrationResponseJSON,
+import type {
+  AuthenticationResponseJSON,
+  RegistrationResponseJSON,
   verifyAuthenticationResponse,
   verifyRegistrationResponse,
 } from "@simplewebauthn/server";
@@ -25,6 +23,12 @@ import {
 } from "../storage/passkeys";
 import { findUserById, type UserRecord } from "../storage/users";
 import { iso } from "../time";
+
+/**
+ * @simplewebauthn/server and its ASN.1/X.509 stack are set up on the first passkey request, not
+ * at the isolate's start, which they slowed by about a third (docs/performance.md, the bundle).
+ */
+const webauthn = () => import("@simplewebauthn/server");
 
 /** The Passkey of docs/api.md §12. */
 export const toPasskey = (p: PasskeyRow) => ({
@@ -49,7 +53,7 @@ export async function registrationOptions(deps: Deps, claims: AccessClaims) {
   const rp = settings(deps);
   const user = await requireUser(deps, claims.realm, claims.sub);
   const existing = await listPasskeys(deps.db, user.id);
-  const options = await generateRegistrationOptions({
+  const options = await (await webauthn()).generateRegistrationOptions({
     rpName: rp.rpName,
     rpID: rp.rpId,
     userID: utf8(user.id),
@@ -80,7 +84,7 @@ export async function registerPasskey(
   const user = await requireUser(deps, claims.realm, claims.sub);
   let info: Awaited<ReturnType<typeof verifyRegistrationResponse>>["registrationInfo"];
   try {
-    const result = await verifyRegistrationResponse({
+    const result = await (await webauthn()).verifyRegistrationResponse({
       response: input.response,
       expectedChallenge: (challenge) =>
         spendChallenge(deps.db, { challenge, realm: user.realm, purpose: "register", userId: user.id, now: deps.now }),
@@ -123,7 +127,7 @@ export async function removePasskey(deps: Deps, claims: AccessClaims, id: string
 /** POST /v1/tokens/passkey/options: request options for a discoverable credential (no user named). */
 export async function loginOptions(deps: Deps, realm: string) {
   const rp = settings(deps);
-  const options = await generateAuthenticationOptions({
+  const options = await (await webauthn()).generateAuthenticationOptions({
     rpID: rp.rpId,
     userVerification: "preferred",
     timeout: CHALLENGE_TTL_MS,
@@ -173,7 +177,7 @@ export async function checkPasskeyLogin(
   if (!publicKey) return fail("verification_failed");
   let info: Awaited<ReturnType<typeof verifyAuthenticationResponse>>["authenticationInfo"];
   try {
-    const result = await verifyAuthenticationResponse({
+    const result = await (await webauthn()).verifyAuthenticationResponse({
       response,
       expectedChallenge: (challenge) =>
         spendChallenge(deps.db, { challenge, realm, purpose: "login", userId: null, now: deps.now }),

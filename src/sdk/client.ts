@@ -141,17 +141,103 @@ export interface OtpVerifyInput {
   description?: string;
 }
 
+// Second factors and passkeys (docs/api.md §12).
+
+export interface TotpEnrolment {
+  /** The shared secret, base32 (for typing into the app). */
+  secret: string;
+  /** `otpauth://totp/…`, for a QR code. */
+  otpauth_uri: string;
+}
+export interface RecoveryCodes {
+  /** Shown once; each works once. */
+  recovery_codes: string[];
+}
+/** The second step of a login that answered `401 mfa_required`: exactly one of `code` and `recovery_code`. */
+export type MfaLoginInput =
+  | { mfa_token: string; code: string; recovery_code?: never }
+  | { mfa_token: string; recovery_code: string; code?: never };
+export interface Passkey {
+  id: string;
+  name: string | null;
+  created_at: string;
+  last_used_at: string | null;
+  backed_up: boolean;
+  transports: string[];
+}
+/**
+ * WebAuthn creation or request options in their JSON form, as the registry sends them: hand them
+ * to the platform (e.g. `startRegistration({optionsJSON})` of @simplewebauthn/browser).
+ */
+export interface WebAuthnOptions {
+  challenge: string;
+  [member: string]: unknown;
+}
+/** A WebAuthn registration or authentication response in its JSON form (what @simplewebauthn/browser returns). */
+export interface WebAuthnResponse {
+  id: string;
+  rawId: string;
+  type: "public-key";
+  response: { clientDataJSON: string };
+  clientExtensionResults?: object;
+  authenticatorAttachment?: string;
+}
+export interface PasskeyLoginInput {
+  response: WebAuthnResponse;
+  device_id?: string;
+  description?: string;
+}
+
+// Identity providers (docs/api.md §13).
+
+export interface OidcLoginInput {
+  /** The id of a provider of the registry's OIDC_PROVIDERS. */
+  provider: string;
+  id_token: string;
+  /** The nonce the app gave the provider. */
+  nonce?: string;
+  /** For a new account (Apple gives the name to the app only). */
+  name?: string;
+  device_id?: string;
+  description?: string;
+}
+export interface OauthLoginInput {
+  /** The one-time code the registry put on the app's redirect_uri. */
+  code: string;
+  device_id?: string;
+  description?: string;
+}
+export interface Identity {
+  provider: string;
+  subject: string;
+  email: string | null;
+  created_at: string;
+}
+export type FederatedTokenPair = TokenPair & { created: boolean };
+
 /** An error answer of the registry (docs/api.md §1). */
 export class RegistryError extends Error {
   readonly status: number;
   readonly code: string;
   readonly fields?: Record<string, string>;
-  constructor(status: number, code: string, message: string, fields?: Record<string, string>) {
+  /** With `401 mfa_required`: the token for `mfaLogin` (docs/api.md §12). */
+  readonly mfaToken?: string;
+  /** With `401 mfa_required`: the second factors the account accepts (`totp`, `recovery_code`). */
+  readonly mfaMethods?: string[];
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    fields?: Record<string, string>,
+    mfa?: { mfa_token?: string; mfa_methods?: string[] },
+  ) {
     super(message);
     this.name = "RegistryError";
     this.status = status;
     this.code = code;
     this.fields = fields;
+    if (typeof mfa?.mfa_token === "string") this.mfaToken = mfa.mfa_token;
+    if (Array.isArray(mfa?.mfa_methods)) this.mfaMethods = mfa.mfa_methods;
   }
 }
 
@@ -176,8 +262,17 @@ export function createClient(options: ClientOptions) {
     const text = await res.text();
     const body = text ? JSON.parse(text) : undefined;
     if (!res.ok) {
-      const e = (body as { error?: { code?: string; message?: string; fields?: Record<string, string> } })?.error;
-      throw new RegistryError(res.status, e?.code ?? "http_error", e?.message ?? `HTTP ${res.status}`, e?.fields);
+      const b = body as
+        | { error?: { code?: string; message?: string; fields?: Record<string, string> }; mfa_token?: string }
+        | undefined;
+      const e = b?.error;
+      throw new RegistryError(
+        res.status,
+        e?.code ?? "http_error",
+        e?.message ?? `HTTP ${res.status}`,
+        e?.fields,
+        b as { mfa_token?: string; mfa_methods?: string[] } | undefined,
+      );
     }
     return body as T;
   }
@@ -263,6 +358,10 @@ export function createClient(options: ClientOptions) {
   }
 
   const deviceId = async () => (await storage.get(key(DEVICE))) ?? undefined;
+  /** A login route: this client's device id unless the input names one; the pair is kept. */
+  const signIn = async <P extends TokenPair>(path: string, input: object): Promise<P> =>
+    keep(await call<P>("POST", path, { device_id: await deviceId(), ...input }));
+  const enc = encodeURIComponent;
 
   return {
     authFetch,
@@ -277,8 +376,8 @@ export function createClient(options: ClientOptions) {
       return t;
     },
     signUp: (input: SignUpInput) => call<User>("POST", "/v1/users", input),
-    login: async (input: LoginInput) =>
-      keep(await call<TokenPair>("POST", "/v1/tokens", { device_id: await deviceId(), ...input })),
+    /** Password login. With an authenticator app on it throws `RegistryError` `mfa_required` carrying `mfaToken`: finish with `mfaLogin`. */
+    login: (input: LoginInput) => signIn<TokenPair>("/v1/tokens", input),
     logout: async (opts: { all?: boolean } = {}) => {
       try {
         await authed<void>("POST", "/v1/logout", opts);
@@ -302,13 +401,52 @@ export function createClient(options: ClientOptions) {
       authed<Device>("PUT", "/v1/devices/current", input),
     logoutDevice: (id: string) => authed<void>("DELETE", `/v1/devices/${encodeURIComponent(id)}`),
     sendOtp: (input: { phone_number: string; captcha_token?: string }) => call<OtpSent>("POST", "/v1/otp", input),
-    verifyOtp: async (input: OtpVerifyInput) =>
-      keep(
-        await call<TokenPair & { created: boolean }>("POST", "/v1/otp/verify", {
-          device_id: await deviceId(),
-          ...input,
-        }),
-      ),
+    verifyOtp: (input: OtpVerifyInput) => signIn<TokenPair & { created: boolean }>("/v1/otp/verify", input),
+
+    // Second factors (docs/api.md §12). Enrolment and removal need a fresh access token (a login just now).
+    /** Starts enrolling an authenticator app: the secret and its otpauth URI; on once `confirmTotp` accepts a first code. */
+    enrolTotp: () => authed<TotpEnrolment>("POST", "/v1/users/me/mfa/totp"),
+    /** Confirms the enrolment with the app's first code; answers the 10 recovery codes (shown once). */
+    confirmTotp: (code: string) => authed<RecoveryCodes>("PUT", "/v1/users/me/mfa/totp", { code }),
+    /** Turns the authenticator app off; the recovery codes go too. */
+    removeTotp: () => authed<void>("DELETE", "/v1/users/me/mfa/totp"),
+    /** A new set of recovery codes; the previous set stops working. */
+    regenerateRecoveryCodes: () => authed<RecoveryCodes>("POST", "/v1/users/me/mfa/recovery-codes"),
+    /** The second step after `401 mfa_required` (`RegistryError.mfaToken`): an app code or a recovery code. */
+    mfaLogin: async (input: MfaLoginInput) => keep(await call<TokenPair>("POST", "/v1/tokens/mfa", input)),
+
+    // Passkeys (docs/api.md §12).
+    /** Creation options for `navigator.credentials.create()` (fresh access token). */
+    passkeyRegistrationOptions: () => authed<WebAuthnOptions>("POST", "/v1/users/me/passkeys/options"),
+    /** Registers the passkey from the platform's registration response (fresh access token). */
+    registerPasskey: (input: { response: WebAuthnResponse; name?: string }) =>
+      authed<Passkey>("POST", "/v1/users/me/passkeys", input),
+    passkeys: () => authed<{ passkeys: Passkey[] }>("GET", "/v1/users/me/passkeys"),
+    deletePasskey: (id: string) => authed<void>("DELETE", `/v1/users/me/passkeys/${enc(id)}`),
+    /** Request options for `navigator.credentials.get()` with a discoverable credential (no user named). */
+    passkeyLoginOptions: () => call<WebAuthnOptions>("POST", "/v1/tokens/passkey/options", {}),
+    /** Signs in with the platform's authentication response. */
+    passkeyLogin: (input: PasskeyLoginInput) => signIn<TokenPair>("/v1/tokens/passkey", input),
+
+    // Identity providers (docs/api.md §13).
+    /** Signs in with a provider's ID token (native apps). */
+    oidcLogin: (input: OidcLoginInput) => signIn<FederatedTokenPair>("/v1/tokens/oidc", input),
+    /**
+     * Where to send the browser to start a web sign-in (`GET /v1/oauth/{provider}/authorize`); the
+     * registry comes back to `redirectUri` (listed in its OAUTH_REDIRECT_URIS) with `?code&state`.
+     */
+    oauthAuthorizeUrl: (provider: string, redirectUri: string, state?: string) => {
+      const q = new URLSearchParams({ redirect_uri: redirectUri, ...(state !== undefined ? { state } : {}) });
+      return url(`/v1/oauth/${enc(provider)}/authorize?${q}`);
+    },
+    /** Swaps the one-time code of the web flow for a session. */
+    oauthLogin: (input: OauthLoginInput) => signIn<FederatedTokenPair>("/v1/tokens/oauth", input),
+    identities: () => authed<{ identities: Identity[] }>("GET", "/v1/users/me/identities"),
+    /** Links a provider's identity to this account (fresh access token). */
+    linkIdentity: (input: { provider: string; id_token: string; nonce?: string }) =>
+      authed<Identity>("POST", "/v1/users/me/identities", input),
+    /** `409 last_credential` when it is the account's only way in. */
+    unlinkIdentity: (provider: string) => authed<void>("DELETE", `/v1/users/me/identities/${enc(provider)}`),
   };
 }
 

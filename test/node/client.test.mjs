@@ -1,8 +1,10 @@
 // user-registry/client (docs/api.md §14) against the running worker: typed calls, storage, and
 // authFetch's single-flight refresh.
+import { decodeBase32IgnorePadding } from "@oslojs/encoding";
+import { generateHOTP } from "@oslojs/otp";
 import { describe, expect, it } from "vitest";
 import { createClient, memoryStorage, RegistryError } from "../../lib/client.js";
-import { api, PASSWORD, registry, resign, uniqueEmail } from "./registry.mjs";
+import { api, claimsOf, PASSWORD, registry, resign, uniqueEmail } from "./registry.mjs";
 
 /** A client whose requests are recorded ("METHOD /path"). */
 function recorded(storage = memoryStorage()) {
@@ -63,5 +65,92 @@ describe("createClient", () => {
     expect(err).toBeInstanceOf(RegistryError);
     expect(err.status).toBe(401);
     expect(await storage.get("user-registry:refresh_token")).toBeNull();
+  });
+});
+
+/** The authenticator app's code for `secret` (base32), `offset` 30-second steps from now. */
+const totpCode = (secret, offset = 0) =>
+  generateHOTP(decodeBase32IgnorePadding(secret), BigInt(Math.floor(Date.now() / 30_000) + offset), 6);
+
+describe("createClient: second factors and identity providers (docs/api.md §12, §13)", () => {
+  it("enrols an authenticator app; a login then needs the second step, by app code or recovery code", async () => {
+    const { client } = recorded();
+    const email = uniqueEmail();
+    await client.signUp({ email, password: PASSWORD, full_name: "Two Factors" });
+    await client.login({ email, password: PASSWORD });
+    const enrolment = await client.enrolTotp();
+    expect(enrolment.otpauth_uri).toMatch(/^otpauth:\/\/totp\//);
+    // A wrong first code leaves the app off.
+    const wrong = await client.confirmTotp(totpCode(enrolment.secret, 40)).catch((e) => e);
+    expect({ status: wrong.status, code: wrong.code }).toEqual({ status: 400, code: "invalid_code" });
+    // The previous step's code: the current one stays free for the login below.
+    const { recovery_codes } = await client.confirmTotp(totpCode(enrolment.secret, -1));
+    expect(recovery_codes).toHaveLength(10);
+
+    const other = recorded().client;
+    const first = await other.login({ email, password: PASSWORD }).catch((e) => e);
+    expect(first).toBeInstanceOf(RegistryError);
+    expect({ status: first.status, code: first.code, methods: first.mfaMethods }).toEqual({
+      status: 401,
+      code: "mfa_required",
+      methods: ["totp", "recovery_code"],
+    });
+    expect(await other.accessToken()).toBeNull();
+    const bad = await other
+      .mfaLogin({ mfa_token: first.mfaToken, code: totpCode(enrolment.secret, 40) })
+      .catch((e) => e);
+    expect(bad.code).toBe("invalid_otp");
+    const pair = await other.mfaLogin({ mfa_token: first.mfaToken, code: totpCode(enrolment.secret) });
+    expect(await other.accessToken()).toBe(pair.access_token);
+    expect(claimsOf(pair.access_token).amr).toEqual(["pwd", "otp", "mfa"]);
+
+    // A recovery code stands in for the app; regenerating replaces the set.
+    const again = await recorded()
+      .client.login({ email, password: PASSWORD })
+      .catch((e) => e);
+    const viaCode = await recorded().client.mfaLogin({ mfa_token: again.mfaToken, recovery_code: recovery_codes[0] });
+    expect(claimsOf(viaCode.access_token).amr).toEqual(["pwd", "kba", "mfa"]);
+    const fresh = await other.regenerateRecoveryCodes();
+    expect(fresh.recovery_codes).toHaveLength(10);
+    expect(fresh.recovery_codes).not.toContain(recovery_codes[1]);
+
+    await other.removeTotp();
+    expect((await recorded().client.login({ email, password: PASSWORD })).user.email).toBe(email);
+  });
+
+  it("passkeys and identities: listing, options for a discoverable login, and the registry's codes", async () => {
+    const { client, calls } = recorded();
+    const email = uniqueEmail();
+    await client.signUp({ email, password: PASSWORD, full_name: "Keys" });
+    await client.login({ email, password: PASSWORD });
+    expect(await client.passkeys()).toEqual({ passkeys: [] });
+    const creation = await client.passkeyRegistrationOptions();
+    expect(creation.rp).toEqual({ id: "localhost", name: "localhost" });
+    expect(creation.authenticatorSelection).toMatchObject({ residentKey: "required" });
+    const request = await client.passkeyLoginOptions();
+    expect(typeof request.challenge).toBe("string");
+    expect(request.allowCredentials ?? []).toEqual([]);
+    // A response to a challenge the registry never issued.
+    const forged = {
+      id: "AAAA",
+      rawId: "AAAA",
+      type: "public-key",
+      response: { clientDataJSON: "e30", authenticatorData: "AAAA", signature: "AAAA" },
+      clientExtensionResults: {},
+    };
+    const refused = await client.passkeyLogin({ response: forged }).catch((e) => e);
+    expect({ status: refused.status, code: refused.code }).toEqual({ status: 401, code: "invalid_credentials" });
+    const gone = await client.deletePasskey("no-such-passkey").catch((e) => e);
+    expect(gone.status).toBe(404);
+
+    expect(await client.identities()).toEqual({ identities: [] });
+    const unknown = await client.oidcLogin({ provider: "nowhere", id_token: "x.y.z" }).catch((e) => e);
+    expect({ status: unknown.status, code: unknown.code }).toEqual({ status: 400, code: "validation_failed" });
+    const badCode = await client.oauthLogin({ code: "not-a-code" }).catch((e) => e);
+    expect({ status: badCode.status, code: badCode.code }).toEqual({ status: 400, code: "invalid_code" });
+    expect(client.oauthAuthorizeUrl("google", "https://app.test/oauth", "s1")).toBe(
+      `${registry().url}/v1/oauth/google/authorize?redirect_uri=https%3A%2F%2Fapp.test%2Foauth&state=s1`,
+    );
+    expect(calls).toContain("POST /v1/tokens/passkey/options");
   });
 });

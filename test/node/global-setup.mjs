@@ -38,6 +38,8 @@ export default async function setup({ provide }) {
     bindings: {
       ISSUER: issuer,
       JWT_PRIVATE_KEYS: JSON.stringify([key]),
+      // Passkey options (client.test.mjs); no authenticator signs anything here.
+      WEBAUTHN_RP_ID: "localhost",
     },
     options: { port },
     extraWorkers: [verifier],

@@ -28,7 +28,15 @@ function run(cmd, args, cwd, env = {}) {
 
 const USE = `
 import { createVerifier, type VerifyResult } from "user-registry/verify";
-import { createClient, memoryStorage, RegistryError, type TokenPair, type User } from "user-registry/client";
+import {
+  createClient,
+  memoryStorage,
+  RegistryError,
+  type MfaLoginInput,
+  type TokenPair,
+  type User,
+  type WebAuthnOptions,
+} from "user-registry/client";
 
 const issuer: string = process.env.ISSUER ?? "";
 const verifier = createVerifier({ issuer, audience: issuer, jwks: new URL(issuer + "/.well-known/jwks.json") });
@@ -40,11 +48,14 @@ async function main(): Promise<void> {
   const sub: string = result.claims.sub;
   const pair: TokenPair | null = null;
   const user: User | null = pair;
+  const options: WebAuthnOptions = await client.passkeyLoginOptions();
+  const second: MfaLoginInput = { mfa_token: "t", recovery_code: "r" };
   try {
     await client.me();
   } catch (e) {
     if (!(e instanceof RegistryError)) throw e;
-    console.log(JSON.stringify({ sub, user, me: e.code }));
+    const mfaToken: string | undefined = e.mfaToken;
+    console.log(JSON.stringify({ sub, user, me: e.code, challenge: typeof options.challenge, second: second.mfa_token, mfaToken }));
   }
 }
 await main();
@@ -132,6 +143,12 @@ describe("npm pack → install elsewhere → tsc --strict", () => {
 
     const { pair } = await newSession();
     const out = run(process.execPath, ["use.js"], project, { ISSUER: registry().issuer, TOKEN: pair.access_token });
-    expect(JSON.parse(out.trim())).toEqual({ sub: pair.user.id, user: null, me: "missing_token" });
+    expect(JSON.parse(out.trim())).toEqual({
+      sub: pair.user.id,
+      user: null,
+      me: "missing_token",
+      challenge: "string",
+      second: "t",
+    });
   });
 });

@@ -1,7 +1,7 @@
 // Runs before every request, pages and static files included:
 // 1. security headers on every response, and a CSRF cookie for browsers that have none;
 // 2. CSRF checks (Origin + double-submit token) on state-changing /api/* requests;
-// 3. the signed-in pages (/profile, /devices) need a session: without one the browser is
+// 3. the signed-in pages (/profile, /devices, /security) need a session: without one the browser is
 //    redirected to /login (strict verify, so a device logged out elsewhere is noticed at once).
 import { type Env, errorResponse, withCookies } from "../lib/auth";
 import { COOKIE, newCsrfCookie, readCookies } from "../lib/cookies";
@@ -17,7 +17,7 @@ const SECURITY_HEADERS: Record<string, string> = {
   "referrer-policy": "same-origin",
 };
 
-const PROTECTED = new Set(["/profile", "/devices"]);
+const PROTECTED = new Set(["/profile", "/devices", "/security"]);
 
 const headers: PagesFunction<Env> = async ({ request, next }) => {
   const res = await next();

@@ -11,11 +11,16 @@ export const COOKIE = {
   refresh: "__Host-ur_rt",
   /** This browser's device id, kept across logins so a re-login replaces this device's session. */
   device: "__Host-ur_did",
+  /** The mfa_token of a login's first step (401 mfa_required), until the second step spends it. */
+  mfa: "__Host-ur_mfa",
   /** The CSRF token: readable by page scripts, which echo it in the X-CSRF-Token header. */
   csrf: "__Host-ur_csrf",
 } as const;
 
 export const CSRF_HEADER = "x-csrf-token";
+
+/** An mfa_token lives 5 minutes (docs/api.md §12); its cookie no longer. */
+export const MFA_TOKEN_MAX_AGE = 300;
 
 /** About 400 days, the longest lifetime browsers keep a cookie. */
 const LONG = 400 * 24 * 3600;

@@ -46,6 +46,15 @@ const MESSAGES = {
   payload_too_large: "That is more text than we can take. Please shorten it.",
   network_error: "We can't reach the server. Check your connection and try again.",
   config_invalid: "The sign-in service isn't set up correctly yet. Please try again later.",
+  invalid_otp: "That code didn't work. Check the app (or the recovery code) and try again.",
+  invalid_code: "That code didn't work. Enter the code the app shows now.",
+  totp_not_enabled: "Start setting up the authenticator app again.",
+  passkeys_unavailable: "Passkeys aren't available on this site yet.",
+  invalid_passkey: "That passkey couldn't be added. Please try again.",
+  passkey_exists: "This device already holds a passkey for your account.",
+  webauthn_cancelled: "The passkey request was cancelled or timed out.",
+  webauthn_unsupported: "This browser doesn't support passkeys.",
+  invalid_passkey_login: "That passkey isn't known here. Log in with your password, then add it on the Security page.",
 };
 const FALLBACK = "Something went wrong on our side. Please try again.";
 
@@ -57,6 +66,9 @@ const FIELD_MESSAGES = {
   full_name: "Enter your name.",
   phone_number: "Enter the phone number in international format, like +14155550123.",
   description: "Use a shorter device name.",
+  code: "Enter the 6-digit code from your app.",
+  recovery_code: "Enter one of your recovery codes.",
+  name: "Use a shorter name.",
 };
 const FIELD_LABELS = {
   full_name: "name",

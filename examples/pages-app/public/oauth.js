@@ -25,6 +25,9 @@ async function finish() {
     });
   }
   const r = await api("POST", "/api/auth/tokens/oauth", { code: params.get("code") ?? "" }, { auth: false });
+  // The account has an authenticator app: the provider was the first step; the login page asks
+  // for the code (the Function holds the mfa_token in its cookie).
+  if (!r.ok && r.error.code === "mfa_required") return location.replace("/login?step=mfa");
   if (!r.ok) {
     return showError(form, { ...r.error, message: MESSAGES[r.error?.code] ?? r.error?.message });
   }

@@ -12,6 +12,8 @@ export const onRequestGet: PagesFunction<Env, string, AppData> = async ({ env, d
       device_id: claims.did,
       roles: claims.roles,
       fresh: claims.fresh,
+      /** How this session's login was checked (RFC 8176: pwd, otp, hwk, fed, mfa…). */
+      amr: claims.amr ?? [],
       access_expires_at: new Date(claims.exp * 1000).toISOString(),
     },
     { headers: { "cache-control": "no-store" } },

@@ -5,7 +5,17 @@
 // access token is refreshed once with the refresh cookie and the request retried, and a session
 // that is over (logged out elsewhere, refresh token reused...) clears the cookies.
 import { API_ORIGIN, type Env, errorResponse, withCookies } from "../../../lib/auth";
-import { COOKIE, endSessionCookies, isDeviceId, readCookies, type TokenPair, tokenCookies } from "../../../lib/cookies";
+import {
+  COOKIE,
+  clearCookie,
+  endSessionCookies,
+  isDeviceId,
+  MFA_TOKEN_MAX_AGE,
+  readCookies,
+  serializeCookie,
+  type TokenPair,
+  tokenCookies,
+} from "../../../lib/cookies";
 import { forwardHeaders, refreshTokens, SESSION_OVER } from "../../../lib/session";
 
 const PREFIX = "/api/auth";
@@ -14,9 +24,11 @@ const MAX_BODY = 64 * 1024;
 
 /** Routes that take credentials in the body (or none) and must not carry the session's Bearer token. */
 const CREDENTIAL_ROUTE =
-  /^(?:\/realms\/[^/]+)?\/(?:tokens|tokens\/public|tokens\/oidc|tokens\/oauth|users|users\/reset|otp|otp\/verify)$/;
+  /^(?:\/realms\/[^/]+)?\/(?:tokens|tokens\/public|tokens\/oidc|tokens\/oauth|tokens\/mfa|tokens\/passkey|tokens\/passkey\/options|users|users\/reset|otp|otp\/verify)$/;
 /** Routes whose body gets this browser's device id (and a description) when it brings none. */
-const LOGIN_ROUTE = /^(?:\/realms\/[^/]+)?\/(?:tokens|tokens\/oidc|tokens\/oauth|otp\/verify)$/;
+const LOGIN_ROUTE = /^(?:\/realms\/[^/]+)?\/(?:tokens|tokens\/oidc|tokens\/oauth|tokens\/passkey|otp\/verify)$/;
+/** The second step of a login (docs/api.md §12): its mfa_token comes from the cookie, not the page. */
+const MFA_ROUTE = /^(?:\/realms\/[^/]+)?\/tokens\/mfa$/;
 const REFRESH_ROUTE = /^(?:\/realms\/[^/]+)?\/tokens\/refresh$/;
 const LOGOUT_ROUTE = /^(?:\/realms\/[^/]+)?\/logout$/;
 const DEVICE_ROUTE = /^(?:\/realms\/[^/]+)?\/devices\/([^/]+)$/;
@@ -47,7 +59,11 @@ function describe(ua: string | null): string {
   return os ? `${browser} on ${os}` : browser;
 }
 
-/** The response for the browser: tokens moved from the JSON body into cookies. */
+/**
+ * The response for the browser: tokens moved from the JSON body into cookies. A first step that
+ * answers `401 mfa_required` leaves its `mfa_token` in a short-lived HttpOnly cookie too; the page
+ * learns only that a second factor is needed, and which kinds (`mfa_methods`).
+ */
 async function toBrowser(res: Response, setCookies: string[]): Promise<Response> {
   const headers = new Headers({ "cache-control": "no-store" });
   // location: GET /v1/oauth/{provider}/authorize answers 302 to the provider.
@@ -63,6 +79,13 @@ async function toBrowser(res: Response, setCookies: string[]): Promise<Response>
     }
     delete data.access_token;
     delete data.refresh_token;
+    body = JSON.stringify(data);
+  } else if (res.status === 401 && (res.headers.get("content-type") ?? "").includes("application/json")) {
+    const data = (await res.json()) as Record<string, unknown>;
+    if (typeof data.mfa_token === "string") {
+      setCookies = [...setCookies, serializeCookie(COOKIE.mfa, data.mfa_token, { maxAge: MFA_TOKEN_MAX_AGE })];
+      delete data.mfa_token;
+    }
     body = JSON.stringify(data);
   }
   const out = new Response(res.status === 204 ? null : body, { status: res.status, headers });
@@ -107,6 +130,11 @@ export const onRequest: PagesFunction<Env> = async ({ request, env }) => {
     body = await request.arrayBuffer();
     if (body.byteLength > MAX_BODY) return errorResponse(413, "payload_too_large", "The request body is too large");
     if (request.method === "POST" && LOGIN_ROUTE.test(route)) body = withDevice(body, deviceId, request);
+    if (request.method === "POST" && MFA_ROUTE.test(route)) {
+      const mfaToken = cookies.get(COOKIE.mfa);
+      if (!mfaToken) return errorResponse(401, "invalid_token", "Log in again: the second step has expired");
+      body = withMfaToken(body, mfaToken);
+    }
   }
 
   const credentialRoute = CREDENTIAL_ROUTE.test(route) && request.method !== "GET";
@@ -157,6 +185,10 @@ export const onRequest: PagesFunction<Env> = async ({ request, env }) => {
   if (request.method === "DELETE" && res.status === 204 && device && device === deviceId) {
     setCookies = endSessionCookies();
   }
+  // The second step succeeded, or its mfa_token is of no more use: forget it.
+  if (request.method === "POST" && MFA_ROUTE.test(route) && (res.ok || (await apiError(res)) === "invalid_token")) {
+    setCookies = [...setCookies, clearCookie(COOKIE.mfa)];
+  }
   if (!credentialRoute && (res.status === 401 || res.status === 403) && token) {
     const code = await apiError(res);
     if (code && SESSION_OVER.has(code)) setCookies = endSessionCookies();
@@ -178,4 +210,16 @@ function withDevice(body: ArrayBuffer, deviceId: string | undefined, request: Re
   if (obj.description === undefined || obj.description === "")
     obj.description = describe(request.headers.get("user-agent"));
   return JSON.stringify(obj);
+}
+
+/** The second step's body with the mfa_token of this browser's first step (whatever the page sent). */
+function withMfaToken(body: ArrayBuffer | string, mfaToken: string): ArrayBuffer | string {
+  let data: unknown;
+  try {
+    data = JSON.parse(typeof body === "string" ? body : new TextDecoder().decode(body));
+  } catch {
+    return body; // the API answers invalid_json
+  }
+  if (!data || typeof data !== "object" || Array.isArray(data)) return body;
+  return JSON.stringify({ ...(data as Record<string, unknown>), mfa_token: mfaToken });
 }
