@@ -5,7 +5,8 @@ import { getPath } from "hono/utils/url";
 import { loadConfig } from "./config";
 import type { AppEnv } from "./context";
 import { ApiError, errorBody, isTransientStoreError, REJECTED_TOKEN_CODES } from "./errors";
-import { IP_LIMITS, ipLimit } from "./middleware/limits";
+import { limitedRoutes } from "./middleware/known-routes";
+import { ipLimit } from "./middleware/limits";
 import { realmContext, routedPath } from "./middleware/realm";
 import { cors, jsonBody, requestContext } from "./middleware/request";
 import { account } from "./routes/account";
@@ -15,6 +16,7 @@ import { knownRoutes, methodsFor } from "./routes/define";
 import { devices } from "./routes/devices";
 import { renderDocs } from "./routes/docs";
 import { domains } from "./routes/domains";
+import { identityRoutes } from "./routes/identities";
 import { meta } from "./routes/meta";
 import { mfa } from "./routes/mfa";
 import { oauthRoutes } from "./routes/oauth";
@@ -48,7 +50,8 @@ export function buildApp() {
 
   app.use("*", requestContext, cors);
   app.use("/v1/*", realmContext);
-  for (const [method, path, limiter] of IP_LIMITS) app.on(method, path, ipLimit(limiter));
+  // Each limited route declared its limiter (route({ limit })); it runs before the body is read.
+  for (const { method, path, limiter } of limitedRoutes) app.on(method, path, ipLimit(limiter));
   app.use("/v1/*", jsonBody);
 
   // account before users: its fixed paths (/v1/users/reset, /v1/users/me/...) win over {id} patterns.
@@ -57,6 +60,7 @@ export function buildApp() {
     .route("/", meta)
     .route("/", tokens)
     .route("/", oauthRoutes)
+    .route("/", identityRoutes)
     .route("/", account)
     .route("/", mfa)
     .route("/", passkeys)

@@ -4,11 +4,10 @@ import { loadConfig } from "./config";
 import type { Env } from "./env";
 import { ApiError } from "./errors";
 import { type AuthOptions, verifyAccess } from "./services/auth";
-import { type CleanupReport, runCleanup } from "./services/cleanup";
+import { type CleanupReport, cleanupNow } from "./services/cleanup";
 import { makeDeps } from "./services/deps";
 import { deliverBatch } from "./services/notifier";
 import { toUser } from "./services/users";
-import { getDb } from "./storage/db";
 import { findUserById } from "./storage/users";
 
 export { DeviceSession } from "./storage/device-session";
@@ -37,7 +36,7 @@ async function scheduledCleanup(env: Env, now: number): Promise<CleanupReport | 
     console.error(JSON.stringify({ level: "error", event: "cleanup_skipped", problems: loaded.problems }));
     return null;
   }
-  const report = await runCleanup(getDb(env.DB), loaded.config, now);
+  const report = await cleanupNow(env.DB, loaded.config, now);
   console.log(JSON.stringify({ level: "info", event: "cleanup", ...report }));
   return report;
 }

@@ -4,24 +4,8 @@ import { clientIp } from "../context";
 import type { Env } from "../env";
 import { tooMany } from "../errors";
 
-type Limiter = "RL_SIGNUP" | "RL_LOGIN" | "RL_OTP" | "RL_RESET";
-
-/** Which routes each per-IP limiter guards (docs/api.md §10). Paths are as routed (realm prefix removed). */
-export const IP_LIMITS: [method: "POST" | "PUT", path: string, limiter: Limiter][] = [
-  ["POST", "/v1/users", "RL_SIGNUP"],
-  ["POST", "/v1/tokens", "RL_LOGIN"],
-  ["POST", "/v1/tokens/oidc", "RL_LOGIN"],
-  ["POST", "/v1/tokens/oauth", "RL_LOGIN"],
-  ["POST", "/v1/tokens/mfa", "RL_LOGIN"],
-  ["POST", "/v1/tokens/passkey", "RL_LOGIN"],
-  ["POST", "/v1/otp", "RL_OTP"],
-  ["POST", "/v1/otp/verify", "RL_OTP"],
-  ["POST", "/v1/users/reset", "RL_RESET"],
-  ["PUT", "/v1/users/reset", "RL_RESET"],
-  // Verification codes are mailed to an address like reset codes, and guessed like them.
-  ["POST", "/v1/users/verification", "RL_RESET"],
-  ["PUT", "/v1/users/verification", "RL_RESET"],
-];
+/** The per-IP limiters (Rate Limiting bindings, wrangler.toml); a route names its own in `route({ limit })`. */
+export type Limiter = "RL_SIGNUP" | "RL_LOGIN" | "RL_OTP" | "RL_RESET";
 
 /** The Workers Rate Limiting period of these bindings (wrangler.toml), for Retry-After. */
 const PERIOD_SECONDS = 60;

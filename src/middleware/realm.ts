@@ -2,8 +2,7 @@ import type { MiddlewareHandler } from "hono";
 import { getPath } from "hono/utils/url";
 import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
-import { getDb } from "../storage/db";
-import { findRealm, REALM_ID } from "../storage/realms";
+import { realmExists } from "../services/realms";
 
 /** `/v1/realms/{realm}/<rest>` is `/v1/<rest>` in that realm (docs/api.md §1). */
 const REALM_PREFIX = /^\/v1\/realms\/([^/]+)(\/.+)$/;
@@ -42,7 +41,7 @@ export const realmContext: MiddlewareHandler<AppEnv> = async (c, next) => {
     const now = c.get("now");
     const seen = known.get(realm);
     if (!seen || now - seen > KNOWN_MS) {
-      if (!REALM_ID.test(realm) || !(await findRealm(getDb(c.env.DB), realm))) throw new ApiError("realm_not_found");
+      if (!(await realmExists(c.env.DB, realm))) throw new ApiError("realm_not_found");
       if (known.size > 1000) known.clear();
       known.set(realm, now);
     }

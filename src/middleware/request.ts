@@ -2,8 +2,8 @@ import type { Context, MiddlewareHandler } from "hono";
 import { routePath } from "hono/route";
 import { type AppEnv, clientIp } from "../context";
 import { ApiError } from "../errors";
-import { serves } from "../routes/define";
-import { BOOKMARK_HEADER } from "./auth";
+import { BOOKMARK_HEADER } from "./deps";
+import { serves } from "./known-routes";
 
 const MAX_BODY_BYTES = 16 * 1024;
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;

@@ -3,6 +3,7 @@ import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
+import { publicDevice } from "../middleware/device";
 import {
   EmailChangeBody,
   PasswordChangeBody,
@@ -13,10 +14,9 @@ import {
   UserSchema,
 } from "../schemas";
 import { changeEmail, changePassword, completeReset, deleteUser, requestReset, updateUser } from "../services/accounts";
-import { audit, selfActor } from "../services/audit";
+import { selfActor } from "../services/audit";
 import { toUser } from "../services/users";
 import { bearerAuth, json, jsonBody, optionalAuth, route } from "./define";
-import { publicTokenDevice } from "./tokens";
 
 const IdParam = z.object({
   id: z.string().min(1).max(64).openapi({ description: "A user id, or `me`" }),
@@ -52,8 +52,10 @@ export const account = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/users/reset",
+      limit: "RL_RESET",
       operationId: "requestPasswordReset",
       security: optionalAuth,
+      middleware: [publicDevice()] as const,
       errors: ["delivery_unavailable"],
       tags: ["account"],
       summary: "Ask for a password reset code",
@@ -66,9 +68,9 @@ export const account = new OpenAPIHono<AppEnv>()
       const { email } = c.req.valid("json");
       const d = await deps(c);
       const realm = c.get("realm");
-      const deviceId = await publicTokenDevice(c);
+      const deviceId = c.get("tokenDevice");
       const { userId, sent } = await requestReset(d, realm, email);
-      audit(d, c, {
+      d.audit({
         type: "reset_requested",
         realm,
         userId,
@@ -86,8 +88,10 @@ export const account = new OpenAPIHono<AppEnv>()
     route({
       method: "put",
       path: "/v1/users/reset",
+      limit: "RL_RESET",
       operationId: "resetPassword",
       security: optionalAuth,
+      middleware: [publicDevice()] as const,
       errors: ["invalid_code"],
       tags: ["account"],
       summary: "Set a new password with a reset code",
@@ -100,10 +104,10 @@ export const account = new OpenAPIHono<AppEnv>()
       const body = c.req.valid("json");
       const d = await deps(c);
       const realm = c.get("realm");
-      const deviceId = await publicTokenDevice(c);
+      const deviceId = c.get("tokenDevice");
       const result = await completeReset(d, realm, body);
       if (!result.ok) {
-        audit(d, c, {
+        d.audit({
           type: "reset_failed",
           realm,
           userId: result.userId,
@@ -112,7 +116,7 @@ export const account = new OpenAPIHono<AppEnv>()
         });
         throw new ApiError("invalid_code");
       }
-      audit(d, c, { type: "reset_completed", realm, userId: result.userId, deviceId, actor: selfActor(result.userId) });
+      d.audit({ type: "reset_completed", realm, userId: result.userId, deviceId, actor: selfActor(result.userId) });
       return c.body(null, 204);
     },
   )
@@ -141,10 +145,10 @@ export const account = new OpenAPIHono<AppEnv>()
       const result = await changeEmail(d, claims, body);
       const event = { realm: claims.realm, userId: claims.sub, deviceId: claims.did };
       if (result.kind === "pending") {
-        audit(d, c, { type: "email_change_pending", ...event });
+        d.audit({ type: "email_change_pending", ...event });
         return c.json({ pending_email: result.pending_email, expires_in: result.expires_in }, 202);
       }
-      if (result.kind === "changed") audit(d, c, { type: "email_changed", ...event });
+      if (result.kind === "changed") d.audit({ type: "email_changed", ...event });
       return c.json(toUser(result.user), 200);
     },
   )
@@ -168,7 +172,7 @@ export const account = new OpenAPIHono<AppEnv>()
       const claims = c.get("claims");
       const d = await deps(c);
       const { firstPassword } = await changePassword(d, claims, body);
-      audit(d, c, {
+      d.audit({
         type: "password_changed",
         realm: claims.realm,
         userId: claims.sub,
@@ -199,7 +203,7 @@ export const account = new OpenAPIHono<AppEnv>()
       const claims = c.get("claims");
       const d = await deps(c);
       const user = await updateUser(d, claims, id, body);
-      audit(d, c, {
+      d.audit({
         type: "user_updated",
         realm: claims.realm,
         userId: user.id,
@@ -228,7 +232,7 @@ export const account = new OpenAPIHono<AppEnv>()
       const claims = c.get("claims");
       const d = await deps(c);
       const { userId, byAdmin } = await deleteUser(d, claims, id);
-      audit(d, c, {
+      d.audit({
         type: "user_deleted",
         realm: claims.realm,
         userId,

@@ -4,7 +4,6 @@ import { adminAccess, adminOnly } from "../middleware/admin";
 import { deps } from "../middleware/auth";
 import { Domain, Roles, UserSchema } from "../schemas";
 import { listUsers, setRoles, setStatus } from "../services/admin";
-import { audit } from "../services/audit";
 import { toUser } from "../services/users";
 import { bearerAuth, json, jsonBody, route } from "./define";
 
@@ -38,7 +37,7 @@ function statusRoute(action: "activate" | "deactivate", status: "active" | "disa
     const d = await deps(c);
     const principal = c.get("principal");
     const user = await setStatus(d, c.get("realm"), id, status, principal);
-    audit(d, c, { type: `user_${action}d`, realm: c.get("realm"), userId: id, detail: { by: principal.kind } });
+    d.audit({ type: `user_${action}d`, realm: c.get("realm"), userId: id, detail: { by: principal.kind } });
     return c.json(toUser(user), 200);
   };
   return [definition, handler] as const;
@@ -87,7 +86,7 @@ export const admin = new OpenAPIHono<AppEnv>()
       const { roles } = c.req.valid("json");
       const d = await deps(c);
       const user = await setRoles(d, c.get("realm"), id, roles);
-      audit(d, c, { type: "roles_changed", realm: c.get("realm"), userId: id, detail: { roles: user.roles } });
+      d.audit({ type: "roles_changed", realm: c.get("realm"), userId: id, detail: { roles: user.roles } });
       return c.json(toUser(user), 200);
     },
   );

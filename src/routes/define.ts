@@ -1,16 +1,9 @@
 import { createRoute, type RouteConfig, type z } from "@hono/zod-openapi";
 import { ERRORS, type ErrorCode } from "../errors";
-import { IP_LIMITS } from "../middleware/limits";
+import { knownRoutes, limitedRoutes } from "../middleware/known-routes";
+import type { Limiter } from "../middleware/limits";
 
-/** Every documented route's method and path pattern, so a known path with a wrong method answers 405. */
-export const knownRoutes: { method: string; pattern: RegExp }[] = [];
-
-/** The methods some route serves at `path` (a path with the realm prefix taken off). */
-export const methodsFor = (path: string) => knownRoutes.filter((r) => r.pattern.test(path)).map((r) => r.method);
-
-/** Whether a route serves `method` at `path` (stops at the first match). */
-export const serves = (path: string, method: string) =>
-  knownRoutes.some((r) => r.method === method && r.pattern.test(path));
+export { knownRoutes, methodsFor, serves } from "../middleware/known-routes";
 
 /** No token is taken. */
 export const noAuth = [] as const;
@@ -32,6 +25,8 @@ export type RouteSpec = Omit<RouteConfig, "security" | "operationId" | "summary"
   summary: string;
   security: Security;
   errors: readonly ErrorCode[];
+  /** The per-IP limiter that guards this route (docs/api.md §10), if any. */
+  limit?: Limiter;
 };
 
 const BODY_ERRORS: ErrorCode[] = ["validation_failed", "invalid_json", "payload_too_large", "unsupported_media_type"];
@@ -101,13 +96,12 @@ export function errorResponse(codes: readonly string[]) {
 
 /** Every error code a route can answer: its own and those its kind shares. */
 export function routeErrors(config: RouteSpec): ErrorCode[] {
-  const method = config.method.toUpperCase();
   const codes: ErrorCode[] = [...config.errors, ...SERVER_ERRORS];
   if (config.request?.body) codes.push(...BODY_ERRORS);
   if (config.request?.params || config.request?.query) codes.push("validation_failed");
   if (config.security === bearerAuth) codes.push(...TOKEN_ERRORS);
   if (config.security === optionalAuth) codes.push(...OPTIONAL_TOKEN_ERRORS);
-  if (IP_LIMITS.some(([m, p]) => m === method && p === config.path)) codes.push("too_many_attempts");
+  if (config.limit) codes.push("too_many_attempts");
   return codes;
 }
 
@@ -129,6 +123,10 @@ export function route<const R extends RouteSpec>(config: R) {
         .join("[^/]+")}$`,
     ),
   });
+  if (config.limit) {
+    if (config.path.includes("{")) throw new Error(`route ${config.path}: a limited path has no parameters`);
+    limitedRoutes.push({ method: config.method.toUpperCase(), path: config.path, limiter: config.limit });
+  }
   const byStatus = new Map<number, ErrorCode[]>();
   for (const code of routeErrors(config)) {
     const status = ERRORS[code][0];
@@ -145,7 +143,7 @@ export function route<const R extends RouteSpec>(config: R) {
     if (responses[status]) continue; // a route's own description of that status wins
     responses[status] = { ...errorResponse(codes), headers: responseHeaders(config.path, status) };
   }
-  const { errors: _errors, ...rest } = config;
+  const { errors: _errors, limit: _limit, ...rest } = config;
   return createRoute({
     ...rest,
     security: [...config.security] as RouteConfig["security"],

@@ -3,7 +3,6 @@ import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
 import { DeviceSchema, DeviceUpdateBody } from "../schemas";
-import { audit } from "../services/audit";
 import { endSession, listDevices, updateCurrentDevice } from "../services/sessions";
 import { bearerAuth, json, jsonBody, route } from "./define";
 
@@ -63,7 +62,7 @@ export const devices = new OpenAPIHono<AppEnv>()
       if (!(await endSession(d, claims.realm, claims.sub, device_id))) {
         throw new ApiError("not_found", "No such device on this account");
       }
-      audit(d, c, {
+      d.audit({
         type: "logout",
         realm: claims.realm,
         userId: claims.sub,

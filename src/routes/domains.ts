@@ -1,14 +1,11 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
-import { and, asc, eq } from "drizzle-orm";
 import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { adminAccess, adminOnly } from "../middleware/admin";
 import { deps } from "../middleware/auth";
 import { Domain, DomainRuleBody, DomainRuleSchema, Timestamp } from "../schemas";
-import { audit } from "../services/audit";
 import { createAuthorityToken, revokeAuthorityToken } from "../services/authority";
-import { domainRules } from "../storage/schema";
-import { iso } from "../time";
+import { listDomainRules, removeDomainRule, setDomainRule } from "../services/domains";
 import { bearerAuth, json, jsonBody, route } from "./define";
 
 const DomainParam = z.object({ domain: Domain });
@@ -36,12 +33,7 @@ export const domains = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const d = await deps(c);
-      const rows = await d.db
-        .select()
-        .from(domainRules)
-        .where(eq(domainRules.realm, c.get("realm")))
-        .orderBy(asc(domainRules.domain));
-      return c.json({ rules: rows.map((r) => ({ domain: r.domain, rule: r.rule, created_at: r.createdAt })) }, 200);
+      return c.json({ rules: await listDomainRules(d, c.get("realm")) }, 200);
     },
   )
   .openapi(
@@ -61,14 +53,7 @@ export const domains = new OpenAPIHono<AppEnv>()
       const { domain } = c.req.valid("param");
       const { rule } = c.req.valid("json");
       const d = await deps(c);
-      const createdAt = iso(d.now);
-      const [row] = await d.db
-        .insert(domainRules)
-        .values({ realm: c.get("realm"), domain, rule, createdAt })
-        .onConflictDoUpdate({ target: [domainRules.realm, domainRules.domain], set: { rule } })
-        .returning();
-      if (!row) throw new Error("upsert returned no row");
-      return c.json({ domain: row.domain, rule: row.rule, created_at: row.createdAt }, 200);
+      return c.json(await setDomainRule(d, c.get("realm"), domain, rule), 200);
     },
   )
   .openapi(
@@ -87,11 +72,7 @@ export const domains = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { domain } = c.req.valid("param");
       const d = await deps(c);
-      const gone = await d.db
-        .delete(domainRules)
-        .where(and(eq(domainRules.realm, c.get("realm")), eq(domainRules.domain, domain)))
-        .returning({ domain: domainRules.domain });
-      if (!gone.length) throw new ApiError("not_found", "No rule for this domain");
+      await removeDomainRule(d, c.get("realm"), domain);
       return c.body(null, 204);
     },
   )
@@ -117,7 +98,7 @@ export const domains = new OpenAPIHono<AppEnv>()
       const d = await deps(c);
       const createdBy = principal.kind === "admin" ? principal.userId : "";
       const created = await createAuthorityToken(d, c.get("realm"), domain, createdBy, body.expires_in_days ?? 90);
-      audit(d, c, {
+      d.audit({
         type: "authority_token_created",
         realm: c.get("realm"),
         userId: createdBy,
@@ -145,7 +126,7 @@ export const domains = new OpenAPIHono<AppEnv>()
       if (!(await revokeAuthorityToken(d, c.get("realm"), domain, id))) {
         throw new ApiError("not_found", "No live authority token with this id for this domain");
       }
-      audit(d, c, { type: "authority_token_revoked", realm: c.get("realm"), detail: { domain, id } });
+      d.audit({ type: "authority_token_revoked", realm: c.get("realm"), detail: { domain, id } });
       return c.body(null, 204);
     },
   );

@@ -3,8 +3,7 @@ import { confirmTotpEnrolment, enrolTotp, regenerateRecoveryCodes, removeTotp } 
 import type { AppEnv } from "../context";
 import { auth, deps } from "../middleware/auth";
 import { RecoveryCodesSchema, TotpConfirmBody, TotpEnrolmentSchema } from "../schemas";
-import { audit } from "../services/audit";
-import { accountChanged, endAllSessions, sessionStub } from "../services/sessions";
+import { accountChanged, addSessionMethods, endAllSessions } from "../services/sessions";
 import { bearerAuth, json, jsonBody, route } from "./define";
 
 const fresh = auth({ fresh: true });
@@ -56,14 +55,10 @@ export const mfa = new OpenAPIHono<AppEnv>()
       const d = await deps(c);
       const result = await confirmTotpEnrolment(d, claims, code);
       // This session just proved the app; the others began without it.
-      await sessionStub(d, claims.realm, claims.sub, claims.did).addMethods({
-        sid: claims.sid,
-        amr: ["otp", "mfa"],
-        now: d.now,
-      });
+      await addSessionMethods(d, claims, ["otp", "mfa"]);
       await endAllSessions(d, claims.realm, claims.sub, claims.did);
       await accountChanged(d, claims.realm, claims.sub, [claims.did]);
-      audit(d, c, { type: "totp_enabled", realm: claims.realm, userId: claims.sub, deviceId: claims.did });
+      d.audit({ type: "totp_enabled", realm: claims.realm, userId: claims.sub, deviceId: claims.did });
       return c.json(result, 200);
     },
   )
@@ -84,7 +79,7 @@ export const mfa = new OpenAPIHono<AppEnv>()
       const d = await deps(c);
       const had = await removeTotp(d, claims);
       await accountChanged(d, claims.realm, claims.sub);
-      if (had) audit(d, c, { type: "totp_removed", realm: claims.realm, userId: claims.sub, deviceId: claims.did });
+      if (had) d.audit({ type: "totp_removed", realm: claims.realm, userId: claims.sub, deviceId: claims.did });
       return c.body(null, 204);
     },
   )
@@ -105,7 +100,7 @@ export const mfa = new OpenAPIHono<AppEnv>()
       const claims = c.get("claims");
       const d = await deps(c);
       const result = await regenerateRecoveryCodes(d, claims);
-      audit(d, c, {
+      d.audit({
         type: "recovery_codes_regenerated",
         realm: claims.realm,
         userId: claims.sub,

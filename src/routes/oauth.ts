@@ -2,20 +2,16 @@ import { OpenAPIHono, z } from "@hono/zod-openapi";
 import * as oauth from "oauth4webapi";
 import type { ProviderIdentity } from "../auth-methods/oidc";
 import { authorizationServer, fetchOptions, providerById, verifyIdToken } from "../auth-methods/oidc";
-import type { AppContext, AppEnv } from "../context";
+import { federatedLogin } from "../auth-methods/oidc-login";
+import type { AppEnv } from "../context";
 import { randomString } from "../crypto/random";
 import { ApiError } from "../errors";
-import { auth, deps } from "../middleware/auth";
+import { deps } from "../middleware/auth";
+import { publicDevice } from "../middleware/device";
 import { Description, DeviceIdInput, TokenPairSchema } from "../schemas";
-import { audit } from "../services/audit";
 import type { Deps } from "../services/deps";
-import { accountForIdentity, link } from "../services/identities";
-import { resolveDeviceId, startSession } from "../services/sessions";
-import { requireUser } from "../services/users";
-import { listIdentities, putRecord, takeRecord, unlinkUnlessLast } from "../storage/identities";
-import type { UserRecord } from "../storage/users";
-import { bearerAuth, json, jsonBody, noAuth, optionalAuth, route } from "./define";
-import { publicTokenDevice } from "./tokens";
+import { putRecord, takeRecord } from "../storage/identities";
+import { json, jsonBody, noAuth, optionalAuth, route } from "./define";
 
 /** Identity providers (docs/api.md §13): the native and web sign-in flows and linked identities. */
 
@@ -35,9 +31,9 @@ const SIGN_IN_ERRORS = [
 ] as const;
 const CODE_TTL_MS = 60 * 1000;
 
-const ProviderId = z.string().min(1).max(32).openapi({ description: "The id of a provider of OIDC_PROVIDERS" });
-const IdToken = z.string().min(1).max(16_384);
-const Nonce = z
+export const ProviderId = z.string().min(1).max(32).openapi({ description: "The id of a provider of OIDC_PROVIDERS" });
+export const IdToken = z.string().min(1).max(16_384);
+export const Nonce = z
   .string()
   .min(1)
   .max(512)
@@ -64,22 +60,9 @@ const OauthCodeBody = z
   .object({ code: z.string().min(1).max(128), device_id: DeviceIdInput, description: Description.optional() })
   .openapi("OauthCode");
 
-const LinkBody = z.object({ provider: ProviderId, id_token: IdToken, nonce: Nonce.optional() }).openapi("LinkIdentity");
-
 const FederatedTokenPair = TokenPairSchema.extend({
   created: z.boolean().openapi({ description: "A new account was made by this sign-in" }),
 }).openapi("FederatedTokenPair");
-
-const IdentitySchema = z
-  .object({ provider: z.string(), subject: z.string(), email: z.string().nullable(), created_at: z.string() })
-  .openapi("Identity");
-
-const toIdentity = (r: { provider: string; subject: string; email: string | null; createdAt: string }) => ({
-  provider: r.provider,
-  subject: r.subject,
-  email: r.email,
-  created_at: r.createdAt,
-});
 
 /** The callback this service registers with providers: `<ISSUER>[/v1/realms/{realm}]/v1/oauth/{provider}/callback`. */
 function callbackUrl(d: Deps, realm: string, provider: string): string {
@@ -87,51 +70,16 @@ function callbackUrl(d: Deps, realm: string, provider: string): string {
   return `${base}/v1${realm === "default" ? "" : `/realms/${encodeURIComponent(realm)}`}/oauth/${provider}/callback`;
 }
 
-/**
- * Signs the person in: the linking rules of §13, then a session like a password login's, with
- * `amr: ["fed"]`. An account with a second factor must still pass it (docs/api.md §12): the
- * provider vouches for one factor only.
- */
-async function federatedLogin(
-  c: AppContext,
-  d: Deps,
-  ident: ProviderIdentity,
-  input: { device_id?: string; description?: string; name?: string },
-) {
-  const realm = c.get("realm");
-  const deviceId = resolveDeviceId(await publicTokenDevice(c), input.device_id);
-  let account: { user: UserRecord; created: boolean; admin: boolean };
-  try {
-    account = await accountForIdentity(d, realm, ident, input.name);
-  } catch (e) {
-    if (e instanceof ApiError) {
-      audit(d, c, { type: "login_failed", realm, deviceId, detail: { reason: e.code, provider: ident.provider } });
-    }
-    throw e;
-  }
-  const { user, created, admin } = account;
-  if (created) audit(d, c, { type: "signup", realm, userId: user.id, deviceId, detail: { provider: ident.provider } });
-  if (admin) audit(d, c, { type: "bootstrap_admin", realm, userId: user.id, deviceId });
-  // The second-factor gate of startSession applies: an account with TOTP on answers 401 mfa_required.
-  const pair = await startSession(d, user, deviceId, { description: input.description ?? null, amr: ["fed"] });
-  audit(d, c, {
-    type: "login",
-    realm,
-    userId: user.id,
-    deviceId,
-    detail: { method: "oidc", provider: ident.provider },
-  });
-  return { ...pair, created };
-}
-
 export const oauthRoutes = new OpenAPIHono<AppEnv>()
   .openapi(
     route({
       method: "post",
       path: "/v1/tokens/oidc",
+      limit: "RL_LOGIN",
       operationId: "oidcLogin",
       errors: ["provider_unavailable", ...SIGN_IN_ERRORS],
       security: optionalAuth,
+      middleware: [publicDevice()] as const,
       tags: ["tokens"],
       summary: "Sign in with an identity provider's ID token (native apps)",
       description:
@@ -145,7 +93,7 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
       const realm = c.get("realm");
       const p = providerById(d, body.provider);
       const ident = await verifyIdToken(d, realm, p, body.id_token, body.nonce);
-      return c.json(await federatedLogin(c, d, ident, body), 200);
+      return c.json(await federatedLogin(d, c.get("realm"), c.get("deviceId"), ident, body), 200);
     },
   )
   .openapi(
@@ -284,9 +232,11 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/tokens/oauth",
+      limit: "RL_LOGIN",
       operationId: "oauthLogin",
       errors: ["invalid_code", ...SIGN_IN_ERRORS],
       security: optionalAuth,
+      middleware: [publicDevice()] as const,
       tags: ["tokens"],
       summary: "Swap the one-time code of a web sign-in for tokens",
       description: "The code of the redirect (60 s, single use); unknown, spent or expired: 400 invalid_code.",
@@ -298,106 +248,9 @@ export const oauthRoutes = new OpenAPIHono<AppEnv>()
       const d = await deps(c);
       const rec = await takeRecord(d.db, "code", body.code, c.get("realm"), d.now);
       if (!rec) throw new ApiError("invalid_code");
-      return c.json(await federatedLogin(c, d, rec.ident as ProviderIdentity, body), 200);
-    },
-  )
-  .openapi(
-    route({
-      method: "get",
-      path: "/v1/users/me/identities",
-      operationId: "listIdentities",
-      errors: ["user_not_found", "account_disabled", "account_pending"],
-      tags: ["account"],
-      summary: "The identity provider accounts linked to mine",
-      security: bearerAuth,
-      middleware: [auth()] as const,
-      responses: { 200: json("Linked identities", z.object({ identities: z.array(IdentitySchema) })) },
-    }),
-    async (c) => {
-      const claims = c.get("claims");
-      const d = await deps(c);
-      const user = await requireUser(d, claims.realm, claims.sub);
-      return c.json({ identities: (await listIdentities(d.db, user.id)).map(toIdentity) }, 200);
-    },
-  )
-  .openapi(
-    route({
-      method: "post",
-      path: "/v1/users/me/identities",
-      operationId: "linkIdentity",
-      errors: [
-        "fresh_token_required",
-        "identity_in_use",
-        "provider_unavailable",
-        "user_not_found",
-        "account_disabled",
-        "account_pending",
-      ],
-      tags: ["account"],
-      summary: "Link an identity provider account (fresh token)",
-      description:
-        "The ID token is checked as for POST /v1/tokens/oidc. An identity linked to another account, or a second one of the same provider: 409 identity_in_use.",
-      security: bearerAuth,
-      middleware: [auth({ fresh: true })] as const,
-      request: jsonBody(LinkBody),
-      responses: { 201: json("Linked", IdentitySchema) },
-    }),
-    async (c) => {
-      const body = c.req.valid("json");
-      const claims = c.get("claims");
-      const d = await deps(c);
-      const user = await requireUser(d, claims.realm, claims.sub);
-      const ident = await verifyIdToken(d, claims.realm, providerById(d, body.provider), body.id_token, body.nonce);
-      const row = await link(d, user.id, claims.realm, ident);
-      audit(d, c, {
-        type: "identity_linked",
-        realm: claims.realm,
-        userId: user.id,
-        deviceId: claims.did,
-        detail: { provider: ident.provider },
-      });
-      return c.json(toIdentity(row), 201);
-    },
-  )
-  .openapi(
-    route({
-      method: "delete",
-      path: "/v1/users/me/identities/{provider}",
-      operationId: "unlinkIdentity",
-      errors: [
-        "fresh_token_required",
-        "last_credential",
-        "not_found",
-        "user_not_found",
-        "account_disabled",
-        "account_pending",
-      ],
-      tags: ["account"],
-      summary: "Unlink an identity provider account (fresh token)",
-      description:
-        "409 last_credential when it is the account's only way in (no password, phone number or other identity).",
-      security: bearerAuth,
-      middleware: [auth({ fresh: true })] as const,
-      request: { params: z.object({ provider: ProviderId }) },
-      responses: { 204: { description: "Unlinked" } },
-    }),
-    async (c) => {
-      const { provider } = c.req.valid("param");
-      const claims = c.get("claims");
-      const d = await deps(c);
-      const user = await requireUser(d, claims.realm, claims.sub);
-      if (!(await unlinkUnlessLast(d.db, user.id, provider))) {
-        const has = (await listIdentities(d.db, user.id)).some((i) => i.provider === provider);
-        if (has) throw new ApiError("last_credential");
-        throw new ApiError("not_found", "No identity of this provider is linked");
-      }
-      audit(d, c, {
-        type: "identity_unlinked",
-        realm: claims.realm,
-        userId: user.id,
-        deviceId: claims.did,
-        detail: { provider },
-      });
-      return c.body(null, 204);
+      return c.json(
+        await federatedLogin(d, c.get("realm"), c.get("deviceId"), rec.ident as ProviderIdentity, body),
+        200,
+      );
     },
   );

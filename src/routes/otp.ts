@@ -1,13 +1,13 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { verifyOtp } from "../auth-methods/phone";
 import { type AppEnv, clientIp } from "../context";
 import { ApiError } from "../errors";
 import { deps } from "../middleware/auth";
+import { publicDevice } from "../middleware/device";
 import { OtpRequestBody, OtpSentSchema, OtpTokenPairSchema, OtpVerifyBody } from "../schemas";
-import { audit, selfActor } from "../services/audit";
-import { OTP_FAILURE_CODES, sendOtp, verifyOtp } from "../services/otp";
-import { resolveDeviceId } from "../services/sessions";
+import { selfActor } from "../services/audit";
+import { OTP_FAILURE_CODES, sendOtp } from "../services/otp";
 import { json, jsonBody, optionalAuth, route } from "./define";
-import { publicTokenDevice } from "./tokens";
 
 /** Phone-number login with one-time codes (docs/api.md §5). */
 export const otp = new OpenAPIHono<AppEnv>()
@@ -15,8 +15,10 @@ export const otp = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/otp",
+      limit: "RL_OTP",
       operationId: "sendOtp",
       security: optionalAuth,
+      middleware: [publicDevice()] as const,
       errors: ["captcha_failed", "captcha_unavailable", "delivery_failed", "delivery_unavailable", "realm_not_found"],
       tags: ["otp"],
       summary: "Send a login code by SMS",
@@ -29,14 +31,14 @@ export const otp = new OpenAPIHono<AppEnv>()
       const { phone_number, captcha_token } = c.req.valid("json");
       const d = await deps(c);
       const realm = c.get("realm");
-      const deviceId = await publicTokenDevice(c);
+      const deviceId = c.get("tokenDevice");
       try {
         const sent = await sendOtp(d, realm, phone_number, { captchaToken: captcha_token, ip: clientIp(c) });
-        audit(d, c, { type: "otp_sent", realm, deviceId, detail: { channel: "sms", phone_number } });
+        d.audit({ type: "otp_sent", realm, deviceId, detail: { channel: "sms", phone_number } });
         return c.json(sent, 202);
       } catch (e) {
         if (e instanceof ApiError) {
-          audit(d, c, { type: "otp_failed", realm, deviceId, detail: { stage: "send", reason: e.code, phone_number } });
+          d.audit({ type: "otp_failed", realm, deviceId, detail: { stage: "send", reason: e.code, phone_number } });
         }
         throw e;
       }
@@ -46,8 +48,10 @@ export const otp = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/otp/verify",
+      limit: "RL_OTP",
       operationId: "verifyOtp",
       security: optionalAuth,
+      middleware: [publicDevice()] as const,
       errors: [
         "invalid_otp",
         "otp_expired",
@@ -67,7 +71,7 @@ export const otp = new OpenAPIHono<AppEnv>()
       const body = c.req.valid("json");
       const d = await deps(c);
       const realm = c.get("realm");
-      const deviceId = resolveDeviceId(await publicTokenDevice(c), body.device_id);
+      const deviceId = c.get("deviceId");
       const result = await verifyOtp(d, realm, {
         phone: body.phone_number,
         otp: body.otp,
@@ -79,9 +83,10 @@ export const otp = new OpenAPIHono<AppEnv>()
       const userId = result.user?.id ?? null;
       // A user is known only after a correct code: that code proved the number, so the user acted.
       const actor = userId ? selfActor(userId) : undefined;
-      if (result.created) audit(d, c, { type: "signup", realm, userId, deviceId, actor, detail: { source: "phone" } });
       if (!result.ok) {
-        audit(d, c, {
+        // A signed-in first use records its sign-up with its login (completeLogin); a refused one here.
+        if (result.created) d.audit({ type: "signup", realm, userId, deviceId, actor, detail: { source: "phone" } });
+        d.audit({
           type: "otp_failed",
           realm,
           userId,
@@ -91,7 +96,6 @@ export const otp = new OpenAPIHono<AppEnv>()
         });
         throw new ApiError(OTP_FAILURE_CODES[result.reason]);
       }
-      audit(d, c, { type: "login", realm, userId, deviceId, actor, detail: { method: "otp" } });
       return c.json({ ...result.pair, created: result.created }, 200);
     },
   );

@@ -11,6 +11,7 @@ import {
 import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
+import { publicDevice } from "../middleware/device";
 import {
   PasskeyLoginBody,
   PasskeyRegisterBody,
@@ -18,11 +19,8 @@ import {
   TokenPairSchema,
   WebAuthnOptionsSchema,
 } from "../schemas";
-import { audit } from "../services/audit";
-import { resolveDeviceId, startSession } from "../services/sessions";
-import { assertActive } from "../services/users";
+import { completeLogin } from "../services/login";
 import { bearerAuth, json, jsonBody, optionalAuth, route } from "./define";
-import { publicTokenDevice } from "./tokens";
 
 const fresh = auth({ fresh: true });
 const EmptyBody = z.object({}).openapi("Empty");
@@ -75,7 +73,7 @@ export const passkeys = new OpenAPIHono<AppEnv>()
         response: body.response as unknown as RegistrationResponseJSON,
         name: body.name,
       });
-      audit(d, c, {
+      d.audit({
         type: "passkey_added",
         realm: claims.realm,
         userId: claims.sub,
@@ -118,7 +116,7 @@ export const passkeys = new OpenAPIHono<AppEnv>()
       const claims = c.get("claims");
       const d = await deps(c);
       await removePasskey(d, claims, id);
-      audit(d, c, {
+      d.audit({
         type: "passkey_removed",
         realm: claims.realm,
         userId: claims.sub,
@@ -137,6 +135,7 @@ export const passkeys = new OpenAPIHono<AppEnv>()
       summary: "Request options for signing in with a passkey",
       errors: ["passkeys_unavailable"],
       security: optionalAuth,
+      middleware: [publicDevice()] as const,
       description: "For navigator.credentials.get() with a discoverable credential (no user named).",
       request: jsonBody(EmptyBody),
       responses: { 200: json("PublicKeyCredentialRequestOptionsJSON", WebAuthnOptionsSchema) },
@@ -147,6 +146,7 @@ export const passkeys = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/tokens/passkey",
+      limit: "RL_LOGIN",
       tags: ["tokens"],
       operationId: "passkeyLogin",
       summary: "Sign in with a passkey",
@@ -159,6 +159,7 @@ export const passkeys = new OpenAPIHono<AppEnv>()
         "too_many_attempts",
       ],
       security: optionalAuth,
+      middleware: [publicDevice()] as const,
       description:
         'The authentication response (JSON form). `amr` is `["hwk"]`, plus `"mfa"` when the authenticator verified the user (required for accounts with TOTP on). A bad signature, unknown credential, a credential of another user, wrong origin or RP ID, a spent or expired challenge, missing user verification where required, or a signature counter that did not move forward: 401 invalid_credentials (the last also audited as a possibly cloned key).',
       request: jsonBody(PasskeyLoginBody),
@@ -168,10 +169,10 @@ export const passkeys = new OpenAPIHono<AppEnv>()
       const body = c.req.valid("json");
       const d = await deps(c);
       const realm = c.get("realm");
-      const deviceId = resolveDeviceId(await publicTokenDevice(c), body.device_id);
+      const deviceId = c.get("deviceId");
       const result = await checkPasskeyLogin(d, realm, body.response as unknown as AuthenticationResponseJSON);
       if (!result.ok) {
-        audit(d, c, {
+        d.audit({
           type: result.reason === "counter_regression" ? "passkey_counter_regression" : "login_failed",
           realm,
           userId: result.userId,
@@ -180,10 +181,13 @@ export const passkeys = new OpenAPIHono<AppEnv>()
         });
         throw new ApiError("invalid_credentials", "The passkey could not be verified");
       }
-      const { user } = result;
-      assertActive(user);
-      const pair = await startSession(d, user, deviceId, { description: body.description ?? null, amr: result.amr });
-      audit(d, c, { type: "login", realm, userId: user.id, deviceId, detail: { amr: result.amr } });
+      // A passkey that verified its user stands for both factors: the seam's gate lets it through.
+      const pair = await completeLogin(d, {
+        user: result.user,
+        device: { id: deviceId, description: body.description ?? null },
+        amr: result.amr,
+        audit: { detail: { amr: result.amr } },
+      });
       return c.json(pair, 200);
     },
   );

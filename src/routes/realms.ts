@@ -1,14 +1,13 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
-import { asc } from "drizzle-orm";
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { adminOnly } from "../middleware/admin";
 import { deps } from "../middleware/auth";
 import { Timestamp } from "../schemas";
-import { audit } from "../services/audit";
+import { listRealms, putRealm } from "../services/realms";
 import { REALM_ID } from "../storage/realms";
-import { type RealmRow, realms as realmsTable } from "../storage/schema";
+import type { RealmRow } from "../storage/schema";
 import { iso } from "../time";
 import { bearerAuth, json, jsonBody, route } from "./define";
 
@@ -76,7 +75,7 @@ export const realms = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const d = await deps(c);
-      const rows = await d.db.select().from(realmsTable).orderBy(asc(realmsTable.id));
+      const rows = await listRealms(d);
       return c.json({ realms: rows.map(toRealm) }, 200);
     },
   )
@@ -111,13 +110,8 @@ export const realms = new OpenAPIHono<AppEnv>()
         ...(body.email_verification ? { emailVerification: body.email_verification } : {}),
         updatedAt: now,
       };
-      const [row] = await d.db
-        .insert(realmsTable)
-        .values({ id: realm, createdAt: now, ...settings })
-        .onConflictDoUpdate({ target: realmsTable.id, set: settings })
-        .returning();
-      if (!row) throw new Error("realm upsert returned no row");
-      audit(d, c, { type: "realm_updated", realm, userId: c.get("claims").sub, detail: body });
+      const row = await putRealm(d, realm, settings);
+      d.audit({ type: "realm_updated", realm, userId: c.get("claims").sub, detail: body });
       return c.json(toRealm(row), 200);
     },
   );

@@ -1,36 +1,13 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
-import type { AppContext, AppEnv } from "../context";
-import { verifyToken } from "../crypto/jwt";
+import { passwordLogin } from "../auth-methods/password";
+import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
+import { publicDevice } from "../middleware/device";
 import { LoginBody, LogoutBody, MfaLoginBody, PublicTokenBody, RefreshBody, TokenPairSchema } from "../schemas";
-import { audit, selfActor } from "../services/audit";
-import { bearer } from "../services/auth";
 import { finishMfaLogin } from "../services/mfa";
-import {
-  endSession,
-  endSessionsBefore,
-  mintPublicToken,
-  refreshSession,
-  resolveDeviceId,
-  startSession,
-} from "../services/sessions";
-import { authenticate, LoginFailure } from "../services/users";
+import { endSession, endSessionsBefore, mintPublicToken, refreshSession } from "../services/sessions";
 import { bearerAuth, json, jsonBody, noAuth, optionalAuth, route } from "./define";
-
-/** The device id of an optional public token in Authorization (login, sign-up, reset, OTP). */
-export async function publicTokenDevice(c: AppContext): Promise<string | undefined> {
-  const token = bearer(c.req.header("Authorization"));
-  if (!token) return undefined;
-  const d = await deps(c);
-  const claims = await verifyToken(d.keys, token, {
-    issuer: d.config.ISSUER,
-    realm: c.get("realm"),
-    type: "public",
-    now: d.now,
-  });
-  return claims.did;
-}
 
 const PublicTokenSchema = z
   .object({ token: z.string(), device_id: z.string(), expires_in: z.number().int() })
@@ -58,8 +35,10 @@ export const tokens = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/tokens",
+      limit: "RL_LOGIN",
       operationId: "login",
       security: optionalAuth,
+      middleware: [publicDevice()] as const,
       errors: [
         "invalid_credentials",
         "account_disabled",
@@ -79,20 +58,12 @@ export const tokens = new OpenAPIHono<AppEnv>()
       const body = c.req.valid("json");
       const d = await deps(c);
       const realm = c.get("realm");
-      const deviceId = resolveDeviceId(await publicTokenDevice(c), body.device_id);
-      let user: Awaited<ReturnType<typeof authenticate>>;
-      try {
-        user = await authenticate(d, realm, body.email, body.password, deviceId);
-      } catch (e) {
-        if (e instanceof ApiError) {
-          // The trail names the account tried when one exists (the answer does not); its actor stays anonymous.
-          const userId = e instanceof LoginFailure ? e.userId : null;
-          audit(d, c, { type: "login_failed", realm, userId, deviceId, detail: { reason: e.code } });
-        }
-        throw e;
-      }
-      const pair = await startSession(d, user, deviceId, { description: body.description ?? null, amr: ["pwd"] });
-      audit(d, c, { type: "login", realm, userId: user.id, deviceId, actor: selfActor(user.id) });
+      const deviceId = c.get("deviceId");
+      const pair = await passwordLogin(d, realm, {
+        email: body.email,
+        password: body.password,
+        device: { id: deviceId, description: body.description ?? null },
+      });
       return c.json(pair, 200);
     },
   )
@@ -100,11 +71,13 @@ export const tokens = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/tokens/mfa",
+      limit: "RL_LOGIN",
       tags: ["tokens"],
       operationId: "finishMfaLogin",
       summary: "Finish a login with the second factor",
       errors: ["invalid_otp", "account_disabled", "account_pending", "email_unverified", "too_many_attempts"],
       security: optionalAuth,
+      middleware: [publicDevice()] as const,
       description:
         "The `mfa_token` of a 401 mfa_required, with the authenticator app's `code` or one `recovery_code`. The token lives 5 minutes, allows 5 tries, is spent by its success and starts the session on the first step's device. Wrong code: 401 invalid_otp (counted by the account's login throttle); an expired, spent or exhausted token: 401 invalid_token.",
       request: jsonBody(MfaLoginBody),
@@ -114,9 +87,9 @@ export const tokens = new OpenAPIHono<AppEnv>()
       const body = c.req.valid("json");
       const d = await deps(c);
       const realm = c.get("realm");
-      const result = await finishMfaLogin(d, realm, { ...body, presentedDeviceId: await publicTokenDevice(c) });
+      const result = await finishMfaLogin(d, realm, { ...body, presentedDeviceId: c.get("tokenDevice") });
       if (!result.ok) {
-        audit(d, c, {
+        d.audit({
           type: "mfa_failed",
           realm,
           userId: result.userId,
@@ -125,13 +98,6 @@ export const tokens = new OpenAPIHono<AppEnv>()
         });
         throw new ApiError("invalid_otp");
       }
-      audit(d, c, {
-        type: "login",
-        realm,
-        userId: result.userId,
-        deviceId: result.deviceId,
-        detail: { amr: result.amr },
-      });
       return c.json(result.pair, 200);
     },
   )
@@ -181,7 +147,7 @@ export const tokens = new OpenAPIHono<AppEnv>()
       // answer (this device's session is among those ended). One device: decided by its object.
       if (body.all) await endSessionsBefore(d, claims.realm, claims.sub);
       else await endSession(d, claims.realm, claims.sub, claims.did);
-      audit(d, c, {
+      d.audit({
         type: "logout",
         realm: claims.realm,
         userId: claims.sub,

@@ -3,23 +3,24 @@ import { type AppEnv, clientIp } from "../context";
 import { peekType } from "../crypto/jwt";
 import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
+import { publicDevice } from "../middleware/device";
 import { PublicUserSchema, SignUpBody, UserSchema } from "../schemas";
 import { sendWelcome } from "../services/accounts";
-import { audit, selfActor } from "../services/audit";
 import { assertAdminMfa, bearer, verifyAccess } from "../services/auth";
 import { noticeApprovalNeeded, requireUser, signUp, toPublicUser, toUser } from "../services/users";
 import { sendVerification } from "../services/verification";
 import { findUserById } from "../storage/users";
 import { bearerAuth, json, jsonBody, optionalAuth, route } from "./define";
-import { publicTokenDevice } from "./tokens";
 
 export const users = new OpenAPIHono<AppEnv>()
   .openapi(
     route({
       method: "post",
       path: "/v1/users",
+      limit: "RL_SIGNUP",
       operationId: "signUp",
       security: optionalAuth,
+      middleware: [publicDevice({ others: "route" })] as const,
       errors: [
         "user_exists",
         "phone_in_use",
@@ -50,7 +51,7 @@ export const users = new OpenAPIHono<AppEnv>()
       let adminId: string | null = null;
       let deviceId: string | undefined;
       if (token && peekType(token) === "public") {
-        deviceId = await publicTokenDevice(c);
+        deviceId = c.get("tokenDevice");
       } else if (token) {
         // An admin's access token: checked like on every other route, revocation included.
         const claims = await verifyAccess(d, realm, token);
@@ -61,19 +62,11 @@ export const users = new OpenAPIHono<AppEnv>()
         byAdmin = true;
         adminId = caller.id;
       }
-      const user = await signUp(d, realm, body, { byAdmin, ip: clientIp(c) });
+      const user = await signUp(d, realm, body, { byAdmin, ip: clientIp(c), deviceId, adminId });
       // A welcome code (a reset code) proves the address when used; everyone else gets a verification code.
       if (byAdmin && !body.password) await sendWelcome(d, user);
       else await sendVerification(d, user, body.email);
       if (user.status === "pending") noticeApprovalNeeded(d, user);
-      audit(d, c, {
-        type: "signup",
-        realm,
-        userId: user.id,
-        deviceId,
-        actor: adminId ? { kind: "admin", id: adminId } : selfActor(user.id),
-        detail: { by_admin: byAdmin },
-      });
       return c.json(toUser(user), 201);
     },
   )

@@ -2,14 +2,13 @@ import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { auth, deps } from "../middleware/auth";
+import { publicDevice } from "../middleware/device";
 import { EmailVerifyBody, UserSchema, VerificationBody, VerificationRequestBody } from "../schemas";
 import { completeEmailChange } from "../services/accounts";
-import { audit } from "../services/audit";
 import { deliveryAvailable } from "../services/notifier";
 import { toUser } from "../services/users";
 import { confirmVerification, requestVerification } from "../services/verification";
 import { bearerAuth, json, jsonBody, optionalAuth, route } from "./define";
-import { publicTokenDevice } from "./tokens";
 
 /** Verified emails (docs/api.md §11): resending a code, proving an address, completing a pending change. */
 export const verification = new OpenAPIHono<AppEnv>()
@@ -17,8 +16,10 @@ export const verification = new OpenAPIHono<AppEnv>()
     route({
       method: "post",
       path: "/v1/users/verification",
+      limit: "RL_RESET",
       operationId: "requestEmailVerification",
       security: optionalAuth,
+      middleware: [publicDevice()] as const,
       errors: ["delivery_unavailable"],
       tags: ["account"],
       summary: "Send a new email verification code",
@@ -32,9 +33,9 @@ export const verification = new OpenAPIHono<AppEnv>()
       const d = await deps(c);
       if (!deliveryAvailable(d.config)) throw new ApiError("delivery_unavailable");
       const realm = c.get("realm");
-      const deviceId = await publicTokenDevice(c);
+      const deviceId = c.get("tokenDevice");
       const { sent } = await requestVerification(d, realm, email);
-      audit(d, c, { type: "verification_requested", realm, deviceId, detail: { sent } });
+      d.audit({ type: "verification_requested", realm, deviceId, detail: { sent } });
       return c.json({}, 202);
     },
   )
@@ -42,8 +43,10 @@ export const verification = new OpenAPIHono<AppEnv>()
     route({
       method: "put",
       path: "/v1/users/verification",
+      limit: "RL_RESET",
       operationId: "verifyEmail",
       security: optionalAuth,
+      middleware: [publicDevice()] as const,
       errors: ["invalid_code"],
       tags: ["account"],
       summary: "Prove an email address with the code sent to it",
@@ -56,10 +59,10 @@ export const verification = new OpenAPIHono<AppEnv>()
       const { email, code } = c.req.valid("json");
       const d = await deps(c);
       const realm = c.get("realm");
-      const deviceId = await publicTokenDevice(c);
+      const deviceId = c.get("tokenDevice");
       const result = await confirmVerification(d, realm, email, code);
       if (!result.ok) {
-        audit(d, c, {
+        d.audit({
           type: "verification_failed",
           realm,
           userId: result.userId,
@@ -68,8 +71,8 @@ export const verification = new OpenAPIHono<AppEnv>()
         });
         throw new ApiError("invalid_code");
       }
-      audit(d, c, { type: "email_verified", realm, userId: result.user.id, deviceId });
-      if (result.admin) audit(d, c, { type: "bootstrap_admin", realm, userId: result.user.id, deviceId });
+      d.audit({ type: "email_verified", realm, userId: result.user.id, deviceId });
+      if (result.admin) d.audit({ type: "bootstrap_admin", realm, userId: result.user.id, deviceId });
       return c.body(null, 204);
     },
   )
@@ -95,11 +98,11 @@ export const verification = new OpenAPIHono<AppEnv>()
       const event = { realm: claims.realm, userId: claims.sub, deviceId: claims.did };
       const result = await completeEmailChange(d, claims, code);
       if (!result.user) {
-        audit(d, c, { type: "verification_failed", ...event, detail: { reason: result.reason } });
+        d.audit({ type: "verification_failed", ...event, detail: { reason: result.reason } });
         throw new ApiError("invalid_code");
       }
-      audit(d, c, { type: "email_changed", ...event, detail: { verified: true } });
-      if (result.admin) audit(d, c, { type: "bootstrap_admin", ...event });
+      d.audit({ type: "email_changed", ...event, detail: { verified: true } });
+      if (result.admin) d.audit({ type: "bootstrap_admin", ...event });
       return c.json(toUser(result.user), 200);
     },
   );

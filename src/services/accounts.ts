@@ -1,45 +1,28 @@
-import { and, eq, sql } from "drizzle-orm";
 import type { AccessClaims } from "../crypto/jwt";
 import { hashPassword, verifyPassword } from "../crypto/passwords";
-import { randomDigits } from "../crypto/random";
 import { ApiError } from "../errors";
 // The fields PATCH /v1/users/{id} may change: the package's type is the one definition.
 import type { UserPatch } from "../sdk/client";
-import {
-  type CodeRef,
-  checkCode,
-  codeSecret,
-  codeStillHeld,
-  codesSentToday,
-  consumeCodeStatement,
-  countNothing,
-  deleteCodes,
-  findCode,
-  hashCode,
-  issueCode,
-  releaseFailure,
-  revertIssue,
-} from "../storage/codes";
+import { deleteCodes } from "../storage/codes";
 import { isUniqueViolation } from "../storage/db";
 import { setPendingEmail, switchEmailStatements } from "../storage/emails";
 import { findRealm } from "../storage/realms";
-import { type RealmRow, userEmails, users } from "../storage/schema";
-import { clearAccountThrottle } from "../storage/throttle";
+import type { RealmRow } from "../storage/schema";
 import {
-  findUserByEmail,
-  findUserById,
-  findUserByPhone,
-  hasAdminRole,
-  otherAdminExists,
-  type UserRecord,
-} from "../storage/users";
+  anotherAdminExists,
+  deleteUserRows,
+  type UserFields,
+  updateUserFields,
+  writeNewPassword,
+} from "../storage/user-writes";
+import { findUserByEmail, findUserById, findUserByPhone, type UserRecord } from "../storage/users";
 import { iso } from "../time";
 import { assertAdminMfa } from "./auth";
 import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
-import { deliveryAvailable, notify, notifyQuietly } from "./notifier";
+import { notifyQuietly } from "./notifier";
 import { provePhone } from "./otp";
-import { followUp, retryInPlace } from "./retry";
+import { retryInPlace } from "./retry";
 import { accountChanged, endAllSessions, endSessionsOf, reaffirmSession, sessionsOf } from "./sessions";
 import { requireUser } from "./users";
 import {
@@ -50,18 +33,6 @@ import {
   VERIFY_TTL_MS,
   verificationRequired,
 } from "./verification";
-
-/** Reset codes: 8 digits, valid 15 minutes (docs/api.md §4). */
-const RESET_CODE_DIGITS = 8;
-const RESET_TTL_MS = 15 * 60 * 1000;
-/**
- * Reset-code limits per account (docs/api.md §16): a new code at most every 60 s (a pending one is not
- * replaced meanwhile), at most 10 sent a UTC day, and at most 10 failed tries a day across all its
- * codes. Together: at most 10 guesses a day at an 8-digit code, and at most 10 emails.
- */
-const RESET_RESEND_MS = 60 * 1000;
-const RESET_DAILY_SENDS = 10;
-const RESET_DAILY_FAILURES = 10;
 
 const isAdmin = (u: UserRecord) => u.roles.includes("admin");
 
@@ -100,16 +71,13 @@ export async function updateUser(deps: Deps, claims: AccessClaims, id: string, p
     const holder = await findUserByPhone(deps.db, target.realm, patch.phone_number);
     if (holder && holder.id !== target.id) throw new ApiError("phone_in_use");
   }
-  const set: Partial<typeof users.$inferInsert> = { updatedAt: iso(deps.now) };
+  const set: UserFields = { updatedAt: iso(deps.now) };
   if (patch.full_name !== undefined) set.fullName = patch.full_name;
   if (patch.phone_number !== undefined) set.phoneNumber = patch.phone_number;
   if (patch.image_url !== undefined) set.imageUrl = patch.image_url;
   if (patch.profile !== undefined) set.profile = patch.profile;
   try {
-    await deps.db
-      .update(users)
-      .set(set)
-      .where(and(eq(users.id, target.id), eq(users.realm, target.realm)));
+    await updateUserFields(deps.db, target.realm, target.id, set);
   } catch (e) {
     if (isUniqueViolation(e)) throw new ApiError("phone_in_use");
     throw e;
@@ -243,13 +211,7 @@ export async function changePassword(
   const at = iso(deps.now);
   // Sessions begun before now end (sessions_valid_after), except this one, which counts as begun now.
   await reaffirmSession(deps, claims);
-  await deps.db.batch([
-    deps.db
-      .update(users)
-      .set({ passwordHash, updatedAt: at, passwordChangedAt: at, sessionsValidAfter: at })
-      .where(eq(users.id, user.id)),
-    deleteCodes(deps.db, claims.realm, [user.id], "reset"),
-  ]);
+  await writeNewPassword(deps.db, claims.realm, user.id, passwordHash, at);
   // Every other session ends; this one keeps going, with the account's new updated_at.
   await endAllSessions(deps, claims.realm, user.id, claims.did);
   await accountChanged(deps, claims.realm, user.id, [claims.did]);
@@ -273,8 +235,7 @@ export async function deleteUser(
   if (self && claims.fresh !== true) throw new ApiError("fresh_token_required");
   const target = await resolveTarget(deps, caller, id, claims);
   if (isAdmin(target)) {
-    const row = await deps.db.get<{ ok: number }>(sql`SELECT ${otherAdminExists(target.realm, target.id)} AS ok`);
-    if (!row?.ok) throw new ApiError("last_admin");
+    if (!(await anotherAdminExists(deps.db, target.realm, target.id))) throw new ApiError("last_admin");
   }
   // The sessions to end, read before the rows go (the device index cascades with them); they end
   // after the deletion, which decides: before it nothing has changed, after it nothing fails the answer.
@@ -283,160 +244,11 @@ export async function deleteUser(
   // are bound to this account's id, so they prove nothing for a later holder of the address.
   const subjects = [target.id];
   if (target.phoneNumber) subjects.push(target.phoneNumber);
-  const [deleted] = await deps.db.batch([
-    deps.db
-      .delete(users)
-      .where(
-        and(
-          eq(users.id, target.id),
-          eq(users.realm, target.realm),
-          // Decided in the statement too, so two admins deleting each other at once cannot both win.
-          sql`(NOT ${hasAdminRole} OR ${otherAdminExists(target.realm, target.id)})`,
-        ),
-      )
-      .returning({ id: users.id }),
-    deps.db
-      .delete(userEmails)
-      .where(and(eq(userEmails.userId, target.id), sql`NOT EXISTS (SELECT 1 FROM users WHERE id = ${target.id})`)),
-    deleteCodes(deps.db, target.realm, subjects),
-  ]);
-  if (deleted.length === 0 && (await findUserById(deps.db, target.realm, target.id))) throw new ApiError("last_admin");
+  // Decided in the statement too, so two admins deleting each other at once cannot both win.
+  const deleted = await deleteUserRows(deps.db, target.realm, target.id, subjects);
+  if (!deleted && (await findUserById(deps.db, target.realm, target.id))) throw new ApiError("last_admin");
   await endSessionsOf(deps, target.realm, target.id, deviceIds);
   return { userId: target.id, byAdmin: !self };
-}
-
-function resetRef(realm: string, user: UserRecord | null, email: string): CodeRef {
-  // Reset codes belong to the user id; an unknown email gets a subject no row can ever have.
-  return { realm, purpose: "reset", subject: user ? user.id : `none:${email}` };
-}
-
-/**
- * Creates (or replaces) a user's reset code. Returns the code for delivery only: it is never
- * put in a response or a log (besides the notifier's development log). With `limited` (a
- * request by anyone, POST /v1/users/reset), the account's resend interval and daily cap apply:
- * null when they refuse, and the pending code, if any, stays as it is.
- */
-async function issueResetCode(
-  deps: Deps,
-  user: UserRecord,
-  limited: boolean,
-): Promise<{ code: string; expiresAt: string } | null> {
-  const code = randomDigits(RESET_CODE_DIGITS);
-  const ref = resetRef(user.realm, user, user.email ?? "");
-  const [codeHash, sent, before] = await Promise.all([
-    codeSecret(deps.config).then((secret) => hashCode(secret, ref, code)),
-    limited ? codesSentToday(deps.db, ref, deps.now) : 0,
-    limited ? findCode(deps.db, ref) : null,
-  ]);
-  if (sent >= RESET_DAILY_SENDS) return null;
-  const issued = await issueCode(deps.db, ref, {
-    codeHash,
-    now: deps.now,
-    ttlMs: RESET_TTL_MS,
-    minIntervalMs: limited ? RESET_RESEND_MS : undefined,
-  });
-  if (!issued.ok) return null;
-  if (limited && issued.dayCount > RESET_DAILY_SENDS) {
-    // A concurrent request took the day's last send: this one is withdrawn unsent.
-    await revertIssue(deps.db, ref, codeHash, before);
-    return null;
-  }
-  return { code, expiresAt: issued.expiresAt };
-}
-
-/**
- * POST /v1/users/reset (docs/api.md §4, §8). Always the same answer, and about the same work, whether
- * or not the email has an account: the lookup, a code drawn and hashed, and one D1 write.
- *
- * Delivery choice: the message is sent after the response (deps.defer). Sending it inline would
- * make existing emails slower by a webhook round trip, and a 502 for a failed delivery would
- * tell that the email exists; no-enumeration is the stronger promise, so a failed delivery is
- * logged (without the code or address) and the caller still gets 202. Only a production worker
- * with no delivery channel at all answers 503 delivery_unavailable, for every email alike,
- * which reveals nothing. The interval and daily cap of reset codes (docs/api.md §16) do not change
- * the answer either: a refused send is still 202 {}, and simply sends nothing.
- */
-export async function requestReset(
-  deps: Deps,
-  realm: string,
-  email: string,
-): Promise<{ userId: string | null; sent: boolean }> {
-  if (!deliveryAvailable(deps.config)) throw new ApiError("delivery_unavailable");
-  const user = await findUserByEmail(deps.db, realm, email);
-  if (!user) {
-    // Equivalent work for an unknown email: draw and hash a code, and one D1 write that changes nothing.
-    const ref = resetRef(realm, null, email);
-    await Promise.all([
-      hashCode(await codeSecret(deps.config), ref, randomDigits(RESET_CODE_DIGITS)),
-      codesSentToday(deps.db, ref, deps.now),
-    ]);
-    // As a known account's send: one batch of the code upsert and the day's counter (neither matches a row here).
-    await deps.db.batch([deleteCodes(deps.db, realm, [ref.subject], "reset"), countNothing(deps.db, ref, deps.now)]);
-    return { userId: null, sent: false };
-  }
-  const issued = await issueResetCode(deps, user, true);
-  if (!issued) return { userId: user.id, sent: false };
-  const { code, expiresAt } = issued;
-  deps.defer(notifyQuietly(deps, { type: "reset", channel: "email", to: email, code, realm, expires_at: expiresAt }));
-  return { userId: user.id, sent: true };
-}
-
-export type ResetResult =
-  | { ok: true; userId: string }
-  | { ok: false; userId: string | null; reason: "unknown_email" | "mismatch" | "unavailable" | "raced" };
-
-/**
- * PUT /v1/users/reset: checks the code (one attempt spent, constant-time compare), uses it up,
- * sets the password and ends every session of the user. Every failure is the same
- * 400 invalid_code on the wire; the reason is for the audit trail only.
- */
-export async function completeReset(
-  deps: Deps,
-  realm: string,
-  input: { email: string; code: string; password: string },
-): Promise<ResetResult> {
-  const user = await findUserByEmail(deps.db, realm, input.email);
-  const ref = resetRef(realm, user, input.email);
-  const codeHash = await hashCode(await codeSecret(deps.config), ref, input.code);
-  // The account's failed tries are counted across its codes: a fresh code does not bring fresh guesses.
-  const result = user
-    ? await checkCode(deps.db, ref, codeHash, deps.now, { dailyFailures: RESET_DAILY_FAILURES })
-    : await checkCode(deps.db, ref, codeHash, deps.now);
-  if (!user) return { ok: false, userId: null, reason: "unknown_email" };
-  if (result !== "ok") return { ok: false, userId: user.id, reason: result };
-  const passwordHash = await hashPassword(input.password, deps.config.PASSWORD_PEPPER);
-  const at = iso(deps.now);
-  // The deciding write: the password and the use of the code in one batch, the update only while
-  // the code is still there, so a lost store leaves both as they were (the code still works), and
-  // of two concurrent uses one wins. sessions_valid_after: also a session the device index lost
-  // ends at its next refresh (docs/api.md §16).
-  let consumed: unknown[];
-  try {
-    [, consumed] = await deps.db.batch([
-      deps.db
-        .update(users)
-        .set({ passwordHash, updatedAt: at, passwordChangedAt: at, sessionsValidAfter: at })
-        .where(and(eq(users.id, user.id), codeStillHeld(ref, codeHash))),
-      consumeCodeStatement(deps.db, ref, codeHash),
-      // A correct try is not a failed one: its slot of the daily budget goes back (checkCode).
-      releaseFailure(deps.db, ref, deps.now),
-    ]);
-  } catch (e) {
-    // Nothing was written; the correct try's slot goes back all the same.
-    await releaseFailure(deps.db, ref, deps.now).then(undefined, () => {});
-    throw e;
-  }
-  if (consumed.length === 0) return { ok: false, userId: user.id, reason: "raced" };
-  // Written: the follow-ups are retried in place and never fail the answer. The owner proved control
-  // of the email: lift any login lock along with the old password, and the address counts as
-  // verified (the code went to it: a change of address deletes reset codes).
-  const log = { realm, user_id: user.id };
-  await followUp("reset_address_not_marked", log, () => addressProven(deps, user, input.email));
-  await Promise.all([
-    endAllSessions(deps, realm, user.id),
-    followUp("reset_throttle_not_cleared", log, () => clearAccountThrottle(deps.db, realm, input.email)),
-  ]);
-  return { ok: true, userId: user.id };
 }
 
 async function reload(deps: Deps, user: UserRecord): Promise<UserRecord> {
@@ -445,31 +257,4 @@ async function reload(deps: Deps, user: UserRecord): Promise<UserRecord> {
   return fresh;
 }
 
-/**
- * An admin created a user without a password: send a welcome code (a reset code, type
- * `welcome`) so they set their own. If the code cannot be written or delivered, the user is
- * removed again and the error stands, so the admin can simply retry: nothing is left half-made.
- */
-export async function sendWelcome(deps: Deps, user: UserRecord): Promise<void> {
-  if (!user.email) return;
-  const email = user.email;
-  try {
-    const issued = await issueResetCode(deps, user, false);
-    if (!issued) throw new Error("welcome code not issued");
-    const { code, expiresAt } = issued;
-    await notify(deps, {
-      type: "welcome",
-      channel: "email",
-      to: email,
-      code,
-      realm: user.realm,
-      expires_at: expiresAt,
-    });
-  } catch (e) {
-    // Not sent (the code's write or the delivery failed): the user goes again, so a retry starts afresh.
-    await retryInPlace(() =>
-      deps.db.batch([deps.db.delete(users).where(eq(users.id, user.id)), deleteCodes(deps.db, user.realm, [user.id])]),
-    );
-    throw e;
-  }
-}
+export { completeReset, type ResetResult, requestReset, sendWelcome } from "./reset";

@@ -1,24 +1,15 @@
-import { and, asc, eq, gt, or, type SQL, sql } from "drizzle-orm";
 import { utf8 } from "../crypto/encoding";
 import { ApiError } from "../errors";
-import { users } from "../storage/schema";
-import {
-  emailVerified,
-  findUserById,
-  hasAdminRole,
-  otherAdminExists,
-  type UserRecord,
-  userColumnsWithEmails,
-  withEmails,
-} from "../storage/users";
+import type { Principal } from "../principal";
+import { decodeCursor, encodeCursor } from "../storage/cursor";
+import { listUserRows, userListWhere, writeRoles, writeStatus } from "../storage/user-listing";
+import { emailVerified, findUserById, type UserRecord, withEmails } from "../storage/users";
 import { iso } from "../time";
-import { decodeCursor, encodeCursor } from "./cursor";
 import type { Deps } from "./deps";
 import { accountChanged, endAllSessions } from "./sessions";
 import { toUser } from "./users";
 
-/** Who acts: an admin of the realm, or the holder of an authority token for one email domain. */
-export type Principal = { kind: "admin"; userId: string } | { kind: "authority"; domain: string; tokenId: string };
+export type { Principal } from "../principal";
 
 /** The domain of an email (after the last @). */
 const emailDomain = (email: string | null) => (email ? email.slice(email.lastIndexOf("@") + 1) : null);
@@ -62,51 +53,24 @@ function prefixPattern(q: string): string {
   return pattern;
 }
 
-// Keyset pagination on (created_at, id) stays correct under inserts and deletes.
 /** The conditions of a user listing (exported so a test can EXPLAIN its plan). */
-export function listWhere(realm: string, query: ListQuery, principal: Principal): SQL {
-  const where: (SQL | undefined)[] = [eq(users.realm, realm)];
+export function listWhere(realm: string, query: ListQuery, principal: Principal) {
   const domain = principal.kind === "authority" ? principal.domain : query.domain;
   if (principal.kind === "authority" && query.domain && query.domain !== principal.domain)
     throw new ApiError("forbidden");
-  if (domain) {
-    // A suffix test, not LIKE: a domain may be longer than a LIKE pattern may be (ASCII case folded, as LIKE did).
-    const suffix = `@${domain}`;
-    where.push(sql`lower(substr(${users.email}, -length(${suffix}))) = lower(${suffix})`);
-  }
-  // An authority sees only the users it manages: a verified current address, no admins.
-  if (principal.kind === "authority") {
-    where.push(
-      sql`EXISTS (SELECT 1 FROM user_emails e WHERE e.user_id = ${users.id} AND e.email = ${users.email} AND e.verified_at IS NOT NULL)`,
-      sql`NOT ${hasAdminRole}`,
-    );
-  }
-  if (query.status) where.push(eq(users.status, query.status));
-  if (query.q) {
-    const prefix = prefixPattern(query.q);
-    where.push(
-      or(
-        sql`${users.email} LIKE ${prefix} ESCAPE '\\'`,
-        sql`${users.fullName} LIKE ${prefix} ESCAPE '\\'`,
-        sql`${users.phoneNumber} LIKE ${prefix} ESCAPE '\\'`,
-      ),
-    );
-  }
-  if (query.cursor) {
-    const [createdAt, id] = decodeCursor(query.cursor);
-    where.push(or(gt(users.createdAt, createdAt), and(eq(users.createdAt, createdAt), gt(users.id, id))));
-  }
-  return and(...where) as SQL;
+  return userListWhere(realm, {
+    domain,
+    // An authority sees only the users it manages: a verified current address, no admins.
+    managedOnly: principal.kind === "authority",
+    status: query.status,
+    prefix: query.q ? prefixPattern(query.q) : undefined,
+    after: query.cursor ? decodeCursor(query.cursor) : undefined,
+  });
 }
 
 /** A page of users, oldest first, and the cursor of the next page (null at the end). */
 export async function listUsers(deps: Deps, realm: string, query: ListQuery, principal: Principal) {
-  const rows = await deps.db
-    .select(userColumnsWithEmails)
-    .from(users)
-    .where(listWhere(realm, query, principal))
-    .orderBy(asc(users.createdAt), asc(users.id))
-    .limit(query.limit + 1);
+  const rows = await listUserRows(deps.db, listWhere(realm, query, principal), query.limit + 1);
   const page = rows.slice(0, query.limit);
   const last = page[page.length - 1];
   return {
@@ -133,21 +97,10 @@ export async function setStatus(
 ): Promise<UserRecord> {
   const user = await managedUser(deps, realm, id, principal);
   const updatedAt = iso(deps.now);
-  const rows = await deps.db
-    .update(users)
-    // Deactivation marks every session begun before now as over (docs/api.md §16), listed or not.
-    .set(status === "disabled" ? { status, updatedAt, sessionsValidAfter: updatedAt } : { status, updatedAt })
-    .where(
-      and(
-        eq(users.id, id),
-        eq(users.realm, realm),
-        // The realm keeps an active admin: decided in the statement, so two admins deactivating
-        // each other at once cannot both succeed.
-        status === "disabled" ? sql`(NOT ${hasAdminRole} OR ${otherAdminExists(realm, id)})` : undefined,
-      ),
-    )
-    .returning({ id: users.id });
-  if (!rows.length) {
+  // Deactivation marks every session begun before now as over (docs/api.md §16), listed or not;
+  // the realm keeps an active admin (decided in the statement).
+  const written = await writeStatus(deps.db, realm, id, status, updatedAt);
+  if (!written) {
     // Deleted since it was read, or the realm's last active admin.
     throw (await findUserById(deps.db, realm, id))
       ? new ApiError("last_admin")
@@ -168,19 +121,7 @@ export async function setRoles(deps: Deps, realm: string, id: string, roles: str
   if (!user) throw new ApiError("not_found", "User not found");
   const next = [...new Set(roles)].sort();
   const updatedAt = iso(deps.now);
-  const keepsAdmin = next.includes("admin");
-  const rows = await deps.db
-    .update(users)
-    .set({ roles: next, updatedAt })
-    .where(
-      and(
-        eq(users.id, id),
-        eq(users.realm, realm),
-        keepsAdmin ? undefined : sql`(NOT ${hasAdminRole} OR ${otherAdminExists(realm, id)})`,
-      ),
-    )
-    .returning({ id: users.id });
-  if (!rows.length) throw new ApiError("last_admin");
+  if (!(await writeRoles(deps.db, realm, id, next, updatedAt))) throw new ApiError("last_admin");
   await accountChanged(deps, realm, id);
   return { ...user, roles: next, updatedAt };
 }

@@ -1,9 +1,8 @@
-import type { AppContext } from "../context";
-import { clientIp } from "../context";
-import { type AuditRow, insertAuditEvent, listAuditEvents } from "../storage/audit";
+import { type AuditInsert, type AuditRow, insertAuditEvent, listAuditEvents } from "../storage/audit";
+import { badCursor, decodeCursor, encodeCursor } from "../storage/cursor";
 import { iso } from "../time";
-import { badCursor, decodeCursor, encodeCursor } from "./cursor";
 import type { Deps } from "./deps";
+import { retryInPlace } from "./retry";
 
 /**
  * Who acted (docs/api.md §15): a signed-in user (`id` their user id), an admin of the realm, an
@@ -24,41 +23,32 @@ export interface AuditEvent {
   actor?: Actor;
 }
 
-/** The actor of a request as the middleware authenticated it. */
-export function requestActor(c: AppContext | null): Actor {
-  if (!c) return { kind: "system", id: null };
-  const principal = c.get("principal");
-  if (principal?.kind === "admin") return { kind: "admin", id: principal.userId };
-  if (principal?.kind === "authority") return { kind: "authority", id: principal.tokenId };
-  const claims = c.get("claims");
-  return { kind: "user", id: claims?.sub ?? null };
+/** Where an event comes from: the request's IP and id, and who acted (the service itself outside a request). */
+export interface AuditOrigin {
+  ip: string | null;
+  requestId: string | null;
+  actor: Actor;
 }
+
+/** The origin of events recorded outside a request (RPC, the scheduled cleanup, tests). */
+export const SYSTEM_ORIGIN: AuditOrigin = { ip: null, requestId: null, actor: { kind: "system", id: null } };
 
 /** The actor of a request whose credential (password, code) just proved the account. */
 export const selfActor = (userId: string): Actor => ({ kind: "user", id: userId });
 
-/** Records a security event in D1 after the response is sent; a failed write is logged, never fatal. */
-export function audit(deps: Deps, c: AppContext | null, e: AuditEvent): void {
-  const ip = c ? clientIp(c) : null;
-  const actor = e.actor ?? requestActor(c);
-  // The same event as a log line, for log-based alerting; holds what the audit row holds.
-  console.log(
-    JSON.stringify({
-      level: "info",
-      event: "security",
-      type: e.type,
-      request_id: c?.get("requestId") ?? null,
-      realm: e.realm,
-      user_id: e.userId ?? null,
-      actor,
-      device_id: e.deviceId ?? null,
-      ip,
-      detail: e.detail ?? null,
-    }),
-  );
-  deps.defer(
-    insertAuditEvent(deps.db, {
-      at: iso(deps.now),
+/** An event made ready: its D1 row, and its log line (written once the change it records is). */
+export interface AuditEntry {
+  row: AuditInsert;
+  log: () => void;
+}
+
+/** The row and log line of an event, from the origin of the request that records it. */
+export function auditEntry(now: number, origin: AuditOrigin, e: AuditEvent): AuditEntry {
+  const ip = origin.ip;
+  const actor = e.actor ?? origin.actor;
+  return {
+    row: {
+      at: iso(now),
       realm: e.realm,
       type: e.type,
       userId: e.userId ?? null,
@@ -67,6 +57,38 @@ export function audit(deps: Deps, c: AppContext | null, e: AuditEvent): void {
       detail: e.detail ?? null,
       actorKind: actor.kind,
       actorId: actor.id,
+    },
+    // The same event as a log line, for log-based alerting; holds what the audit row holds.
+    log: () =>
+      console.log(
+        JSON.stringify({
+          level: "info",
+          event: "security",
+          type: e.type,
+          request_id: origin.requestId,
+          realm: e.realm,
+          user_id: e.userId ?? null,
+          actor,
+          device_id: e.deviceId ?? null,
+          ip,
+          detail: e.detail ?? null,
+        }),
+      ),
+  };
+}
+
+/**
+ * Records a security event whose change has no batch to join (docs/reliability.md, "Audit
+ * rows"): written after the response, retried in place, and logged as lost if it still fails.
+ * Called through `deps.audit(event)`, which knows the request's origin. A change written in one
+ * D1 batch takes its row into that batch instead (`deps.auditEntry`).
+ */
+export function recordAudit(deps: Deps, origin: AuditOrigin, e: AuditEvent): void {
+  const entry = auditEntry(deps.now, origin, e);
+  entry.log();
+  deps.defer(
+    retryInPlace(() => insertAuditEvent(deps.db, entry.row)).catch((err) => {
+      console.error(JSON.stringify({ level: "error", event: "audit_row_lost", type: e.type, error: String(err) }));
     }),
   );
 }

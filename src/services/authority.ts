@@ -1,8 +1,7 @@
-import { and, eq, isNull } from "drizzle-orm";
 import { type AuthorityClaims, authorityAudience, signToken, verifyToken } from "../crypto/jwt";
 import { newId, randomString, sha256Hex } from "../crypto/random";
 import { ApiError } from "../errors";
-import { authorityTokens } from "../storage/schema";
+import { findAuthorityToken, insertAuthorityToken, markAuthorityRevoked } from "../storage/authority";
 import { iso } from "../time";
 import type { Deps } from "./deps";
 
@@ -31,7 +30,7 @@ export async function createAuthorityToken(
   const token = await signToken(deps.keys, claims);
   // The row expires with the token (its `exp`, in whole seconds).
   const expiresAt = iso(exp * 1000);
-  await deps.db.insert(authorityTokens).values({
+  await insertAuthorityToken(deps.db, {
     id,
     realm,
     domain,
@@ -45,19 +44,7 @@ export async function createAuthorityToken(
 
 /** Revokes an authority token of a domain at once; false when there is no such live token. */
 export async function revokeAuthorityToken(deps: Deps, realm: string, domain: string, id: string): Promise<boolean> {
-  const rows = await deps.db
-    .update(authorityTokens)
-    .set({ revokedAt: iso(deps.now) })
-    .where(
-      and(
-        eq(authorityTokens.id, id),
-        eq(authorityTokens.realm, realm),
-        eq(authorityTokens.domain, domain),
-        isNull(authorityTokens.revokedAt),
-      ),
-    )
-    .returning({ id: authorityTokens.id });
-  return rows.length > 0;
+  return markAuthorityRevoked(deps.db, { id, realm, domain }, iso(deps.now));
 }
 
 /**
@@ -72,12 +59,7 @@ export async function verifyAuthority(deps: Deps, realm: string, token: string):
     now: deps.now,
   })) as AuthorityClaims;
   if (typeof claims.domain !== "string") throw new ApiError("invalid_token");
-  const rows = await deps.db
-    .select()
-    .from(authorityTokens)
-    .where(and(eq(authorityTokens.id, claims.sub), eq(authorityTokens.realm, realm)))
-    .limit(1);
-  const row = rows[0];
+  const row = await findAuthorityToken(deps.db, realm, claims.sub);
   if (!row || row.domain !== claims.domain || row.tokenHash !== (await sha256Hex(token))) {
     throw new ApiError("invalid_token");
   }

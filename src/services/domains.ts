@@ -1,7 +1,9 @@
-import { and, eq, inArray } from "drizzle-orm";
 import { ApiError } from "../errors";
 import type { Db } from "../storage/db";
-import { domainRules, type RealmRow } from "../storage/schema";
+import { deleteRule, listRuleRows, rulesAmong, upsertRule } from "../storage/domains";
+import type { RealmRow } from "../storage/schema";
+import { iso } from "../time";
+import type { Deps } from "./deps";
 
 /** The domain and each parent that a rule may cover: mail.example.com → [mail.example.com, example.com, com]. */
 export function domainAndParents(domain: string): string[] {
@@ -33,11 +35,7 @@ export function registrationDecision(
 /** Loads the rules that could cover an email's domain. */
 async function rulesFor(db: Db, realm: string, email: string): Promise<Map<string, "allow" | "block">> {
   const domain = email.slice(email.lastIndexOf("@") + 1);
-  const rows = await db
-    .select({ domain: domainRules.domain, rule: domainRules.rule })
-    .from(domainRules)
-    .where(and(eq(domainRules.realm, realm), inArray(domainRules.domain, domainAndParents(domain))));
-  return new Map(rows.map((r) => [r.domain, r.rule]));
+  return rulesAmong(db, realm, domainAndParents(domain));
 }
 
 /** Throws when the realm's mode or domain rules refuse this email. */
@@ -52,4 +50,21 @@ export async function assertEmailAllowed(
   const mode = opts.ignoreMode ? "open" : realm.registration;
   const decision = registrationDecision(mode, effectiveRule(domain, rules), opts);
   if (decision !== "ok") throw new ApiError(decision);
+}
+
+/** A realm's domain rules, by domain (docs/api.md §6). */
+export async function listDomainRules(deps: Deps, realm: string) {
+  const rows = await listRuleRows(deps.db, realm);
+  return rows.map((r) => ({ domain: r.domain, rule: r.rule, created_at: r.createdAt }));
+}
+
+/** Allows or blocks a domain; changing a rule never touches existing users. */
+export async function setDomainRule(deps: Deps, realm: string, domain: string, rule: "allow" | "block") {
+  const row = await upsertRule(deps.db, { realm, domain, rule, createdAt: iso(deps.now) });
+  return { domain: row.domain, rule: row.rule, created_at: row.createdAt };
+}
+
+/** Removes a domain's rule: 404 not_found when it had none. */
+export async function removeDomainRule(deps: Deps, realm: string, domain: string): Promise<void> {
+  if (!(await deleteRule(deps.db, realm, domain))) throw new ApiError("not_found", "No rule for this domain");
 }

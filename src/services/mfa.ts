@@ -1,19 +1,26 @@
+import { loginSubject } from "../auth-methods/password";
 import { checkSecondFactor } from "../auth-methods/totp";
 import { sha256Hex } from "../crypto/random";
 import { ApiError, tooMany } from "../errors";
 import { spendMfaToken, tryMfaToken } from "../storage/mfa";
-import { clearLoginFailures, recordLoginFailure, reserveLoginAttempt } from "../storage/throttle";
+import { recordLoginFailure, reserveLoginAttempt } from "../storage/throttle";
 import { findUserById, type UserRecord } from "../storage/users";
 import type { Deps } from "./deps";
-import { startSession } from "./sessions";
-import { assertActive } from "./users";
+import { completeLogin } from "./login";
 
-/** The login throttle's key for an account (docs/api.md §10): the email password logins are counted under. */
-export const throttleSubject = (u: Pick<UserRecord, "email" | "phoneNumber" | "id">) =>
-  u.email ?? u.phoneNumber ?? u.id;
+/**
+ * The login throttle's key for the second step (docs/api.md §10): chosen as the password step
+ * chooses it (loginSubject: the email, or the email and a familiar device), so both steps count
+ * under one subject. An account without an email counts under its number or id.
+ */
+export const throttleSubject = (
+  deps: Deps,
+  u: Pick<UserRecord, "realm" | "email" | "phoneNumber" | "id">,
+  deviceId: string,
+) => (u.email ? loginSubject(deps, u.realm, u.email, deviceId) : Promise.resolve(u.phoneNumber ?? u.id));
 
 export type MfaResult =
-  | { ok: true; userId: string; deviceId: string; amr: string[]; pair: Awaited<ReturnType<typeof startSession>> }
+  | { ok: true; userId: string; deviceId: string; amr: string[]; pair: Awaited<ReturnType<typeof completeLogin>> }
   | { ok: false; userId: string; deviceId: string };
 
 /**
@@ -36,7 +43,7 @@ export async function finishMfaLogin(
   if (input.presentedDeviceId && input.presentedDeviceId !== row.deviceId) throw invalid();
   const user = await findUserById(deps.db, realm, row.userId);
   if (!user) throw invalid();
-  const subject = throttleSubject(user);
+  const subject = await throttleSubject(deps, user, row.deviceId);
   const attempt = await reserveLoginAttempt(deps.db, realm, subject, deps.now);
   if (!attempt.ok) throw tooMany(attempt.retryAfterMs, "Too many failed logins. Please try again later");
   const added = await checkSecondFactor(deps, user, input);
@@ -45,13 +52,14 @@ export async function finishMfaLogin(
     return { ok: false, userId: user.id, deviceId: row.deviceId };
   }
   if (!(await spendMfaToken(deps.db, tokenHash))) throw invalid();
-  await clearLoginFailures(deps.db, realm, subject);
-  assertActive(user);
   const amr = [...new Set([...row.amr, ...added, "mfa"])];
-  const pair = await startSession(deps, user, row.deviceId, {
-    description: row.description,
-    pushToken: row.pushToken,
+  // The throttle's count goes with the login's writes (one batch): a completed login clears it.
+  const pair = await completeLogin(deps, {
+    user,
+    device: { id: row.deviceId, description: row.description, pushToken: row.pushToken },
     amr,
+    throttleSubject: subject,
+    audit: { detail: { amr } },
   });
   return { ok: true, userId: user.id, deviceId: row.deviceId, amr, pair };
 }

@@ -12,15 +12,12 @@ import {
   spendCode,
   unspendCode,
 } from "../storage/codes";
-import { isUniqueViolation } from "../storage/db";
 import { findRealm } from "../storage/realms";
-import { findUserByPhone, insertUser, newUserRow, type UserRecord } from "../storage/users";
 import { DAY_MS } from "../time";
 import { checkCaptcha } from "./captcha";
 import type { Deps } from "./deps";
 import { deliveryAvailable, notify } from "./notifier";
 import { followUp } from "./retry";
-import { startSession } from "./sessions";
 
 /** Phone OTPs (docs/api.md §5): 6 digits, valid 5 minutes, 5 tries (MAX_CODE_ATTEMPTS). */
 const OTP_DIGITS = 6;
@@ -98,15 +95,6 @@ export async function sendOtp(
   return { expires_in: OTP_TTL_MS / 1000, retry_after: retryAfterSeconds(nextSendMs) };
 }
 
-export interface OtpVerifyInput {
-  phone: string;
-  otp: string;
-  name?: string;
-  fcmToken?: string;
-  description?: string;
-  deviceId: string;
-}
-
 export type OtpFailure =
   | "mismatch"
   | "unavailable"
@@ -114,10 +102,6 @@ export type OtpFailure =
   | "account_disabled"
   | "account_pending"
   | "registration_closed";
-
-export type OtpVerifyResult =
-  | { ok: true; user: UserRecord; created: boolean; pair: Awaited<ReturnType<typeof startSession>> }
-  | { ok: false; reason: OtpFailure; user: UserRecord | null; created: boolean };
 
 /** The wire error of each verify failure. */
 export const OTP_FAILURE_CODES = {
@@ -145,86 +129,11 @@ export async function provePhone(deps: Deps, realm: string, phone: string, otp: 
  * Spends one try on the number's code (constant-time compare inside checkCode) and, when it
  * matches, uses the code up; of two concurrent correct attempts only one gets "ok".
  */
-async function spendOtp(deps: Deps, realm: string, phone: string, otp: string) {
+export async function spendOtp(deps: Deps, realm: string, phone: string, otp: string) {
   const ref = otpRef(realm, phone);
   const codeHash = await hashCode(await codeSecret(deps.config), ref, otp);
   const checked = await checkCode(deps.db, ref, codeHash, deps.now);
   if (checked !== "ok") return { result: checked, unspend: async () => {} };
   const result = (await spendCode(deps.db, ref, codeHash)) ? "ok" : "raced";
   return { result, unspend: () => unspendCode(deps.db, ref, codeHash) } as const;
-}
-
-/**
- * POST /v1/otp/verify: spends one try on the number's code and uses it up (spendOtp), then
- * finds or creates the user of the number and logs the device in. The user is looked up only
- * after a correct code, so a wrong guess tells nothing about whether the number has an account.
- */
-export async function verifyOtp(deps: Deps, realm: string, input: OtpVerifyInput): Promise<OtpVerifyResult> {
-  const spent = await spendOtp(deps, realm, input.phone, input.otp);
-  if (spent.result !== "ok") return { ok: false, reason: spent.result, user: null, created: false };
-  try {
-    return await logInByPhone(deps, realm, input);
-  } catch (e) {
-    // A store was lost before the session was handed out: the code works again for the retry the
-    // client is told to make (a user created meanwhile is found by it).
-    if (!(e instanceof ApiError)) {
-      await followUp("otp_not_given_back", { realm }, spent.unspend);
-    }
-    throw e;
-  }
-}
-
-/** The rest of a verify once the code is used up: the user of the number (created on first use), logged in. */
-async function logInByPhone(deps: Deps, realm: string, input: OtpVerifyInput): Promise<OtpVerifyResult> {
-  const found = await findOrCreatePhoneUser(deps, realm, input.phone, input.name);
-  if ("reason" in found) return { ok: false, reason: found.reason, user: null, created: false };
-  const { user, created } = found;
-  if (user.status === "disabled") return { ok: false, reason: "account_disabled", user, created };
-  if (user.status === "pending") return { ok: false, reason: "account_pending", user, created };
-
-  const pair = await startSession(deps, user, input.deviceId, {
-    description: input.description ?? null,
-    pushToken: input.fcmToken ?? null,
-    amr: ["sms"],
-  });
-  return { ok: true, user, created, pair };
-}
-
-/**
- * The user of a phone number in a realm, created on first use (source `phone`, no email or
- * password). The unique index users_realm_phone decides concurrent first verifies: the loser
- * re-reads the winner's user. A number has no email domain, so a realm that is not open to
- * sign-up (closed, or allowlisting domains) gets no new users by phone; existing ones log in.
- */
-async function findOrCreatePhoneUser(
-  deps: Deps,
-  realmId: string,
-  phone: string,
-  name: string | undefined,
-): Promise<{ user: UserRecord; created: boolean } | { reason: "registration_closed" }> {
-  const existing = await findUserByPhone(deps.db, realmId, phone);
-  if (existing) return { user: existing, created: false };
-  const realm = await findRealm(deps.db, realmId);
-  if (!realm) throw new ApiError("realm_not_found");
-  if (realm.registration !== "open") return { reason: "registration_closed" };
-
-  const row = newUserRow(deps.now, {
-    realm: realmId,
-    email: null,
-    phoneNumber: phone,
-    passwordHash: null,
-    fullName: name ?? null,
-    roles: ["user"],
-    status: realm.approvalRequired ? "pending" : "active",
-    source: "phone",
-  });
-  try {
-    await insertUser(deps.db, row);
-  } catch (e) {
-    if (!isUniqueViolation(e)) throw e;
-    const winner = await findUserByPhone(deps.db, realmId, phone);
-    if (!winner) throw e;
-    return { user: winner, created: false };
-  }
-  return { user: { ...row, emails: [], totpOn: false }, created: true };
 }

@@ -1,33 +1,23 @@
-import { and, eq } from "drizzle-orm";
-import { dummyVerify, hashPassword, verifyPassword } from "../crypto/passwords";
-import { ApiError, tooMany } from "../errors";
+import { hashPassword } from "../crypto/passwords";
+import { ApiError } from "../errors";
 import { isUniqueViolation, violatedColumn } from "../storage/db";
 import { activeAdminExists } from "../storage/emails";
-import { isFamiliarDevice } from "../storage/login-devices";
 import { findRealm } from "../storage/realms";
-import { users } from "../storage/schema";
-import {
-  clearLoginFailures,
-  recordLoginFailure,
-  releaseLoginAttempt,
-  reserveLoginAttempt,
-  throttleSubject,
-} from "../storage/throttle";
+import { activeAdminEmails } from "../storage/user-listing";
 import {
   emailVerified,
   findUserByEmail,
   findUserById,
-  hasAdminRole,
   insertUser,
   newUserRow,
   type UserRecord,
 } from "../storage/users";
+import { selfActor } from "./audit";
 import { checkCaptcha } from "./captcha";
 import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
 import { notifyQuietly } from "./notifier";
 import { provePhone } from "./otp";
-import { emailUnverified, verificationRequired } from "./verification";
 
 /** The User of docs/api.md §4. Never includes the password hash. */
 export function toUser(u: Omit<UserRecord, "passwordHash">) {
@@ -63,10 +53,7 @@ export const toPublicUser = (u: Omit<UserRecord, "passwordHash">) => ({
 export function noticeApprovalNeeded(deps: Deps, user: UserRecord): void {
   deps.defer(
     (async () => {
-      const admins = await deps.db
-        .select({ email: users.email })
-        .from(users)
-        .where(and(eq(users.realm, user.realm), eq(users.status, "active"), hasAdminRole));
+      const admins = await activeAdminEmails(deps.db, user.realm);
       for (const admin of admins) {
         if (!admin.email) continue;
         await notifyQuietly(deps, {
@@ -101,7 +88,7 @@ export async function signUp(
   deps: Deps,
   realmId: string,
   input: SignUpInput,
-  opts: { byAdmin?: boolean; ip?: string | null } = {},
+  opts: { byAdmin?: boolean; ip?: string | null; deviceId?: string; adminId?: string | null } = {},
 ): Promise<UserRecord> {
   const realm = await findRealm(deps.db, realmId);
   if (!realm) throw new ApiError("realm_not_found");
@@ -146,8 +133,17 @@ export async function signUp(
     source: opts.byAdmin ? "admin" : "password",
     profile: input.profile ?? {},
   });
+  // The sign-up's audit row goes in the user's own batch: both are written, or neither.
+  const audit = deps.auditEntry({
+    type: "signup",
+    realm: realmId,
+    userId: row.id,
+    deviceId: opts.deviceId,
+    actor: opts.adminId ? { kind: "admin", id: opts.adminId } : selfActor(row.id),
+    detail: { by_admin: !!opts.byAdmin },
+  });
   try {
-    await insertUser(deps.db, row);
+    await insertUser(deps.db, row, null, [audit.row]);
   } catch (e) {
     if (!isUniqueViolation(e)) {
       // Not written (the store was lost): the phone's code works again for the client's retry.
@@ -157,80 +153,12 @@ export async function signUp(
     if (violatedColumn(e) === "phone_number") throw new ApiError("phone_in_use");
     throw new ApiError("user_exists");
   }
+  audit.log();
   return {
     ...row,
     emails: [{ email: input.email, current: true, verified: false, added_at: row.createdAt }],
     totpOn: false,
   };
-}
-
-/** A failed login, with the account it was for (null when the email has none): for the audit trail only. */
-export class LoginFailure extends ApiError {
-  readonly userId: string | null;
-  constructor(base: ApiError, userId: string | null) {
-    super(base.code, base.message, { fields: base.fields, headers: base.headers });
-    this.userId = userId;
-  }
-}
-
-/**
- * Checks an email and password. Unknown emails spend the time of a real hash check and get
- * the same error, so neither status nor timing tells whether an account exists. Failures throw
- * a LoginFailure, which names the account for the audit trail (never on the wire).
- *
- * Throttle (docs/api.md §10, docs/hardening.md, "Login throttle"): per email tried, known or not, so a 429 says
- * nothing about whether an account exists; a device that signed in to the account before has a
- * budget of its own (familiar-device lockout), so failures from elsewhere do not lock it out.
- */
-export async function authenticate(
-  deps: Deps,
-  realmId: string,
-  email: string,
-  password: string,
-  deviceId: string,
-): Promise<UserRecord> {
-  const [familiar, user] = await Promise.all([
-    isFamiliarDevice(deps.db, realmId, email, deviceId),
-    findUserByEmail(deps.db, realmId, email),
-  ]);
-  const subject = throttleSubject(email, familiar ? deviceId : null);
-  const fail = (e: ApiError) => new LoginFailure(e, user?.id ?? null);
-  const attempt = await reserveLoginAttempt(deps.db, realmId, subject, deps.now);
-  if (!attempt.ok) {
-    throw fail(tooMany(attempt.retryAfterMs, "Too many failed logins. Please try again later or reset your password"));
-  }
-  const check = user?.passwordHash
-    ? await verifyPassword(password, user.passwordHash, deps.config.PASSWORD_PEPPER)
-    : await dummyVerify(password).then(() => ({ ok: false, needsRehash: false }));
-  if (!user || !check.ok) {
-    await recordLoginFailure(deps.db, realmId, subject, attempt, deps.now);
-    throw fail(new ApiError("invalid_credentials"));
-  }
-  if (user.totpOn) {
-    // With a second step to come, the count is left as it was (only a completed login clears it),
-    // so someone holding the password gets no fresh code tries by logging in again.
-    await releaseLoginAttempt(deps.db, realmId, subject);
-  } else {
-    // The reset is written while the session starts, and may land just after the answer: it is sent
-    // to D1 before this request answers, so the account's next attempt is counted after it.
-    deps.defer(clearLoginFailures(deps.db, realmId, subject));
-  }
-  // Status is revealed only to someone who knows the password.
-  try {
-    assertActive(user);
-  } catch (e) {
-    throw fail(e as ApiError);
-  }
-  // Only a verified account reads its realm's setting: the common login costs no extra read.
-  if (!emailVerified(user)) {
-    const realm = await findRealm(deps.db, realmId);
-    if (realm && verificationRequired(realm)) throw fail(emailUnverified());
-  }
-  if (check.needsRehash) {
-    const passwordHash = await hashPassword(password, deps.config.PASSWORD_PEPPER);
-    deps.defer(deps.db.update(users).set({ passwordHash }).where(eq(users.id, user.id)));
-  }
-  return user;
 }
 
 /** A signed-in account must be active: 403 account_pending / account_disabled (docs/api.md §3), after a correct credential only. */

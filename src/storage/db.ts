@@ -1,3 +1,4 @@
+import type { SQL } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 
 export type Db = ReturnType<typeof makeDb>;
@@ -34,4 +35,18 @@ export function violatedColumn(e: unknown): string | null {
   const text = String((e as { message?: string })?.message ?? e) + String((e as { cause?: unknown })?.cause ?? "");
   const m = /UNIQUE constraint failed: \w+\.(\w+)(?:, \w+\.(\w+))?/.exec(text);
   return m ? (m[2] ?? m[1] ?? null) : null;
+}
+
+/**
+ * Runs raw statements as one D1 batch (atomic) on the request's client. drizzle's own batch
+ * cannot take a raw `sql` statement that has parameters, so these go to D1 directly.
+ */
+export async function batchRaw(db: Db, statements: SQL[]): Promise<D1Result[]> {
+  const client = db.$client as D1Database;
+  return client.batch(
+    statements.map((s) => {
+      const q = db.run(s).getQuery();
+      return client.prepare(q.sql).bind(...q.params);
+    }),
+  );
 }

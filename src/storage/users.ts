@@ -2,6 +2,7 @@ import { and, Column, eq, fillPlaceholders, type SQL, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { newId } from "../crypto/random";
 import { iso } from "../time";
+import { type AuditInsert, insertAuditEvent } from "./audit";
 import type { Db } from "./db";
 import { type UserRow, userEmails, users } from "./schema";
 
@@ -143,24 +144,28 @@ export function newUserRow(
 }
 
 /**
- * Inserts a user and their first email in one batch (D1 has no transactions; a batch is atomic).
- * `emailVerifiedAt`: when the first email is already proven; unverified otherwise.
+ * Inserts a user and their first email in one batch (D1 has no transactions; a batch is atomic),
+ * with the audit rows that record it. `emailVerifiedAt`: when the first email is already proven;
+ * unverified otherwise.
  */
 export async function insertUser(
   db: Db,
   row: typeof users.$inferInsert,
   emailVerifiedAt: string | null = null,
+  audit: AuditInsert[] = [],
 ): Promise<void> {
-  if (row.email) {
-    await db.batch([
-      db.insert(users).values(row),
-      db
-        .insert(userEmails)
-        .values({ userId: row.id, email: row.email, addedAt: row.createdAt, verifiedAt: emailVerifiedAt }),
-    ]);
-  } else {
-    await db.insert(users).values(row);
-  }
+  const rest = [
+    ...(row.email
+      ? [
+          db
+            .insert(userEmails)
+            .values({ userId: row.id, email: row.email, addedAt: row.createdAt, verifiedAt: emailVerifiedAt }),
+        ]
+      : []),
+    ...audit.map((a) => insertAuditEvent(db, a)),
+  ];
+  if (rest.length) await db.batch([db.insert(users).values(row), ...rest]);
+  else await db.insert(users).values(row);
 }
 
 const userColumns = {
