@@ -2,15 +2,32 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { confirmTotpEnrolment, enrolTotp, regenerateRecoveryCodes, removeTotp } from "../auth-methods/totp";
 import type { AppEnv } from "../context";
 import { auth, deps } from "../middleware/auth";
-import { RecoveryCodesSchema, TotpConfirmBody, TotpEnrolmentSchema } from "../schemas";
+import { MfaStatusSchema, RecoveryCodesSchema, TotpConfirmBody, TotpEnrolmentSchema } from "../schemas";
 import { audit } from "../services/audit";
 import { accountChanged, endAllSessions, sessionStub } from "../services/sessions";
+import { mfaSummary } from "../storage/mfa";
 import { bearerAuth, json, jsonBody, route } from "./define";
 
 const fresh = auth({ fresh: true });
 
 /** The authenticator app of the signed-in user (docs/api.md §12). Every change needs a fresh token. */
 export const mfa = new OpenAPIHono<AppEnv>()
+  .openapi(
+    route({
+      method: "get",
+      path: "/v1/users/me/mfa",
+      tags: ["mfa"],
+      operationId: "mfaStatus",
+      summary: "Which second factors the account has",
+      errors: ["user_not_found", "account_disabled", "account_pending"],
+      description:
+        "Whether the authenticator app is on (a pending enrolment is not), how many recovery codes are unused, and how many passkeys are registered. Any access token; nothing changes.",
+      security: bearerAuth,
+      middleware: [auth()] as const,
+      responses: { 200: json("The account's second factors", MfaStatusSchema) },
+    }),
+    async (c) => c.json(await mfaSummary((await deps(c)).db, c.get("claims").sub), 200),
+  )
   .openapi(
     route({
       method: "post",
