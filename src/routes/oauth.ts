@@ -66,11 +66,11 @@ const OauthCodeBody = z
 
 const LinkBody = z.object({ provider: ProviderId, id_token: IdToken, nonce: Nonce.optional() }).openapi("LinkIdentity");
 
-const FederatedTokenPair = TokenPairSchema.extend({
+export const FederatedTokenPair = TokenPairSchema.extend({
   created: z.boolean().openapi({ description: "A new account was made by this sign-in" }),
 }).openapi("FederatedTokenPair");
 
-const IdentitySchema = z
+export const IdentitySchema = z
   .object({ provider: z.string(), subject: z.string(), email: z.string().nullable(), created_at: z.string() })
   .openapi("Identity");
 
