@@ -16,11 +16,10 @@ import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { decodeBase32IgnorePadding } from "@oslojs/encoding";
-import { generateHOTP } from "@oslojs/otp";
 import { decodeJwt, importJWK, SignJWT } from "jose";
 import { chromium } from "playwright-core";
 import { freePort, signalAll, startExample, stopAll } from "../examples/pages-app/run.mjs";
+import { totpNow, wrongTotpCode } from "../test/node/totp.mjs";
 import { startFakeProvider } from "./fake-oidc-provider.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -143,23 +142,6 @@ async function logIn(page, description, password = PASSWORD) {
   await page.fill("#password", password);
   await page.fill("#description", description);
   await page.click("button[type=submit]");
-}
-
-const TOTP_STEP_MS = 30_000;
-const hotp = (secret, step) => generateHOTP(decodeBase32IgnorePadding(secret), BigInt(step), 6);
-/** A code the registry refuses: ten steps from now (it accepts one either side). */
-const wrongTotpCode = (secret) => hotp(secret, Math.floor(Date.now() / TOTP_STEP_MS) + 10);
-/**
- * A code for `secret` (base32) the registry accepts when it arrives: it waits out the last 5 s of
- * a 30-second step, then gives the current step's code, computed right before it is submitted
- * (the registry accepts one step either side, so it stays good for 35 s or more). A code works
- * once: with `after` (the step of a code already used) it is of a later step, at most one ahead.
- */
-async function totpNow(secret, { after } = {}) {
-  while (Date.now() % TOTP_STEP_MS > 25_000) await new Promise((r) => setTimeout(r, 250));
-  const current = Math.floor(Date.now() / TOTP_STEP_MS);
-  const step = after === undefined ? current : Math.max(current, after + 1);
-  return { code: hotp(secret, step), step };
 }
 
 /** Whether something on this machine listens on `port` now. */

@@ -2,11 +2,10 @@
 // authFetch's single-flight refresh.
 
 import { inspect } from "node:util";
-import { decodeBase32IgnorePadding } from "@oslojs/encoding";
-import { generateHOTP } from "@oslojs/otp";
 import { describe, expect, it } from "vitest";
 import { createClient, memoryStorage, RegistryError } from "../../lib/client.js";
 import { api, claimsOf, PASSWORD, registry, resign, uniqueEmail } from "./registry.mjs";
+import { totpNow, wrongTotpCode } from "./totp.mjs";
 
 /** A client whose requests are recorded ("METHOD /path"). */
 function recorded(storage = memoryStorage()) {
@@ -70,23 +69,6 @@ describe("createClient", () => {
   });
 });
 
-const STEP_MS = 30_000;
-const hotp = (secret, step) => generateHOTP(decodeBase32IgnorePadding(secret), BigInt(step), 6);
-/** A code the registry refuses: forty steps from now (it accepts one either side). */
-const wrongCode = (secret) => hotp(secret, Math.floor(Date.now() / STEP_MS) + 40);
-/**
- * A code for `secret` (base32) the registry accepts when it arrives: it waits out the last 5 s of
- * a 30-second step, then gives the current step's code (good for 35 s or more, the registry
- * accepting one step either side). With `after`, the step of a code already used (each works
- * once), it is of a later step, at most one ahead.
- */
-async function totpNow(secret, { after } = {}) {
-  while (Date.now() % STEP_MS > 25_000) await new Promise((r) => setTimeout(r, 250));
-  const current = Math.floor(Date.now() / STEP_MS);
-  const step = after === undefined ? current : Math.max(current, after + 1);
-  return { code: hotp(secret, step), step };
-}
-
 describe("createClient: second factors and identity providers (docs/api.md §12, §13)", () => {
   it("enrols an authenticator app; a login then needs the second step, by app code or recovery code", async () => {
     const { client } = recorded();
@@ -96,7 +78,7 @@ describe("createClient: second factors and identity providers (docs/api.md §12,
     const enrolment = await client.enrolTotp();
     expect(enrolment.otpauth_uri).toMatch(/^otpauth:\/\/totp\//);
     // A wrong first code leaves the app off.
-    const wrong = await client.confirmTotp(wrongCode(enrolment.secret)).catch((e) => e);
+    const wrong = await client.confirmTotp(wrongTotpCode(enrolment.secret, 40)).catch((e) => e);
     expect({ status: wrong.status, code: wrong.code }).toEqual({ status: 400, code: "invalid_code" });
     const enrolled = await totpNow(enrolment.secret);
     const { recovery_codes } = await client.confirmTotp(enrolled.code);
@@ -111,7 +93,9 @@ describe("createClient: second factors and identity providers (docs/api.md §12,
       methods: ["totp", "recovery_code"],
     });
     expect(await other.accessToken()).toBeNull();
-    const bad = await other.mfaLogin({ mfa_token: first.mfaToken, code: wrongCode(enrolment.secret) }).catch((e) => e);
+    const bad = await other
+      .mfaLogin({ mfa_token: first.mfaToken, code: wrongTotpCode(enrolment.secret, 40) })
+      .catch((e) => e);
     expect(bad.code).toBe("invalid_otp");
     // A later step's code than the enrolment's: each code works once.
     const { code } = await totpNow(enrolment.secret, { after: enrolled.step });
