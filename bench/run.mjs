@@ -7,11 +7,14 @@
 // BENCH_ME_SEQUENTIAL sequential /me requests per tier (200), BENCH_TIERS user counts
 // (100,10000,100000), BENCH_OUT (bench/results.json), BENCH_CONFIG (another wrangler.toml to
 // build the worker from, for experiments), BENCH_STORAGE (tmpfs; `disk` for Miniflare's default
-// temp dir, see bench/lib.mjs).
+// temp dir, see bench/lib.mjs), BENCH_MAIN_ONLY (a comma list of scenario names, and `login`,
+// `passkey`, `totp` for the sequential rows: only those run, and nothing is written).
 
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, freemem, loadavg, release, totalmem } from "node:os";
 import { join } from "node:path";
+import { decodeBase32IgnorePadding } from "@oslojs/encoding";
+import { generateHOTP } from "@oslojs/otp";
 import autocannon from "autocannon";
 import {
   buildBundle,
@@ -26,6 +29,7 @@ import {
   verifierWorker,
   workerdPids,
 } from "./lib.mjs";
+import { SoftPasskey } from "./soft-passkey.mjs";
 
 const int = (v, d) => (v === undefined || v === "" ? d : Number(v));
 const CONNECTIONS = int(process.env.BENCH_CONNECTIONS, 8);
@@ -74,8 +78,11 @@ const VERIFIER = "verifier.bench";
 // One more copy of user-registry per user count of the scaling scenarios, each with its own D1
 // database, so the counts are measured side by side, in interleaved rounds.
 const tierName = (n) => `t${n}`;
+// Passkeys on, for the passkey login row: the software authenticator signs for this RP ID and origin.
+const RP_ID = "registry.bench";
 const { mf, url, db, dbs, storage } = await startRegistry({
   script: bundle.script,
+  bindings: { WEBAUTHN_RP_ID: RP_ID },
   instances: TIERS.map((n) => ({ name: tierName(n), routes: [`${tierName(n)}.bench/*`] })),
   extraWorkers: [
     {
@@ -199,6 +206,8 @@ const seedId = (i) => `${(1700000000000).toString(16).padStart(12, "0")}${i.toSt
 const pick = (st = mainStore) => 1 + Math.floor(Math.random() * st.seeded);
 /** A seed user no scenario has used yet (so device counts stay what each scenario needs). */
 function fresh(st = mainStore) {
+  if (st.taken.size >= st.seeded)
+    throw new Error(`all ${st.seeded} seed users of ${st.host ?? "user-registry"} are taken`);
   for (;;) {
     const i = pick(st);
     if (!st.taken.has(i)) {
@@ -424,6 +433,8 @@ if (process.env.BENCH_MAIN_ONLY) {
       `login    p50 ${l.p50_ms.toFixed(2)} ms  p99 ${l.p99_ms.toFixed(2)} ms  hash ${l.hash_ms.toFixed(2)} ms  overhead ${l.overhead_ms.toFixed(2)} ms  (same device: p50 ${l.same_device_p50_ms.toFixed(2)} ms, overhead ${l.same_device_overhead_ms.toFixed(2)} ms)`,
     );
   }
+  if (only?.includes("passkey")) console.log(passkeyLine(await passkeySequential(LOGINS)));
+  if (only?.includes("totp")) console.log(totpLine(await totpSequential(LOGINS)));
   await mf.dispose();
   process.exit(0);
 }
@@ -489,6 +500,122 @@ async function loginSequential(n) {
   };
 }
 
+async function timedInto(into, fn) {
+  const t0 = performance.now();
+  const result = await fn();
+  into.push(performance.now() - t0);
+  return result;
+}
+
+function spread(list) {
+  const t = [...list].sort((a, b) => a - b);
+  return { p50_ms: pct(t, 50), p99_ms: pct(t, 99) };
+}
+
+/**
+ * Passkey login, sequential (docs/api.md §12): request options, the software authenticator's
+ * assertion (bench/soft-passkey.mjs, the tests' authenticator; its signing is not timed), then the
+ * verification, which starts a session on a new device. Five seed users each register a passkey
+ * first (a fresh login, then the registration ceremony); the logins take them in turn.
+ */
+async function passkeySequential(n) {
+  const keys = [];
+  for (let k = 0; k < 5; k++) {
+    const { access_token: token } = await login(fresh());
+    const options = await must("POST", "/v1/users/me/passkeys/options", { token });
+    const key = await SoftPasskey.create(RP_ID, `https://${RP_ID}`);
+    await must(
+      "POST",
+      "/v1/users/me/passkeys",
+      { token, body: { response: await key.register(options), name: "bench" } },
+      201,
+    );
+    keys.push(key);
+  }
+  const totalMs = [];
+  const optionsMs = [];
+  const verifyMs = [];
+  const once = async (k, timed) => {
+    const key = keys[k % keys.length];
+    const t0 = performance.now();
+    const options = await must("POST", "/v1/tokens/passkey/options", { body: {} });
+    const t1 = performance.now();
+    const response = await key.assert(options);
+    const t2 = performance.now();
+    await must("POST", "/v1/tokens/passkey", { body: { response } });
+    const t3 = performance.now();
+    if (!timed) return;
+    optionsMs.push(t1 - t0);
+    verifyMs.push(t3 - t2);
+    totalMs.push(t1 - t0 + (t3 - t2));
+  };
+  for (let k = 0; k < 5; k++) await once(k, false);
+  for (let k = 0; k < n; k++) await once(k, true);
+  const total = spread(totalMs);
+  return {
+    n,
+    ...total,
+    options_p50_ms: spread(optionsMs).p50_ms,
+    verification_p50_ms: spread(verifyMs).p50_ms,
+    verification_p99_ms: spread(verifyMs).p99_ms,
+  };
+}
+
+/**
+ * Login with TOTP, sequential (docs/api.md §11): the password step (401 mfa_required with an
+ * mfa_token), then POST /v1/tokens/mfa with the current code, computed as an authenticator app
+ * would (@oslojs/otp). A code is good once per account and step, so each login is of its own seed
+ * user, each with TOTP turned on first (its enrolment confirmed with the previous step's code).
+ */
+async function totpSequential(n) {
+  const codeAt = (secret, atMs, offset = 0) =>
+    generateHOTP(decodeBase32IgnorePadding(secret), BigInt(Math.floor(atMs / 30_000) + offset), 6);
+  // More seed users than the others need: one per login here.
+  const { n: rows } = await db.prepare("SELECT count(*) AS n FROM users").first();
+  await seedTo(mainStore, rows + n + 5);
+  const enrolled = [];
+  for (let k = 0; k < n + 5; k++) {
+    const i = fresh();
+    const { access_token: token } = await login(i);
+    const { secret } = await must("POST", "/v1/users/me/mfa/totp", { token }, 201);
+    await must("PUT", "/v1/users/me/mfa/totp", { token, body: { code: codeAt(secret, Date.now(), -1) } });
+    enrolled.push({ i, secret });
+  }
+  const totalMs = [];
+  const passwordMs = [];
+  const secondMs = [];
+  for (const [k, { i, secret }] of enrolled.entries()) {
+    const timed = k >= 5;
+    const first = await timedInto(timed ? passwordMs : [], () =>
+      call("POST", "/v1/tokens", { body: { email: seedEmail(i), password: PASSWORD } }),
+    );
+    if (first.status !== 401 || first.json?.error?.code !== "mfa_required")
+      throw new Error(`TOTP login, first step: ${first.status} ${first.text.slice(0, 200)}`);
+    const t0 = performance.now();
+    await must("POST", "/v1/tokens/mfa", {
+      body: { mfa_token: first.json.mfa_token, code: codeAt(secret, Date.now()) },
+    });
+    if (!timed) continue;
+    secondMs.push(performance.now() - t0);
+    totalMs.push(passwordMs.at(-1) + secondMs.at(-1));
+  }
+  const second = spread(secondMs);
+  return {
+    n,
+    ...spread(totalMs),
+    password_step_p50_ms: spread(passwordMs).p50_ms,
+    mfa_step_p50_ms: second.p50_ms,
+    mfa_step_p99_ms: second.p99_ms,
+  };
+}
+
+function passkeyLine(p) {
+  return `passkey login (sequential, ${p.n}): p50 ${p.p50_ms.toFixed(1)} ms, p99 ${p.p99_ms.toFixed(1)} ms (options p50 ${p.options_p50_ms.toFixed(1)} ms, verification p50 ${p.verification_p50_ms.toFixed(1)} ms, p99 ${p.verification_p99_ms.toFixed(1)} ms)`;
+}
+function totpLine(t) {
+  return `login with TOTP (sequential, ${t.n}): p50 ${t.p50_ms.toFixed(1)} ms, p99 ${t.p99_ms.toFixed(1)} ms (password step p50 ${t.password_step_p50_ms.toFixed(1)} ms; POST /v1/tokens/mfa p50 ${t.mfa_step_p50_ms.toFixed(1)} ms, p99 ${t.mfa_step_p99_ms.toFixed(1)} ms)`;
+}
+
 /**
  * How cost grows with the users table: the copies of user-registry with TIERS users each, side by
  * side. Sequential logins (each of a random seed user, on a new device) and sequential /me (the
@@ -546,6 +673,9 @@ async function scalingRun() {
 
 log("login, sequential, with the password check alone");
 const loginFirst = await loginSequential(LOGINS);
+log("passkey login and login with TOTP, sequential");
+const loginPasskey = await passkeySequential(LOGINS);
+const loginTotp = await totpSequential(LOGINS);
 const signup = await measure([signupScenario]);
 log("scaling");
 const scaling = { users: await scalingRun(), devices: {} };
@@ -610,6 +740,8 @@ const results = {
   ratios_paired: ratiosPaired,
   ratios_by_cpu: ratiosByCpu,
   login: loginOut,
+  login_passkey: loginPasskey,
+  login_totp: loginTotp,
   scaling,
   bundle: {
     bytes: bundle.bytes,
@@ -701,6 +833,8 @@ console.log(
 console.log(
   `\nlogin (sequential, ${loginOut.n}, ${TIERS[0]} users): p50 ${f1(loginOut.p50_ms)} ms, p99 ${f1(loginOut.p99_ms)} ms; password check alone ${f1(loginOut.hash_ms)} ms (in the worker ${f1(loginOut.hash_in_worker_ms)} ms); overhead ${f1(loginOut.overhead_ms)} ms (goal ≤ 3: ${ok(goals.login_overhead)}); again on a device that has a session: p50 ${f1(loginOut.same_device_p50_ms)} ms, overhead ${f1(loginOut.same_device_overhead_ms)} ms`,
 );
+console.log(passkeyLine(loginPasskey));
+console.log(totpLine(loginTotp));
 console.log("\nusers in D1 | login p50 ms | login p99 ms | /me p50 ms | /me p99 ms | /me req/s (loaded)");
 for (const tier of TIERS) {
   const t = scaling.users[tier];

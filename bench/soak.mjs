@@ -19,8 +19,8 @@
 //
 // Knobs (environment): SOAK_SECONDS (60), SOAK_CLIENTS (8), SOAK_USERS per client (6),
 // SOAK_DEVICES per user (0: a new device for every login), SOAK_IDLE seconds after the traffic (30), SOAK_PROBE_OBJECTS (2000), SOAK_MAX_REQUESTS (200000),
-// SOAK_OUT (bench/soak-results.json), BENCH_STORAGE (see bench/lib.mjs).
-import { readFileSync, writeFileSync } from "node:fs";
+// SOAK_OUT (bench/soak-results.json), SOAK_INSPECTOR_PORT (9329; 0: no inspector), BENCH_STORAGE (see bench/lib.mjs).
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildBundle, COMPATIBILITY_DATE, pct, root, runtimeOutput, startRegistry, workerdPids } from "./lib.mjs";
 
@@ -68,10 +68,12 @@ export default {
 
 log("building the worker bundle…");
 const bundle = buildBundle(join(root, ".wrangler/soak/user-registry"));
+// SOAK_INSPECTOR_PORT=0 runs workerd without its inspector (and so without the V8 heap readings),
+// to see what the inspector itself keeps.
 const INSPECTOR_PORT = int(process.env.SOAK_INSPECTOR_PORT, 9329);
 const { mf, storage } = await startRegistry({
   script: bundle.script,
-  options: { inspectorPort: INSPECTOR_PORT },
+  options: INSPECTOR_PORT ? { inspectorPort: INSPECTOR_PORT } : {},
   extraWorkers: [
     {
       name: "strict-consumer",
@@ -109,12 +111,33 @@ function rssMiB(field = "VmRSS") {
 const rssParts = () => ({ anon: rssMiB("RssAnon"), file: rssMiB("RssFile"), shmem: rssMiB("RssShmem") });
 
 /**
+ * /proc/<pid>/smaps_rollup of workerd, summed over its processes, in MiB: how much of the resident
+ * memory is private and dirty (heaps, SQLite page caches, the allocator's arenas) and how much is
+ * mapped files (the binary, the stores' files on tmpfs).
+ */
+function smaps() {
+  const out = {};
+  for (const pid of pids) {
+    let text = "";
+    try {
+      text = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+    } catch {
+      continue;
+    }
+    for (const m of text.matchAll(/^(\w+):\s+(\d+) kB/gm)) out[m[1]] = (out[m[1]] ?? 0) + Number(m[2]);
+  }
+  const pick = ["Rss", "Pss", "Shared_Clean", "Private_Clean", "Private_Dirty", "Anonymous", "Swap"];
+  return Object.fromEntries(pick.filter((k) => k in out).map((k) => [k, Math.round(out[k] / 102.4) / 10]));
+}
+
+/**
  * V8 heap of every isolate workerd runs (the registry's, with its Durable Objects, and Miniflare's
  * own workers behind D1 and KV), through the inspector: used and total MiB. This tells memory held
  * by JavaScript from memory outside the heaps (SQLite connections, the runtime, the allocator).
  */
 async function heaps() {
   const out = {};
+  if (!INSPECTOR_PORT) return out;
   const list = await (await fetch(`http://127.0.0.1:${INSPECTOR_PORT}/json/list`)).json();
   for (const target of list) {
     const ws = new WebSocket(target.webSocketDebuggerUrl);
@@ -149,6 +172,39 @@ async function heaps() {
   return out;
 }
 
+/** Sum of the V8 heaps of every isolate (used and total MiB). */
+const heapSum = (h) => {
+  const v = Object.values(h);
+  return {
+    used: +v.reduce((n, x) => n + x.used, 0).toFixed(1),
+    total: +v.reduce((n, x) => n + x.total, 0).toFixed(1),
+  };
+};
+
+/**
+ * Bytes on disk (tmpfs by default) of the local stores, by kind (D1, KV, Durable Objects): the
+ * SQLite files are read and written, not mapped, so they count in RSS only through page caches.
+ */
+function storeMiB() {
+  const out = {};
+  const walk = (dir, kind) => {
+    let entries = [];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p, kind ?? e.name);
+      else out[kind ?? "."] = (out[kind ?? "."] ?? 0) + statSync(p).size;
+    }
+  };
+  for (const name of readdirSync("/dev/shm").filter((n) => n.startsWith(`user-registry-bench-${process.pid}-`)))
+    walk(join("/dev/shm", name));
+  return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, Math.round(v / 104857.6) / 10]));
+}
+
 const stats = new Map(); // route -> { statuses: {code: n}, times: [] }
 let requests = 0;
 async function call(route, method, path, { body, token, host } = {}) {
@@ -179,12 +235,21 @@ async function call(route, method, path, { body, token, host } = {}) {
   return { status: res.status, json };
 }
 
-const memory = { before: rssMiB(), heapsBefore: await heaps(), samples: [] };
+const memory = { before: rssMiB(), smapsBefore: smaps(), heapsBefore: await heaps(), samples: [] };
 const started = Date.now();
-const sampler = setInterval(
-  () => memory.samples.push({ s: Math.round((Date.now() - started) / 1000), mib: rssMiB() }),
-  5000,
-);
+let sampled = 0;
+const sampler = setInterval(async () => {
+  const sample = {
+    s: Math.round((Date.now() - started) / 1000),
+    mib: rssMiB(),
+    anon: rssMiB("RssAnon"),
+    requests,
+    sessions: stats.get("login")?.statuses[200] ?? 0,
+  };
+  memory.samples.push(sample);
+  // Every 15 s, the V8 heaps too: how much of the growth is JavaScript heap.
+  if (sampled++ % 3 === 0) sample.heaps = heapSum(await heaps());
+}, 5000);
 
 // Users, each with the sessions the soak holds for it (device id -> tokens) and ended ones.
 log(`signing up ${CLIENTS * USERS_PER_CLIENT} users (stores on ${storage})…`);
@@ -255,6 +320,7 @@ await Promise.all(
 const sessionsStarted = stats.get("login")?.statuses[200] ?? 0;
 memory.afterTraffic = rssMiB();
 memory.afterTrafficParts = rssParts();
+memory.smapsAfterTraffic = smaps();
 memory.heapsAfterTraffic = await heaps();
 log(`traffic done: ${requests} requests, ${sessionsStarted} sessions started; workerd ${memory.afterTraffic} MiB`);
 
@@ -295,6 +361,7 @@ log(`idle for ${IDLE} s…`);
 await new Promise((r) => setTimeout(r, IDLE * 1000));
 memory.afterIdle = rssMiB();
 memory.afterIdleParts = rssParts();
+memory.smapsAfterIdle = smaps();
 
 log(`probe: ${PROBE_OBJECTS} trivial Durable Objects…`);
 const probeBefore = rssMiB();
@@ -302,7 +369,8 @@ for (let i = 0; i < PROBE_OBJECTS; i++) {
   const res = await mf.dispatchFetch(`http://probe.soak/?name=p${i}`);
   await res.text();
 }
-memory.probe = { objects: PROBE_OBJECTS, before: probeBefore, after: rssMiB() };
+memory.probe = { objects: PROBE_OBJECTS, before: probeBefore, after: rssMiB(), smapsAfter: smaps() };
+memory.stores = storeMiB();
 clearInterval(sampler);
 memory.peak = Math.max(memory.before, memory.afterTraffic, ...memory.samples.map((s) => s.mib));
 
@@ -355,6 +423,22 @@ const heapLine = (h) =>
     .filter(([, v]) => v.total >= 2)
     .map(([k, v]) => `${k} ${v.used}/${v.total}`)
     .join(", ");
+const smapsLine = (m) =>
+  Object.entries(m)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
+console.log(`  smaps_rollup (MiB) before: ${smapsLine(memory.smapsBefore)}`);
+console.log(`  after traffic: ${smapsLine(memory.smapsAfterTraffic)}`);
+console.log(`  after idle: ${smapsLine(memory.smapsAfterIdle)}`);
+console.log(`  after the probe objects: ${smapsLine(memory.probe.smapsAfter)}`);
+console.log(
+  `  samples (s: RSS/anon MiB, requests, sessions): ${memory.samples.map((x) => `${x.s}: ${x.mib}/${x.anon} ${x.requests} ${x.sessions}${x.heaps ? ` heaps ${x.heaps.used}/${x.heaps.total}` : ""}`).join("; ")}`,
+);
+console.log(
+  `  stores on ${storage} (MiB): ${Object.entries(memory.stores)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ")}`,
+);
 console.log(`  V8 heaps (used/total MiB) before: ${heapLine(memory.heapsBefore)}`);
 console.log(`  after traffic: ${heapLine(memory.heapsAfterTraffic)}`);
 console.log(

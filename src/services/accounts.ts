@@ -9,13 +9,15 @@ import {
   type CodeRef,
   checkCode,
   codeSecret,
+  codeStillHeld,
   codesSentToday,
-  consumeCode,
+  consumeCodeStatement,
   countNothing,
   deleteCodes,
   findCode,
   hashCode,
   issueCode,
+  releaseFailure,
   revertIssue,
 } from "../storage/codes";
 import { isUniqueViolation } from "../storage/db";
@@ -37,7 +39,7 @@ import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
 import { deliveryAvailable, notify, notifyQuietly } from "./notifier";
 import { provePhone } from "./otp";
-import { retryInPlace } from "./retry";
+import { followUp, retryInPlace } from "./retry";
 import { accountChanged, endAllSessions, endSessionsOf, reaffirmSession, sessionsOf } from "./sessions";
 import { requireUser } from "./users";
 import {
@@ -368,9 +370,8 @@ export async function requestReset(
       hashCode(await codeSecret(deps.config), ref, randomDigits(RESET_CODE_DIGITS)),
       codesSentToday(deps.db, ref, deps.now),
     ]);
-    // As a known account's send: the code upsert, then the day's counter (neither matches a row here).
-    await deleteCodes(deps.db, realm, [ref.subject], "reset");
-    await countNothing(deps.db, ref, deps.now);
+    // As a known account's send: one batch of the code upsert and the day's counter (neither matches a row here).
+    await deps.db.batch([deleteCodes(deps.db, realm, [ref.subject], "reset"), countNothing(deps.db, ref, deps.now)]);
     return { userId: null, sent: false };
   }
   const issued = await issueResetCode(deps, user, true);
@@ -403,18 +404,38 @@ export async function completeReset(
     : await checkCode(deps.db, ref, codeHash, deps.now);
   if (!user) return { ok: false, userId: null, reason: "unknown_email" };
   if (result !== "ok") return { ok: false, userId: user.id, reason: result };
-  if (!(await consumeCode(deps.db, ref, codeHash))) return { ok: false, userId: user.id, reason: "raced" };
   const passwordHash = await hashPassword(input.password, deps.config.PASSWORD_PEPPER);
   const at = iso(deps.now);
-  // sessions_valid_after: also a session the device index lost ends at its next refresh (docs/api.md §16).
-  await deps.db
-    .update(users)
-    .set({ passwordHash, updatedAt: at, passwordChangedAt: at, sessionsValidAfter: at })
-    .where(eq(users.id, user.id));
-  // The owner proved control of the email: lift any login lock along with the old password, and
-  // the address counts as verified (the code went to it: a change of address deletes reset codes).
-  await addressProven(deps, user, input.email);
-  await Promise.all([endAllSessions(deps, realm, user.id), clearAccountThrottle(deps.db, realm, input.email)]);
+  // The deciding write: the password and the use of the code in one batch, the update only while
+  // the code is still there, so a lost store leaves both as they were (the code still works), and
+  // of two concurrent uses one wins. sessions_valid_after: also a session the device index lost
+  // ends at its next refresh (docs/api.md §16).
+  let consumed: unknown[];
+  try {
+    [, consumed] = await deps.db.batch([
+      deps.db
+        .update(users)
+        .set({ passwordHash, updatedAt: at, passwordChangedAt: at, sessionsValidAfter: at })
+        .where(and(eq(users.id, user.id), codeStillHeld(ref, codeHash))),
+      consumeCodeStatement(deps.db, ref, codeHash),
+      // A correct try is not a failed one: its slot of the daily budget goes back (checkCode).
+      releaseFailure(deps.db, ref, deps.now),
+    ]);
+  } catch (e) {
+    // Nothing was written; the correct try's slot goes back all the same.
+    await releaseFailure(deps.db, ref, deps.now).then(undefined, () => {});
+    throw e;
+  }
+  if (consumed.length === 0) return { ok: false, userId: user.id, reason: "raced" };
+  // Written: the follow-ups are retried in place and never fail the answer. The owner proved control
+  // of the email: lift any login lock along with the old password, and the address counts as
+  // verified (the code went to it: a change of address deletes reset codes).
+  const log = { realm, user_id: user.id };
+  await followUp("reset_address_not_marked", log, () => addressProven(deps, user, input.email));
+  await Promise.all([
+    endAllSessions(deps, realm, user.id),
+    followUp("reset_throttle_not_cleared", log, () => clearAccountThrottle(deps.db, realm, input.email)),
+  ]);
   return { ok: true, userId: user.id };
 }
 
@@ -426,26 +447,29 @@ async function reload(deps: Deps, user: UserRecord): Promise<UserRecord> {
 
 /**
  * An admin created a user without a password: send a welcome code (a reset code, type
- * `welcome`) so they set their own. If it cannot be delivered, the user is removed again and the
- * error stands, so the admin can simply retry: nothing is left half-made.
+ * `welcome`) so they set their own. If the code cannot be written or delivered, the user is
+ * removed again and the error stands, so the admin can simply retry: nothing is left half-made.
  */
 export async function sendWelcome(deps: Deps, user: UserRecord): Promise<void> {
   if (!user.email) return;
-  const issued = await issueResetCode(deps, user, false);
-  if (!issued) throw new Error("welcome code not issued");
-  const { code, expiresAt } = issued;
+  const email = user.email;
   try {
+    const issued = await issueResetCode(deps, user, false);
+    if (!issued) throw new Error("welcome code not issued");
+    const { code, expiresAt } = issued;
     await notify(deps, {
       type: "welcome",
       channel: "email",
-      to: user.email,
+      to: email,
       code,
       realm: user.realm,
       expires_at: expiresAt,
     });
   } catch (e) {
-    await deps.db.delete(users).where(eq(users.id, user.id));
-    await deleteCodes(deps.db, user.realm, [user.id]);
+    // Not sent (the code's write or the delivery failed): the user goes again, so a retry starts afresh.
+    await retryInPlace(() =>
+      deps.db.batch([deps.db.delete(users).where(eq(users.id, user.id)), deleteCodes(deps.db, user.realm, [user.id])]),
+    );
     throw e;
   }
 }

@@ -10,6 +10,7 @@ import {
   issueCode,
   revertIssue,
   spendCode,
+  unspendCode,
 } from "../storage/codes";
 import { isUniqueViolation } from "../storage/db";
 import { findRealm } from "../storage/realms";
@@ -18,6 +19,7 @@ import { DAY_MS } from "../time";
 import { checkCaptcha } from "./captcha";
 import type { Deps } from "./deps";
 import { deliveryAvailable, notify } from "./notifier";
+import { followUp } from "./retry";
 import { startSession } from "./sessions";
 
 /** Phone OTPs (docs/api.md §5): 6 digits, valid 5 minutes, 5 tries (MAX_CODE_ATTEMPTS). */
@@ -130,11 +132,13 @@ export const OTP_FAILURE_CODES = {
 
 /**
  * Proof that the caller holds a phone number: spends one try of the number's OTP and uses the
- * code up when it matches. Throws 401 invalid_otp or otp_expired like verify does.
+ * code up when it matches. Throws 401 invalid_otp or otp_expired like verify does. Returns what
+ * gives the code back, for a caller whose write then fails to reach the store (see verifyOtp).
  */
-export async function provePhone(deps: Deps, realm: string, phone: string, otp: string): Promise<void> {
-  const spent = await spendOtp(deps, realm, phone, otp);
-  if (spent !== "ok") throw new ApiError(OTP_FAILURE_CODES[spent]);
+export async function provePhone(deps: Deps, realm: string, phone: string, otp: string): Promise<() => Promise<void>> {
+  const { result, unspend } = await spendOtp(deps, realm, phone, otp);
+  if (result !== "ok") throw new ApiError(OTP_FAILURE_CODES[result]);
+  return () => followUp("otp_not_given_back", { realm }, unspend);
 }
 
 /**
@@ -145,8 +149,9 @@ async function spendOtp(deps: Deps, realm: string, phone: string, otp: string) {
   const ref = otpRef(realm, phone);
   const codeHash = await hashCode(await codeSecret(deps.config), ref, otp);
   const checked = await checkCode(deps.db, ref, codeHash, deps.now);
-  if (checked !== "ok") return checked;
-  return (await spendCode(deps.db, ref, codeHash)) ? "ok" : "raced";
+  if (checked !== "ok") return { result: checked, unspend: async () => {} };
+  const result = (await spendCode(deps.db, ref, codeHash)) ? "ok" : "raced";
+  return { result, unspend: () => unspendCode(deps.db, ref, codeHash) } as const;
 }
 
 /**
@@ -156,8 +161,21 @@ async function spendOtp(deps: Deps, realm: string, phone: string, otp: string) {
  */
 export async function verifyOtp(deps: Deps, realm: string, input: OtpVerifyInput): Promise<OtpVerifyResult> {
   const spent = await spendOtp(deps, realm, input.phone, input.otp);
-  if (spent !== "ok") return { ok: false, reason: spent, user: null, created: false };
+  if (spent.result !== "ok") return { ok: false, reason: spent.result, user: null, created: false };
+  try {
+    return await logInByPhone(deps, realm, input);
+  } catch (e) {
+    // A store was lost before the session was handed out: the code works again for the retry the
+    // client is told to make (a user created meanwhile is found by it).
+    if (!(e instanceof ApiError)) {
+      await followUp("otp_not_given_back", { realm }, spent.unspend);
+    }
+    throw e;
+  }
+}
 
+/** The rest of a verify once the code is used up: the user of the number (created on first use), logged in. */
+async function logInByPhone(deps: Deps, realm: string, input: OtpVerifyInput): Promise<OtpVerifyResult> {
   const found = await findOrCreatePhoneUser(deps, realm, input.phone, input.name);
   if ("reason" in found) return { ok: false, reason: found.reason, user: null, created: false };
   const { user, created } = found;

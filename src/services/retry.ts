@@ -16,3 +16,19 @@ export async function retryInPlace<T>(step: () => Promise<T>): Promise<T> {
   }
   throw last;
 }
+
+/**
+ * A follow-up of a change already written: retried in place, and when it still fails it is logged
+ * (as `event`, with `fields`) and settles, so it never fails the answer.
+ */
+export async function followUp(
+  event: string,
+  fields: Record<string, unknown>,
+  step: () => Promise<unknown>,
+): Promise<void> {
+  try {
+    await retryInPlace(step);
+  } catch (e) {
+    console.error(JSON.stringify({ level: "error", event, ...fields, error: String(e) }));
+  }
+}

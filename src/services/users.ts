@@ -128,7 +128,10 @@ export async function signUp(
   await assertEmailAllowed(deps.db, realm, input.email, { byAdmin: opts.byAdmin || viaSeat });
   if (await findUserByEmail(deps.db, realmId, input.email)) throw new ApiError("user_exists");
   // The proof comes before anything that would tell whether another account holds the number.
-  if (input.phone_number && input.phone_otp) await provePhone(deps, realmId, input.phone_number, input.phone_otp);
+  const giveBack =
+    input.phone_number && input.phone_otp
+      ? await provePhone(deps, realmId, input.phone_number, input.phone_otp)
+      : async () => {};
 
   const roles = new Set(opts.byAdmin && input.roles?.length ? input.roles : ["user"]);
   const pending = !opts.byAdmin && (realm.approvalRequired || viaSeat);
@@ -146,7 +149,11 @@ export async function signUp(
   try {
     await insertUser(deps.db, row);
   } catch (e) {
-    if (!isUniqueViolation(e)) throw e;
+    if (!isUniqueViolation(e)) {
+      // Not written (the store was lost): the phone's code works again for the client's retry.
+      await giveBack();
+      throw e;
+    }
     if (violatedColumn(e) === "phone_number") throw new ApiError("phone_in_use");
     throw new ApiError("user_exists");
   }

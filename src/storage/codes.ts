@@ -73,26 +73,16 @@ export async function codesSentToday(db: Db, ref: CodeRef, now: number): Promise
 }
 
 /**
- * A write that changes nothing, as costly as `countSend`: for requests about a subject that has no
- * account, so they cost what a real send costs and their timing does not tell the two apart.
+ * A write that changes nothing, as costly as the count of a send: for requests about a subject that
+ * has no account, so they cost what a real send costs and their timing does not tell the two apart.
+ * A statement, for a batch of two as `issueCode`'s.
  */
-export async function countNothing(db: Db, ref: CodeRef, now: number): Promise<void> {
+export function countNothing(db: Db, ref: CodeRef, now: number) {
   const t = codeCounters;
-  await db
+  return db
     .update(t)
     .set({ sends: sql`${t.sends} + 1` })
     .where(counterWhere(ref, now));
-}
-
-/** Counts one send today; returns today's count, this one included. */
-async function countSend(db: Db, ref: CodeRef, now: number): Promise<number> {
-  const t = codeCounters;
-  const rows = await db
-    .insert(t)
-    .values({ ...ref, day: utcDay(now), sends: 1, failures: 0 })
-    .onConflictDoUpdate({ target: [t.realm, t.purpose, t.subject, t.day], set: { sends: sql`${t.sends} + 1` } })
-    .returning({ sends: t.sends });
-  return rows[0]?.sends ?? 1;
 }
 
 /**
@@ -109,23 +99,36 @@ export async function issueCode(
   const expiresAt = iso(input.now + input.ttlMs);
   const day = now.slice(0, 10);
   const t = verificationCodes;
-  const rows = await db
-    .insert(t)
-    .values({ ...ref, codeHash: input.codeHash, attempts: 0, expiresAt, sentAt: now, day, dayCount: 1 })
-    .onConflictDoUpdate({
-      target: [t.realm, t.purpose, t.subject],
-      set: {
-        codeHash: input.codeHash,
-        attempts: 0,
-        expiresAt,
-        sentAt: now,
-        day,
-        dayCount: sql`CASE WHEN ${t.day} = ${day} THEN ${t.dayCount} + 1 ELSE 1 END`,
-      },
-      setWhere: input.minIntervalMs ? lte(t.sentAt, iso(input.now - input.minIntervalMs)) : undefined,
-    })
-    .returning({ dayCount: t.dayCount });
-  if (rows[0]) return { ok: true, expiresAt, retryAfterMs: 0, dayCount: await countSend(db, ref, input.now) };
+  const c = codeCounters;
+  // The code and the day's count of sends are one batch: a send is never counted without its code
+  // (a failed write would hold the resend interval with a code nobody got) nor the other way round.
+  // The count moves only when the upsert took (the row now holds this hash, sent now).
+  const [rows, counted] = await db.batch([
+    db
+      .insert(t)
+      .values({ ...ref, codeHash: input.codeHash, attempts: 0, expiresAt, sentAt: now, day, dayCount: 1 })
+      .onConflictDoUpdate({
+        target: [t.realm, t.purpose, t.subject],
+        set: {
+          codeHash: input.codeHash,
+          attempts: 0,
+          expiresAt,
+          sentAt: now,
+          day,
+          dayCount: sql`CASE WHEN ${t.day} = ${day} THEN ${t.dayCount} + 1 ELSE 1 END`,
+        },
+        setWhere: input.minIntervalMs ? lte(t.sentAt, iso(input.now - input.minIntervalMs)) : undefined,
+      })
+      .returning({ dayCount: t.dayCount }),
+    db
+      .insert(c)
+      .select(
+        sql`SELECT ${ref.realm}, ${ref.purpose}, ${ref.subject}, ${day}, 1, 0 WHERE EXISTS (SELECT 1 FROM ${t} WHERE ${and(refWhere(ref), eq(t.codeHash, input.codeHash), eq(t.sentAt, now))})`,
+      )
+      .onConflictDoUpdate({ target: [c.realm, c.purpose, c.subject, c.day], set: { sends: sql`${c.sends} + 1` } })
+      .returning({ sends: c.sends }),
+  ]);
+  if (rows[0]) return { ok: true, expiresAt, retryAfterMs: 0, dayCount: counted[0]?.sends ?? 1 };
   const [live, sent] = await Promise.all([findCode(db, ref), codesSentToday(db, ref, input.now)]);
   const retryAfterMs = live ? Math.max(1, Date.parse(live.sentAt) + (input.minIntervalMs ?? 0) - input.now) : 1;
   return { ok: false, expiresAt: live?.expiresAt ?? expiresAt, retryAfterMs, dayCount: sent };
@@ -143,6 +146,8 @@ export async function findCode(db: Db, ref: CodeRef) {
  * in one conditional UPDATE ... RETURNING, so concurrent tries can never exceed the limit).
  * Does not consume: call `consumeCode` after `ok`. With `dailyFailures`, at most that many
  * failed tries a UTC day across all the subject's codes (docs/api.md §16); beyond it, `unavailable`.
+ * A try takes its slot first; after `ok` the caller gives it back with `releaseFailure` in the
+ * batch that uses the code, so a lost store between the two cannot leave a correct try counted.
  */
 export async function checkCode(
   db: Db,
@@ -156,8 +161,14 @@ export async function checkCode(
   if (opts.dailyFailures !== undefined && !(await reserveFailure(db, ref, now, opts.dailyFailures))) {
     return "unavailable";
   }
-  const result = await judgeCode(db, ref, codeHash, now);
-  if (result === "ok" && opts.dailyFailures !== undefined) await releaseFailure(db, ref, now);
+  let result: Awaited<ReturnType<typeof judgeCode>>;
+  try {
+    result = await judgeCode(db, ref, codeHash, now);
+  } catch (e) {
+    // The try was not judged: its reserved slot goes back (a lost store must not count as a wrong guess).
+    if (opts.dailyFailures !== undefined) await releaseFailure(db, ref, now).then(undefined, () => {});
+    throw e;
+  }
   return result;
 }
 
@@ -175,9 +186,10 @@ async function reserveFailure(db: Db, ref: CodeRef, now: number, limit: number):
   return rows.length > 0;
 }
 
-async function releaseFailure(db: Db, ref: CodeRef, now: number): Promise<void> {
+/** Gives back the slot of a try `checkCode` judged correct (a statement, for the batch that uses the code). */
+export function releaseFailure(db: Db, ref: CodeRef, now: number) {
   const t = codeCounters;
-  await db
+  return db
     .update(t)
     .set({ failures: sql`MAX(0, ${t.failures} - 1)` })
     .where(counterWhere(ref, now));
@@ -202,11 +214,21 @@ async function judgeCode(db: Db, ref: CodeRef, codeHash: string, now: number) {
  * several concurrent callers, so a code is single-use even when raced.
  */
 export async function consumeCode(db: Db, ref: CodeRef, codeHash: string): Promise<boolean> {
-  const rows = await db
+  return (await consumeCodeStatement(db, ref, codeHash)).length > 0;
+}
+
+/** consumeCode's DELETE ... RETURNING, for a batch with the write the code allows (one row when it was used up here). */
+export function consumeCodeStatement(db: Db, ref: CodeRef, codeHash: string) {
+  return db
     .delete(verificationCodes)
     .where(and(refWhere(ref), eq(verificationCodes.codeHash, codeHash)))
     .returning({ subject: verificationCodes.subject });
-  return rows.length > 0;
+}
+
+/** True in SQL while the subject's code is still `codeHash`: makes a write conditional on the code it spends. */
+export function codeStillHeld(ref: CodeRef, codeHash: string) {
+  const t = verificationCodes;
+  return sql`EXISTS (SELECT 1 FROM ${t} WHERE ${and(refWhere(ref), eq(t.codeHash, codeHash))})`;
 }
 
 /** Deletes the codes of these subjects (all purposes unless one is given). */
@@ -244,6 +266,19 @@ export async function spendCode(db: Db, ref: CodeRef, codeHash: string): Promise
     .where(and(refWhere(ref), eq(t.codeHash, codeHash)))
     .returning({ subject: t.subject });
   return rows.length > 0;
+}
+
+/**
+ * Gives back a code `spendCode` used up when the step it was spent on failed to reach a store
+ * (nothing was decided, and the client is told to try again): the code works again, with one try
+ * left. Only acts while the row is still spent (a newer code wins).
+ */
+export async function unspendCode(db: Db, ref: CodeRef, codeHash: string): Promise<void> {
+  const t = verificationCodes;
+  await db
+    .update(t)
+    .set({ codeHash, attempts: MAX_CODE_ATTEMPTS - 1 })
+    .where(and(refWhere(ref), eq(t.codeHash, NO_CODE)));
 }
 
 /**
