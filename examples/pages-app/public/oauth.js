@@ -2,8 +2,6 @@
 // the state checked against its cookie, the one-time code swapped for a session on the server)
 // and sends the browser here: ?signed_in=1 goes on to the profile (a navigation this page starts,
 // so the SameSite=Strict session cookies go with it), ?error=<code> is explained.
-import { showError } from "/app.js";
-
 const params = new URLSearchParams(location.search);
 const form = document.getElementById("oauth");
 // Nothing of the round trip stays in the address bar or the history.
@@ -21,6 +19,10 @@ const MESSAGES = {
 if (params.get("signed_in") === "1") {
   location.replace("/profile");
 } else {
-  const error = params.get("error") ?? "provider_error";
-  showError(form, { code: error, message: MESSAGES[error] ?? MESSAGES.provider_error });
+  // Not showError: its messages are the API's, by code, and would call invalid_code a wrong
+  // authenticator-app code and everything else here "something went wrong on our side".
+  const alert = form.querySelector("[role=alert]");
+  alert.textContent = MESSAGES[params.get("error")] ?? MESSAGES.provider_error;
+  alert.hidden = false;
+  alert.focus();
 }
