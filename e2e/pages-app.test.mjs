@@ -604,6 +604,13 @@ describe("pages-app in headless Chromium", { timeout: DEADLINE_MS - 30_000 }, ()
       await d.page.waitForURL(/\/oauth$/);
       await d.page.locator("#oauth [role=alert]").filter({ hasText: "not started here" }).waitFor();
       assert.equal(new URL(d.page.url()).search, "", "nothing of the round trip stays in the address bar");
+      // Without any state, in a browser that has no session: refused the same way, and still no session.
+      const stranger = await newDevice();
+      await stranger.page.goto(`/oauth?code=${encodeURIComponent(back.searchParams.get("code"))}`);
+      await stranger.page.locator("#oauth [role=alert]").filter({ hasText: "not started here" }).waitFor();
+      assert.equal(await cookie(stranger.context, ACCESS), undefined, "a return without a state signs nobody in");
+      assert.equal(await cookie(stranger.context, REFRESH), undefined);
+      await stranger.context.close();
 
       // With an authenticator app on, the provider is the first step only: the login page then asks
       // for the app's code.
