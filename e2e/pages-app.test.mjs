@@ -12,14 +12,14 @@
 //   npm run test:e2e        (CHROMIUM_PATH overrides /usr/bin/chromium)
 import assert from "node:assert/strict";
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { decodeBase32IgnorePadding } from "@oslojs/encoding";
-import { generateHOTP } from "@oslojs/otp";
 import { decodeJwt, importJWK, SignJWT } from "jose";
 import { chromium } from "playwright-core";
 import { freePort, signalAll, startExample, stopAll } from "../examples/pages-app/run.mjs";
+import { totpNow, wrongTotpCode } from "../test/node/totp.mjs";
 import { startFakeProvider } from "./fake-oidc-provider.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -42,6 +42,7 @@ const DEADLINE_MS = 5 * 60_000;
 
 const ACCESS = "__Host-ur_at";
 const REFRESH = "__Host-ur_rt";
+const MFA = "__Host-ur_mfa";
 const EMAIL = `ada-${Date.now().toString(36)}@example.com`;
 const PASSWORD = "correct horse battery";
 /** The fake provider's one user; a new account here, since no account has this email. */
@@ -143,9 +144,26 @@ async function logIn(page, description, password = PASSWORD) {
   await page.click("button[type=submit]");
 }
 
-/** The authenticator app's code for `secret` (base32), `offset` 30-second steps from now. */
-const totpCode = (secret, offset = 0) =>
-  generateHOTP(decodeBase32IgnorePadding(secret), BigInt(Math.floor(Date.now() / 30_000) + offset), 6);
+/** Whether something on this machine listens on `port` now. */
+const portTaken = (port) =>
+  new Promise((resolve) => {
+    const srv = createServer();
+    srv.once("error", (e) => resolve(e.code === "EADDRINUSE"));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(false)));
+  });
+
+/** `start(port)` on a free port; when it fails because the port was taken meanwhile, again on another (3 tries). */
+async function onFreePort(start) {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      return await start(port);
+    } catch (e) {
+      if (attempt >= 3 || !(await portTaken(port))) throw e;
+      console.log(`# port ${port} was taken before wrangler bound it; trying another`);
+    }
+  }
+}
 
 /** What the site's own session endpoint says of this browser's login (its amr). */
 const sessionOf = (page) => page.evaluate(async () => (await fetch("/api/app/session")).json());
@@ -170,34 +188,38 @@ describe("pages-app in headless Chromium", { timeout: DEADLINE_MS - 30_000 }, ()
       mkdirSync(OUT, { recursive: true });
       log = createWriteStream(join(OUT, "server.log"));
       rmSync(STATE, { recursive: true, force: true });
-      const port = await freePort();
-      // WebAuthn takes no IP address as RP ID: the site is http://localhost:<port>, the RP ID localhost.
-      const site = `http://localhost:${port}`;
-      provider = await startFakeProvider({
-        clientId: PROVIDER.clientId,
-        clientSecret: PROVIDER.clientSecret,
-        user: PROVIDER_USER,
-      });
-      // The registry has no address of its own here: its ISSUER is the site, whose
-      // functions/v1/oauth/[[path]].ts forwards the provider's callback over the binding.
-      provider.register(`${site}/v1/oauth/${PROVIDER.id}/callback`);
-      app = await startExample({
-        port,
-        persistTo: join(STATE, "wrangler"),
-        output: log,
-        // A dev registry of its own, so a `wrangler dev` running elsewhere on the machine is not involved.
-        env: { WRANGLER_REGISTRY_PATH: join(STATE, "registry") },
-        registryVars: {
-          ISSUER: site,
-          WEBAUTHN_RP_ID: "localhost",
-          WEBAUTHN_ORIGINS: site,
-          OIDC_PROVIDERS: JSON.stringify([
-            { id: PROVIDER.id, issuer: provider.issuer, client_ids: [PROVIDER.clientId] },
-          ]),
-          OIDC_CLIENT_SECRETS: JSON.stringify({ [PROVIDER.id]: PROVIDER.clientSecret }),
-          OAUTH_REDIRECT_URIS: `${site}/oauth`,
-        },
-        siteVars: { SIGN_IN_PROVIDERS: `${PROVIDER.id}=${PROVIDER.label}` },
+      // freePort() only finds a port free now; wrangler binds it later, and another process may take
+      // it meanwhile. Then wrangler exits (EADDRINUSE) and the run tries another port.
+      let site;
+      app = await onFreePort(async (port) => {
+        // WebAuthn takes no IP address as RP ID: the site is http://localhost:<port>, the RP ID localhost.
+        site = `http://localhost:${port}`;
+        provider ??= await startFakeProvider({
+          clientId: PROVIDER.clientId,
+          clientSecret: PROVIDER.clientSecret,
+          user: PROVIDER_USER,
+        });
+        // The registry has no address of its own here: its ISSUER is the site, whose
+        // functions/v1/oauth/[[path]].ts forwards the provider's callback over the binding.
+        provider.register(`${site}/v1/oauth/${PROVIDER.id}/callback`);
+        return startExample({
+          port,
+          persistTo: join(STATE, "wrangler"),
+          output: log,
+          // A dev registry of its own, so a `wrangler dev` running elsewhere on the machine is not involved.
+          env: { WRANGLER_REGISTRY_PATH: join(STATE, "registry") },
+          registryVars: {
+            ISSUER: site,
+            WEBAUTHN_RP_ID: "localhost",
+            WEBAUTHN_ORIGINS: site,
+            OIDC_PROVIDERS: JSON.stringify([
+              { id: PROVIDER.id, issuer: provider.issuer, client_ids: [PROVIDER.clientId] },
+            ]),
+            OIDC_CLIENT_SECRETS: JSON.stringify({ [PROVIDER.id]: PROVIDER.clientSecret }),
+            OAUTH_REDIRECT_URIS: `${site}/oauth`,
+          },
+          siteVars: { SIGN_IN_PROVIDERS: `${PROVIDER.id}=${PROVIDER.label}` },
+        });
       });
       assert.equal(app.url, site);
       browser = await chromium.launch({
@@ -402,16 +424,18 @@ describe("pages-app in headless Chromium", { timeout: DEADLINE_MS - 30_000 }, ()
     assert.match(totpSecret, /^[A-Z2-7]{16,}$/, "the secret is shown as base32 text too");
     await shot(c.page, "security-totp-qr");
 
-    // A wrong first code is refused in words; the previous step's code turns it on (the current
-    // step's stays free for the login below: each code works once).
-    await c.page.fill("#totp-code", totpCode(totpSecret, 10));
+    // A wrong first code is refused in words; a right one turns it on (the login below uses a
+    // later step's: each code works once).
+    await c.page.fill("#totp-code", wrongTotpCode(totpSecret));
     await c.page.click("#totp-confirm button[type=submit]");
     await c.page.locator("#totp-confirm [role=alert]").filter({ hasText: "didn't work" }).waitFor();
-    await c.page.fill("#totp-code", totpCode(totpSecret, -1));
+    const enrolled = await totpNow(totpSecret);
+    await c.page.fill("#totp-code", enrolled.code);
     await c.page.click("#totp-confirm button[type=submit]");
     await c.page.locator("#recovery-codes li").nth(9).waitFor();
     assert.equal(await c.page.locator("#recovery-codes li").count(), 10, "10 recovery codes, shown once");
     assert.ok(await c.page.isVisible("#totp-remove"));
+    await c.page.locator("#recovery-left").filter({ hasText: "10 of 10 recovery codes left." }).waitFor();
     await shot(c.page, "security-recovery-codes");
 
     await c.page.click("#logout");
@@ -420,18 +444,22 @@ describe("pages-app in headless Chromium", { timeout: DEADLINE_MS - 30_000 }, ()
     await c.page.locator("#mfa").waitFor();
     assert.equal(await c.page.isVisible("#login"), false, "the password form gives way to the code prompt");
     assert.equal(await cookie(c.context, ACCESS), undefined, "no session before the second step");
-    const mfaCookie = await cookie(c.context, "__Host-ur_mfa");
+    const mfaCookie = await cookie(c.context, MFA);
     assert.equal(mfaCookie?.httpOnly, true, "the first step's mfa_token stays in an HttpOnly cookie");
-    await c.page.fill("#mfa-code", totpCode(totpSecret, 10));
+    assert.equal(mfaCookie.sameSite, "Strict");
+    assert.equal(mfaCookie.secure, true);
+    const lifetime = mfaCookie.expires - Date.now() / 1000;
+    assert.ok(lifetime > 0 && lifetime <= 300, `the mfa cookie lives at most 300 s (${lifetime} s)`);
+    await c.page.fill("#mfa-code", wrongTotpCode(totpSecret));
     await c.page.click("#mfa button[type=submit]");
     await c.page.locator("#mfa [role=alert]").filter({ hasText: "didn't work" }).waitFor();
     await shot(c.page, "login-mfa");
-    await c.page.fill("#mfa-code", totpCode(totpSecret));
+    await c.page.fill("#mfa-code", (await totpNow(totpSecret, { after: enrolled.step })).code);
     await c.page.click("#mfa button[type=submit]");
     await c.page.waitForURL(/\/profile$/);
     await c.page.locator("#profile [data-field=email]").filter({ hasText: EMAIL }).waitFor();
     assert.deepEqual((await sessionOf(c.page)).amr, ["pwd", "otp", "mfa"]);
-    assert.equal(await cookie(c.context, "__Host-ur_mfa"), undefined, "the spent mfa_token is forgotten");
+    assert.equal(await cookie(c.context, MFA), undefined, "the spent mfa_token is forgotten");
   });
 
   step("passkey: added with Chromium's virtual authenticator, then it signs in with no password typed", async () => {
@@ -472,15 +500,46 @@ describe("pages-app in headless Chromium", { timeout: DEADLINE_MS - 30_000 }, ()
     const signed = (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials[0];
     assert.ok(signed.signCount >= 1, "the authenticator signed the login");
 
-    // The passkey session is fresh: the passkey and the app can be removed.
+    // This login used no app code, yet the page knows the app is on (GET /v1/users/me/mfa).
     await c.page.goto("/security");
+    await c.page.locator("#totp-remove").waitFor();
+    assert.equal(await c.page.isVisible("#totp-start"), false);
+    await c.page.locator("#recovery-left").filter({ hasText: "10 of 10 recovery codes left." }).waitFor();
     const key = c.page.locator("li.passkey");
     await key.locator("[data-field=last_used_at]").filter({ hasNotText: "never" }).waitFor();
+
+    // A refreshed token is not fresh: removing is refused in words, and the button works again.
+    const refreshed = await c.page.evaluate(async () => {
+      const { api } = await import("/app.js");
+      return (await api("POST", "/api/auth/tokens/refresh", {})).ok;
+    });
+    assert.equal(refreshed, true);
+    await key.locator("button", { hasText: "Remove" }).click();
+    await c.page.locator("#passkey-error").filter({ hasText: "log in again" }).waitFor();
+    assert.equal(await key.locator("button", { hasText: "Remove" }).isEnabled(), true);
+
+    // A first step's mfa_token does not outlive the session that follows, nor a logout.
+    const other = await c.context.newPage();
+    await other.goto("/login");
+    await logIn(other, "Desk");
+    await other.locator("#mfa").waitFor();
+    assert.ok(await cookie(c.context, MFA), "the first step left its mfa_token");
+    await other.close();
+    await c.page.click("#logout");
+    await c.page.waitForURL(/\/login\?reason=logged_out$/);
+    assert.equal(await cookie(c.context, MFA), undefined, "logging out forgets a pending second step");
+    await logIn(c.page, "Desk");
+    await c.page.locator("#mfa").waitFor();
+    assert.ok(await cookie(c.context, MFA));
+    await c.page.goto("/login");
+    await c.page.click("#passkey-login");
+    await c.page.waitForURL(/\/profile$/);
+    assert.equal(await cookie(c.context, MFA), undefined, "a new session forgets the pending second step");
+
+    // The passkey session is fresh: the passkey and the app can be removed.
+    await c.page.goto("/security");
     await key.locator("button", { hasText: "Remove" }).click();
     await c.page.locator("#passkey-none").waitFor();
-    // This login used no app code, so the page learns the app is on when "Set up" says so.
-    await c.page.click("#totp-start");
-    await c.page.locator("#totp-remove").waitFor();
     await c.page.click("#totp-remove");
     await c.page.locator("#totp-start").waitFor();
     await c.page.click("#logout");
@@ -498,7 +557,9 @@ describe("pages-app in headless Chromium", { timeout: DEADLINE_MS - 30_000 }, ()
       /** Where the registry sent the browser back to: /oauth?code=<one-time code>&state=… */
       let back = null;
       d.page.on("request", (req) => {
-        if (new URL(req.url()).pathname === "/oauth" && req.isNavigationRequest()) back = new URL(req.url());
+        // (then the site's /oauth Function sends it on to /oauth?signed_in=1, which is not this)
+        const u = new URL(req.url());
+        if (u.pathname === "/oauth" && u.searchParams.has("code") && req.isNavigationRequest()) back = u;
       });
       await d.page.goto("/login");
       await d.page.locator("#providers button", { hasText: `Sign in with ${PROVIDER.label}` }).click();
@@ -534,13 +595,31 @@ describe("pages-app in headless Chromium", { timeout: DEADLINE_MS - 30_000 }, ()
       assert.deepEqual(replay, { status: 400, code: "invalid_code" });
       assert.equal(provider.seen.issued, 1, "the provider was not asked again");
 
+      // The state was made by the site and checked by its /oauth Function against a cookie, which
+      // is spent: a return this browser did not start (login CSRF) is refused, and no code is
+      // swapped for it.
+      assert.match(back.searchParams.get("state") ?? "", /^[A-Za-z0-9_-]{43}$/);
+      assert.equal(await cookie(d.context, "__Host-ur_oauth"), undefined, "the state cookie is spent");
+      await d.page.goto(`/oauth?code=${encodeURIComponent(back.searchParams.get("code"))}&state=forged`);
+      await d.page.waitForURL(/\/oauth$/);
+      await d.page.locator("#oauth [role=alert]").filter({ hasText: "not started here" }).waitFor();
+      assert.equal(new URL(d.page.url()).search, "", "nothing of the round trip stays in the address bar");
+      // Without any state, in a browser that has no session: refused the same way, and still no session.
+      const stranger = await newDevice();
+      await stranger.page.goto(`/oauth?code=${encodeURIComponent(back.searchParams.get("code"))}`);
+      await stranger.page.locator("#oauth [role=alert]").filter({ hasText: "not started here" }).waitFor();
+      assert.equal(await cookie(stranger.context, ACCESS), undefined, "a return without a state signs nobody in");
+      assert.equal(await cookie(stranger.context, REFRESH), undefined);
+      await stranger.context.close();
+
       // With an authenticator app on, the provider is the first step only: the login page then asks
       // for the app's code.
       await d.page.goto("/security");
       await d.page.click("#totp-start");
       await d.page.locator("#totp-enrol").waitFor();
       const secret = (await d.page.textContent("#totp-secret")).replace(/\s/g, "");
-      await d.page.fill("#totp-code", totpCode(secret, -1));
+      const enrolled = await totpNow(secret);
+      await d.page.fill("#totp-code", enrolled.code);
       await d.page.click("#totp-confirm button[type=submit]");
       await d.page.locator("#recovery-codes li").nth(9).waitFor();
       await d.page.click("#logout");
@@ -551,7 +630,7 @@ describe("pages-app in headless Chromium", { timeout: DEADLINE_MS - 30_000 }, ()
       await d.page.waitForURL(/\/login\?step=mfa$/);
       await d.page.locator("#mfa").waitFor();
       assert.equal(await cookie(d.context, ACCESS), undefined, "no session before the second step");
-      await d.page.fill("#mfa-code", totpCode(secret));
+      await d.page.fill("#mfa-code", (await totpNow(secret, { after: enrolled.step })).code);
       await d.page.click("#mfa button[type=submit]");
       await d.page.waitForURL(/\/profile$/);
       assert.deepEqual((await sessionOf(d.page)).amr, ["fed", "otp", "mfa"]);

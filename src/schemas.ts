@@ -195,6 +195,14 @@ export const RecoveryCodesSchema = z
   .object({ recovery_codes: z.array(z.string()).openapi({ description: "Shown once; each works once" }) })
   .openapi("RecoveryCodes");
 
+export const MfaStatusSchema = z
+  .object({
+    totp: z.boolean().openapi({ description: "An authenticator app is on (confirmed; a pending enrolment is not)" }),
+    recovery_codes_left: z.number().int().openapi({ description: "Unused recovery codes (0 without the app)" }),
+    passkeys: z.number().int().openapi({ description: "Registered passkeys" }),
+  })
+  .openapi("MfaStatus");
+
 export const MfaLoginBody = z
   .object({
     mfa_token: z.string().min(1).max(128),

@@ -11,6 +11,7 @@ import {
   confirmTotp,
   deleteTotp,
   findTotp,
+  mfaSummary,
   putPendingTotp,
   replaceRecoveryCodes,
   spendRecoveryCode,
@@ -127,3 +128,6 @@ export async function checkSecondFactor(
   }
   return null;
 }
+
+/** GET /v1/users/me/mfa: whether the app is on, the recovery codes left and the passkeys (docs/api.md §12). */
+export const mfaStatus = (deps: Deps, claims: AccessClaims) => mfaSummary(deps.db, claims.sub);

@@ -11,7 +11,7 @@ import { IdToken, Nonce, ProviderId } from "./oauth";
 
 const LinkBody = z.object({ provider: ProviderId, id_token: IdToken, nonce: Nonce.optional() }).openapi("LinkIdentity");
 
-const IdentitySchema = z
+export const IdentitySchema = z
   .object({ provider: z.string(), subject: z.string(), email: z.string().nullable(), created_at: z.string() })
   .openapi("Identity");
 

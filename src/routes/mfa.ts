@@ -1,8 +1,8 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
-import { confirmTotpEnrolment, enrolTotp, regenerateRecoveryCodes, removeTotp } from "../auth-methods/totp";
+import { confirmTotpEnrolment, enrolTotp, mfaStatus, regenerateRecoveryCodes, removeTotp } from "../auth-methods/totp";
 import type { AppEnv } from "../context";
 import { auth, deps } from "../middleware/auth";
-import { RecoveryCodesSchema, TotpConfirmBody, TotpEnrolmentSchema } from "../schemas";
+import { MfaStatusSchema, RecoveryCodesSchema, TotpConfirmBody, TotpEnrolmentSchema } from "../schemas";
 import { accountChanged, addSessionMethods, endAllSessions } from "../services/sessions";
 import { bearerAuth, json, jsonBody, route } from "./define";
 
@@ -10,6 +10,22 @@ const fresh = auth({ fresh: true });
 
 /** The authenticator app of the signed-in user (docs/api.md §12). Every change needs a fresh token. */
 export const mfa = new OpenAPIHono<AppEnv>()
+  .openapi(
+    route({
+      method: "get",
+      path: "/v1/users/me/mfa",
+      tags: ["mfa"],
+      operationId: "mfaStatus",
+      summary: "Which second factors the account has",
+      errors: ["user_not_found", "account_disabled", "account_pending"],
+      description:
+        "Whether the authenticator app is on (a pending enrolment is not), how many recovery codes are unused, and how many passkeys are registered. Any access token; nothing changes.",
+      security: bearerAuth,
+      middleware: [auth()] as const,
+      responses: { 200: json("The account's second factors", MfaStatusSchema) },
+    }),
+    async (c) => c.json(await mfaStatus(await deps(c), c.get("claims")), 200),
+  )
   .openapi(
     route({
       method: "post",

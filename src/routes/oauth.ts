@@ -60,7 +60,7 @@ const OauthCodeBody = z
   .object({ code: z.string().min(1).max(128), device_id: DeviceIdInput, description: Description.optional() })
   .openapi("OauthCode");
 
-const FederatedTokenPair = TokenPairSchema.extend({
+export const FederatedTokenPair = TokenPairSchema.extend({
   created: z.boolean().openapi({ description: "A new account was made by this sign-in" }),
 }).openapi("FederatedTokenPair");
 

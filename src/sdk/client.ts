@@ -153,6 +153,15 @@ export interface RecoveryCodes {
   /** Shown once; each works once. */
   recovery_codes: string[];
 }
+/** `GET /v1/users/me/mfa`: which second factors the account has now. */
+export interface MfaStatus {
+  /** An authenticator app is on (enrolled and confirmed; a pending enrolment does not count). */
+  totp: boolean;
+  /** Recovery codes not used yet (0 without the app). */
+  recovery_codes_left: number;
+  /** Registered passkeys. */
+  passkeys: number;
+}
 /** The second step of a login that answered `401 mfa_required`: exactly one of `code` and `recovery_code`. */
 export type MfaLoginInput =
   | { mfa_token: string; code: string; recovery_code?: never }
@@ -165,14 +174,55 @@ export interface Passkey {
   backed_up: boolean;
   transports: string[];
 }
-/**
- * WebAuthn creation or request options in their JSON form, as the registry sends them: hand them
- * to the platform (e.g. `startRegistration({optionsJSON})` of @simplewebauthn/browser).
- */
-export interface WebAuthnOptions {
-  challenge: string;
-  [member: string]: unknown;
+/** How a passkey may reach the browser (WebAuthn's AuthenticatorTransport, with the newer values). */
+export type PasskeyTransport = "ble" | "cable" | "hybrid" | "internal" | "nfc" | "smart-card" | "usb";
+export type UserVerification = "discouraged" | "preferred" | "required";
+/** A credential named in WebAuthn options, its id base64url. */
+export interface PasskeyDescriptor {
+  id: string;
+  type: "public-key";
+  transports?: PasskeyTransport[];
 }
+/**
+ * WebAuthn creation options in their JSON form (PublicKeyCredentialCreationOptionsJSON), as
+ * `passkeyRegistrationOptions` answers them: hand them to the platform as they are, e.g.
+ * `startRegistration({ optionsJSON })` of @simplewebauthn/browser.
+ */
+export interface PasskeyCreationOptions {
+  rp: { id?: string; name: string };
+  /** The user handle (`id`, base64url) and the names the authenticator shows. */
+  user: { id: string; name: string; displayName: string };
+  challenge: string;
+  pubKeyCredParams: { alg: number; type: "public-key" }[];
+  timeout?: number;
+  /** The account's passkeys, so the same authenticator is not registered twice. */
+  excludeCredentials?: PasskeyDescriptor[];
+  authenticatorSelection?: {
+    authenticatorAttachment?: "platform" | "cross-platform";
+    requireResidentKey?: boolean;
+    residentKey?: "discouraged" | "preferred" | "required";
+    userVerification?: UserVerification;
+  };
+  hints?: ("hybrid" | "security-key" | "client-device")[];
+  attestation?: "direct" | "enterprise" | "indirect" | "none";
+  attestationFormats?: ("fido-u2f" | "packed" | "android-safetynet" | "android-key" | "tpm" | "apple" | "none")[];
+  extensions?: { credProps?: boolean };
+}
+/**
+ * WebAuthn request options in their JSON form (PublicKeyCredentialRequestOptionsJSON), as
+ * `passkeyLoginOptions` answers them: e.g. `startAuthentication({ optionsJSON })`.
+ */
+export interface PasskeyRequestOptions {
+  challenge: string;
+  timeout?: number;
+  rpId?: string;
+  /** Empty for a discoverable credential (no user named). */
+  allowCredentials?: PasskeyDescriptor[];
+  userVerification?: UserVerification;
+  hints?: ("hybrid" | "security-key" | "client-device")[];
+}
+/** @deprecated Use `PasskeyCreationOptions` or `PasskeyRequestOptions`. */
+export type WebAuthnOptions = PasskeyCreationOptions | PasskeyRequestOptions;
 /** A WebAuthn registration or authentication response in its JSON form (what @simplewebauthn/browser returns). */
 export interface WebAuthnResponse {
   id: string;
@@ -220,8 +270,8 @@ export class RegistryError extends Error {
   readonly status: number;
   readonly code: string;
   readonly fields?: Record<string, string>;
-  /** With `401 mfa_required`: the token for `mfaLogin` (docs/api.md §12). */
-  readonly mfaToken?: string;
+  /** Private, so neither `console.log(error)`, `JSON.stringify` nor an error reporter records it. */
+  readonly #mfaToken?: string;
   /** With `401 mfa_required`: the second factors the account accepts (`totp`, `recovery_code`). */
   readonly mfaMethods?: string[];
   constructor(
@@ -236,9 +286,26 @@ export class RegistryError extends Error {
     this.status = status;
     this.code = code;
     this.fields = fields;
-    if (typeof mfa?.mfa_token === "string") this.mfaToken = mfa.mfa_token;
+    if (typeof mfa?.mfa_token === "string") this.#mfaToken = mfa.mfa_token;
     if (Array.isArray(mfa?.mfa_methods)) this.mfaMethods = mfa.mfa_methods;
   }
+  /**
+   * With `401 mfa_required`: the token for `mfaLogin` (docs/api.md §12). A live credential for
+   * the second step, so it is no own enumerable property: logging or serialising the error
+   * leaves it out.
+   */
+  get mfaToken(): string | undefined {
+    return this.#mfaToken;
+  }
+}
+
+/** 32 random bytes, base64url: an OAuth `state`. */
+function randomState(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
 }
 
 const ACCESS = "access_token";
@@ -303,7 +370,11 @@ export function createClient(options: ClientOptions) {
 
   /** Rotates the refresh token; concurrent callers share one request. */
   function refresh(): Promise<TokenPair> {
-    refreshing ??= (async () => {
+    if (refreshing) return refreshing;
+    const run = async (): Promise<TokenPair> => {
+      // Nothing below runs before `refreshing` is set, so the `finally` always clears this
+      // refresh, even when the storage throws at once.
+      await null;
       try {
         const refreshToken = await storage.get(key(REFRESH));
         if (!refreshToken) throw new RegistryError(401, "missing_token", "Not logged in");
@@ -315,10 +386,12 @@ export function createClient(options: ClientOptions) {
           throw e;
         }
       } finally {
-        refreshing = null;
+        if (refreshing === p) refreshing = null;
       }
-    })();
-    return refreshing;
+    };
+    const p = run();
+    refreshing = p;
+    return p;
   }
 
   const codeOf = async (res: FetchResponse): Promise<string | null> => {
@@ -404,6 +477,8 @@ export function createClient(options: ClientOptions) {
     verifyOtp: (input: OtpVerifyInput) => signIn<TokenPair & { created: boolean }>("/v1/otp/verify", input),
 
     // Second factors (docs/api.md §12). Enrolment and removal need a fresh access token (a login just now).
+    /** Whether the authenticator app is on, how many recovery codes are left, how many passkeys. */
+    mfaStatus: () => authed<MfaStatus>("GET", "/v1/users/me/mfa"),
     /** Starts enrolling an authenticator app: the secret and its otpauth URI; on once `confirmTotp` accepts a first code. */
     enrolTotp: () => authed<TotpEnrolment>("POST", "/v1/users/me/mfa/totp"),
     /** Confirms the enrolment with the app's first code; answers the 10 recovery codes (shown once). */
@@ -417,14 +492,14 @@ export function createClient(options: ClientOptions) {
 
     // Passkeys (docs/api.md §12).
     /** Creation options for `navigator.credentials.create()` (fresh access token). */
-    passkeyRegistrationOptions: () => authed<WebAuthnOptions>("POST", "/v1/users/me/passkeys/options"),
+    passkeyRegistrationOptions: () => authed<PasskeyCreationOptions>("POST", "/v1/users/me/passkeys/options"),
     /** Registers the passkey from the platform's registration response (fresh access token). */
     registerPasskey: (input: { response: WebAuthnResponse; name?: string }) =>
       authed<Passkey>("POST", "/v1/users/me/passkeys", input),
     passkeys: () => authed<{ passkeys: Passkey[] }>("GET", "/v1/users/me/passkeys"),
     deletePasskey: (id: string) => authed<void>("DELETE", `/v1/users/me/passkeys/${enc(id)}`),
     /** Request options for `navigator.credentials.get()` with a discoverable credential (no user named). */
-    passkeyLoginOptions: () => call<WebAuthnOptions>("POST", "/v1/tokens/passkey/options", {}),
+    passkeyLoginOptions: () => call<PasskeyRequestOptions>("POST", "/v1/tokens/passkey/options", {}),
     /** Signs in with the platform's authentication response. */
     passkeyLogin: (input: PasskeyLoginInput) => signIn<TokenPair>("/v1/tokens/passkey", input),
 
@@ -434,10 +509,14 @@ export function createClient(options: ClientOptions) {
     /**
      * Where to send the browser to start a web sign-in (`GET /v1/oauth/{provider}/authorize`); the
      * registry comes back to `redirectUri` (listed in its OAUTH_REDIRECT_URIS) with `?code&state`.
+     * `state` is a new random value unless one is given. Keep it where only this browser or app
+     * can read it (sessionStorage, an HttpOnly cookie) and, on the return, call `oauthLogin` only
+     * when the returned `state` equals it: otherwise someone else's code could be swapped here,
+     * signing this browser into their account (login CSRF).
      */
-    oauthAuthorizeUrl: (provider: string, redirectUri: string, state?: string) => {
-      const q = new URLSearchParams({ redirect_uri: redirectUri, ...(state !== undefined ? { state } : {}) });
-      return url(`/v1/oauth/${enc(provider)}/authorize?${q}`);
+    oauthAuthorizeUrl: (provider: string, redirectUri: string, state: string = randomState()) => {
+      const q = new URLSearchParams({ redirect_uri: redirectUri, state });
+      return { url: url(`/v1/oauth/${enc(provider)}/authorize?${q}`), state };
     },
     /** Swaps the one-time code of the web flow for a session. */
     oauthLogin: (input: OauthLoginInput) => signIn<FederatedTokenPair>("/v1/tokens/oauth", input),

@@ -1,7 +1,7 @@
-import { and, eq, gt, isNotNull, isNull, lt, or, type SQL, sql } from "drizzle-orm";
+import { and, count, eq, gt, isNotNull, isNull, lt, or, type SQL, sql } from "drizzle-orm";
 import { iso } from "../time";
 import { changedRows, type Db } from "./db";
-import { mfaTokens, recoveryCodes, totpFactors } from "./schema";
+import { mfaTokens, passkeys, recoveryCodes, totpFactors } from "./schema";
 
 export type TotpRow = typeof totpFactors.$inferSelect;
 export type MfaTokenRow = typeof mfaTokens.$inferSelect;
@@ -10,6 +10,27 @@ export type MfaTokenRow = typeof mfaTokens.$inferSelect;
 export async function findTotp(db: Db, userId: string): Promise<TotpRow | null> {
   const rows = await db.select().from(totpFactors).where(eq(totpFactors.userId, userId)).limit(1);
   return rows[0] ?? null;
+}
+
+/**
+ * GET /v1/users/me/mfa: whether the app is on (confirmed), the unused recovery codes and the
+ * passkeys, read in one batch. Recovery codes count only while the app is on.
+ */
+export async function mfaSummary(db: Db, userId: string) {
+  const [factor, codes, keys] = await db.batch([
+    db
+      .select({ confirmedAt: totpFactors.confirmedAt })
+      .from(totpFactors)
+      .where(eq(totpFactors.userId, userId))
+      .limit(1),
+    db
+      .select({ n: count() })
+      .from(recoveryCodes)
+      .where(and(eq(recoveryCodes.userId, userId), isNull(recoveryCodes.usedAt))),
+    db.select({ n: count() }).from(passkeys).where(eq(passkeys.userId, userId)),
+  ]);
+  const totp = !!factor[0]?.confirmedAt;
+  return { totp, recovery_codes_left: totp ? (codes[0]?.n ?? 0) : 0, passkeys: keys[0]?.n ?? 0 };
 }
 
 /**

@@ -1,10 +1,11 @@
 // user-registry/client (docs/api.md §14) against the running worker: typed calls, storage, and
 // authFetch's single-flight refresh.
-import { decodeBase32IgnorePadding } from "@oslojs/encoding";
-import { generateHOTP } from "@oslojs/otp";
+
+import { inspect } from "node:util";
 import { describe, expect, it } from "vitest";
 import { createClient, memoryStorage, RegistryError } from "../../lib/client.js";
 import { api, claimsOf, PASSWORD, registry, resign, uniqueEmail } from "./registry.mjs";
+import { totpNow, wrongTotpCode } from "./totp.mjs";
 
 /** A client whose requests are recorded ("METHOD /path"). */
 function recorded(storage = memoryStorage()) {
@@ -68,10 +69,6 @@ describe("createClient", () => {
   });
 });
 
-/** The authenticator app's code for `secret` (base32), `offset` 30-second steps from now. */
-const totpCode = (secret, offset = 0) =>
-  generateHOTP(decodeBase32IgnorePadding(secret), BigInt(Math.floor(Date.now() / 30_000) + offset), 6);
-
 describe("createClient: second factors and identity providers (docs/api.md §12, §13)", () => {
   it("enrols an authenticator app; a login then needs the second step, by app code or recovery code", async () => {
     const { client } = recorded();
@@ -81,10 +78,10 @@ describe("createClient: second factors and identity providers (docs/api.md §12,
     const enrolment = await client.enrolTotp();
     expect(enrolment.otpauth_uri).toMatch(/^otpauth:\/\/totp\//);
     // A wrong first code leaves the app off.
-    const wrong = await client.confirmTotp(totpCode(enrolment.secret, 40)).catch((e) => e);
+    const wrong = await client.confirmTotp(wrongTotpCode(enrolment.secret, 40)).catch((e) => e);
     expect({ status: wrong.status, code: wrong.code }).toEqual({ status: 400, code: "invalid_code" });
-    // The previous step's code: the current one stays free for the login below.
-    const { recovery_codes } = await client.confirmTotp(totpCode(enrolment.secret, -1));
+    const enrolled = await totpNow(enrolment.secret);
+    const { recovery_codes } = await client.confirmTotp(enrolled.code);
     expect(recovery_codes).toHaveLength(10);
 
     const other = recorded().client;
@@ -97,10 +94,12 @@ describe("createClient: second factors and identity providers (docs/api.md §12,
     });
     expect(await other.accessToken()).toBeNull();
     const bad = await other
-      .mfaLogin({ mfa_token: first.mfaToken, code: totpCode(enrolment.secret, 40) })
+      .mfaLogin({ mfa_token: first.mfaToken, code: wrongTotpCode(enrolment.secret, 40) })
       .catch((e) => e);
     expect(bad.code).toBe("invalid_otp");
-    const pair = await other.mfaLogin({ mfa_token: first.mfaToken, code: totpCode(enrolment.secret) });
+    // A later step's code than the enrolment's: each code works once.
+    const { code } = await totpNow(enrolment.secret, { after: enrolled.step });
+    const pair = await other.mfaLogin({ mfa_token: first.mfaToken, code });
     expect(await other.accessToken()).toBe(pair.access_token);
     expect(claimsOf(pair.access_token).amr).toEqual(["pwd", "otp", "mfa"]);
 
@@ -112,7 +111,14 @@ describe("createClient: second factors and identity providers (docs/api.md §12,
     expect(claimsOf(viaCode.access_token).amr).toEqual(["pwd", "kba", "mfa"]);
     const fresh = await other.regenerateRecoveryCodes();
     expect(fresh.recovery_codes).toHaveLength(10);
-    expect(fresh.recovery_codes).not.toContain(recovery_codes[1]);
+    // The old set stopped working: its unused second code is refused now.
+    const afterNew = await recorded()
+      .client.login({ email, password: PASSWORD })
+      .catch((e) => e);
+    const old = await recorded()
+      .client.mfaLogin({ mfa_token: afterNew.mfaToken, recovery_code: recovery_codes[1] })
+      .catch((e) => e);
+    expect({ status: old.status, code: old.code }).toEqual({ status: 401, code: "invalid_otp" });
 
     await other.removeTotp();
     expect((await recorded().client.login({ email, password: PASSWORD })).user.email).toBe(email);
@@ -148,9 +154,50 @@ describe("createClient: second factors and identity providers (docs/api.md §12,
     expect({ status: unknown.status, code: unknown.code }).toEqual({ status: 400, code: "validation_failed" });
     const badCode = await client.oauthLogin({ code: "not-a-code" }).catch((e) => e);
     expect({ status: badCode.status, code: badCode.code }).toEqual({ status: 400, code: "invalid_code" });
-    expect(client.oauthAuthorizeUrl("google", "https://app.test/oauth", "s1")).toBe(
-      `${registry().url}/v1/oauth/google/authorize?redirect_uri=https%3A%2F%2Fapp.test%2Foauth&state=s1`,
-    );
+    expect(client.oauthAuthorizeUrl("google", "https://app.test/oauth", "s1")).toEqual({
+      url: `${registry().url}/v1/oauth/google/authorize?redirect_uri=https%3A%2F%2Fapp.test%2Foauth&state=s1`,
+      state: "s1",
+    });
+    // Without a state one is made: random, and the one in the URL.
+    const made = client.oauthAuthorizeUrl("google", "https://app.test/oauth");
+    expect(made.state).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(new URL(made.url).searchParams.get("state")).toBe(made.state);
+    expect(client.oauthAuthorizeUrl("google", "https://app.test/oauth").state).not.toBe(made.state);
     expect(calls).toContain("POST /v1/tokens/passkey/options");
+  });
+});
+
+describe("createClient: failures that must not stick", () => {
+  it("a storage whose get throws at once: the refresh fails, and the next one is tried afresh", async () => {
+    let broken = true;
+    const inner = memoryStorage();
+    const storage = {
+      get: (k) => {
+        if (broken) throw new Error("storage unavailable");
+        return inner.get(k);
+      },
+      set: (k, v) => inner.set(k, v),
+      delete: (k) => inner.delete(k),
+    };
+    const client = createClient({ baseUrl: registry().url, storage });
+    await expect(client.refresh()).rejects.toThrow("storage unavailable");
+    broken = false;
+    // Not the first refresh's rejection again: this one asks the storage, finds no token.
+    const err = await client.refresh().catch((e) => e);
+    expect(err).toBeInstanceOf(RegistryError);
+    expect(err.code).toBe("missing_token");
+  });
+
+  it("an mfa_required error keeps its mfa_token out of logs and JSON, and still gives it", () => {
+    const e = new RegistryError(401, "mfa_required", "Second factor needed", undefined, {
+      mfa_token: "mfa-secret-token",
+      mfa_methods: ["totp"],
+    });
+    expect(e.mfaToken).toBe("mfa-secret-token");
+    expect(Object.keys(e)).not.toContain("mfaToken");
+    expect(JSON.stringify(e)).not.toContain("mfa-secret-token");
+    expect(JSON.stringify({ ...e })).not.toContain("mfa-secret-token");
+    expect(inspect(e)).not.toContain("mfa-secret-token");
+    expect(e.mfaMethods).toEqual(["totp"]);
   });
 });

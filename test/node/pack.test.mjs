@@ -34,8 +34,8 @@ import {
   RegistryError,
   type MfaLoginInput,
   type TokenPair,
+  type PasskeyRequestOptions,
   type User,
-  type WebAuthnOptions,
 } from "user-registry/client";
 
 const issuer: string = process.env.ISSUER ?? "";
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
   const sub: string = result.claims.sub;
   const pair: TokenPair | null = null;
   const user: User | null = pair;
-  const options: WebAuthnOptions = await client.passkeyLoginOptions();
+  const options: PasskeyRequestOptions = await client.passkeyLoginOptions();
   const second: MfaLoginInput = { mfa_token: "t", recovery_code: "r" };
   try {
     await client.me();
@@ -61,8 +61,10 @@ async function main(): Promise<void> {
 await main();
 `;
 
-// The same in a browser or bundler project: DOM types, no Node types, no process.
+// The same in a browser or bundler project: DOM types, no Node types, no process. The WebAuthn
+// options go to @simplewebauthn/browser as they are, with its own types.
 const USE_BROWSER = `
+import { startAuthentication, startRegistration } from "@simplewebauthn/browser";
 import { createVerifier } from "user-registry/verify";
 import { createClient, type Client } from "user-registry/client";
 
@@ -77,6 +79,14 @@ export async function show(): Promise<string> {
   const token = await client.accessToken();
   const checked = token ? await verifier.verify(token) : null;
   return String(res.status) + String(checked?.ok);
+}
+export async function addPasskey(): Promise<string> {
+  const response = await startRegistration({ optionsJSON: await client.passkeyRegistrationOptions() });
+  return (await client.registerPasskey({ response })).id;
+}
+export async function passkeyLogin(): Promise<string> {
+  const response = await startAuthentication({ optionsJSON: await client.passkeyLoginOptions() });
+  return (await client.passkeyLogin({ response })).user.id;
 }
 `;
 
@@ -93,10 +103,15 @@ describe("npm pack → install elsewhere → tsc --strict", () => {
     const project = join(dir, "consumer");
     run("mkdir", ["-p", project], dir);
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }));
-    const ts = JSON.parse(readFileSync(join(root, "node_modules/typescript/package.json"), "utf8")).version;
+    const version = (name) =>
+      JSON.parse(readFileSync(join(root, "node_modules", name, "package.json"), "utf8")).version;
     run(
       "npm",
-      ["install", "--no-audit", "--no-fund", "--prefer-offline", join(dir, tarball), `typescript@${ts}`, "@types/node"],
+      [
+        ...["install", "--no-audit", "--no-fund", "--prefer-offline", join(dir, tarball)],
+        ...[`typescript@${version("typescript")}`, "@types/node"],
+        `@simplewebauthn/browser@${version("@simplewebauthn/browser")}`,
+      ],
       project,
     );
     writeFileSync(join(project, "use.ts"), USE);

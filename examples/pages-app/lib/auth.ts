@@ -50,3 +50,29 @@ export function withCookies(res: Response, setCookies: string[]): Response {
   for (const c of setCookies) copy.headers.append("set-cookie", c);
   return copy;
 }
+
+/** A short description of the browser, for the devices list ("Chrome on Linux"). */
+export function describe(ua: string | null): string {
+  if (!ua) return "Web browser";
+  const browser = /Edg\//.test(ua)
+    ? "Edge"
+    : /Firefox\//.test(ua)
+      ? "Firefox"
+      : /Chrom(e|ium)\//.test(ua)
+        ? "Chrome"
+        : /Safari\//.test(ua)
+          ? "Safari"
+          : "Web browser";
+  const os = /Android/.test(ua)
+    ? "Android"
+    : /iPhone|iPad/.test(ua)
+      ? "iOS"
+      : /Windows/.test(ua)
+        ? "Windows"
+        : /Mac OS X/.test(ua)
+          ? "macOS"
+          : /Linux/.test(ua)
+            ? "Linux"
+            : "";
+  return os ? `${browser} on ${os}` : browser;
+}

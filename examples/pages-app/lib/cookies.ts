@@ -13,6 +13,12 @@ export const COOKIE = {
   device: "__Host-ur_did",
   /** The mfa_token of a login's first step (401 mfa_required), until the second step spends it. */
   mfa: "__Host-ur_mfa",
+  /**
+   * The `state` of a "Sign in with …" round trip, set when it starts and compared by
+   * functions/oauth.ts when the registry sends the browser back (SameSite=Lax: that return is a
+   * navigation from another site, on which a Strict cookie is not sent).
+   */
+  oauthState: "__Host-ur_oauth",
   /** The CSRF token: readable by page scripts, which echo it in the X-CSRF-Token header. */
   csrf: "__Host-ur_csrf",
 } as const;
@@ -21,6 +27,9 @@ export const CSRF_HEADER = "x-csrf-token";
 
 /** An mfa_token lives 5 minutes (docs/api.md §12); its cookie no longer. */
 export const MFA_TOKEN_MAX_AGE = 300;
+
+/** A sign-in at a provider has this long to come back. */
+export const OAUTH_STATE_MAX_AGE = 600;
 
 /** About 400 days, the longest lifetime browsers keep a cookie. */
 const LONG = 400 * 24 * 3600;
@@ -41,12 +50,16 @@ export function readCookies(request: Request): Map<string, string> {
   return out;
 }
 
-export function serializeCookie(name: string, value: string, opts: { maxAge: number; httpOnly?: boolean }): string {
+export function serializeCookie(
+  name: string,
+  value: string,
+  opts: { maxAge: number; httpOnly?: boolean; sameSite?: "Strict" | "Lax" },
+): string {
   const parts = [
     `${name}=${encodeURIComponent(value)}`,
     "Path=/",
     "Secure",
-    "SameSite=Strict",
+    `SameSite=${opts.sameSite ?? "Strict"}`,
     `Max-Age=${opts.maxAge}`,
   ];
   if (opts.httpOnly !== false) parts.push("HttpOnly");
@@ -64,6 +77,7 @@ export type TokenPair = Pick<
 /**
  * Set-Cookie values for a new token pair. Both token cookies live as long as the refresh token:
  * the access token's own `exp` decides when it is refreshed (verify answers `token_expired`).
+ * A first step's mfa_token left from an earlier login is cleared: a session is now set.
  */
 export function tokenCookies(pair: TokenPair): string[] {
   const maxAge = Math.max(60, Math.floor(pair.refresh_expires_in));
@@ -71,19 +85,28 @@ export function tokenCookies(pair: TokenPair): string[] {
     serializeCookie(COOKIE.access, pair.access_token, { maxAge }),
     serializeCookie(COOKIE.refresh, pair.refresh_token, { maxAge }),
     serializeCookie(COOKIE.device, pair.device_id, { maxAge: LONG }),
+    clearCookie(COOKIE.mfa),
   ];
 }
 
-/** Set-Cookie values that end the session in this browser (the device id stays). */
-export const endSessionCookies = (): string[] => [clearCookie(COOKIE.access), clearCookie(COOKIE.refresh)];
+/** Set-Cookie values that end the session in this browser (the device id stays), an mfa_token too. */
+export const endSessionCookies = (): string[] => [
+  clearCookie(COOKIE.access),
+  clearCookie(COOKIE.refresh),
+  clearCookie(COOKIE.mfa),
+];
 
-export function newCsrfCookie(): string {
+/** 32 random bytes, base64url. */
+export function randomToken(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(32));
-  const value = btoa(String.fromCharCode(...bytes))
+  return btoa(String.fromCharCode(...bytes))
     .replace(/\+/g, "-")
     .replace(/\//g, "_")
     .replace(/=+$/, "");
-  return serializeCookie(COOKIE.csrf, value, { maxAge: LONG, httpOnly: false });
+}
+
+export function newCsrfCookie(): string {
+  return serializeCookie(COOKIE.csrf, randomToken(), { maxAge: LONG, httpOnly: false });
 }
 
 export const isDeviceId = (s: string | undefined): s is string => !!s && /^[A-Za-z0-9]{32}$/.test(s);

@@ -54,7 +54,10 @@ const MESSAGES = {
   passkey_exists: "This device already holds a passkey for your account.",
   webauthn_cancelled: "The passkey request was cancelled or timed out.",
   webauthn_unsupported: "This browser doesn't support passkeys.",
-  invalid_passkey_login: "That passkey isn't known here. Log in with your password, then add it on the Security page.",
+  // The registry answers invalid_credentials both for a passkey it does not know and for one that
+  // cannot sign in on its own (no user verification on an account with an authenticator app).
+  invalid_passkey_login:
+    "That passkey could not be used to sign in here. Log in with your password; you can add a passkey on the Security page.",
 };
 const FALLBACK = "Something went wrong on our side. Please try again.";
 

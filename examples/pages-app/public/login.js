@@ -109,8 +109,8 @@ passkeyButton.addEventListener("click", async () => {
 });
 
 // "Sign in with …" for each provider the site offers (GET /api/providers). The registry sends the
-// browser to the provider and back to /oauth with a one-time code; the state proves the round
-// trip started in this browser.
+// browser to the provider and back to /oauth with a one-time code; the state (in a cookie of
+// this browser) proves the round trip started here.
 async function showProviders() {
   const res = await fetch("/api/providers");
   if (!res.ok) return;
@@ -124,9 +124,8 @@ async function showProviders() {
     link.dataset.provider = p.id;
     link.addEventListener("click", (event) => {
       event.preventDefault();
-      const state = crypto.randomUUID();
-      sessionStorage.setItem("oauth-state", state);
-      const q = new URLSearchParams({ redirect_uri: `${location.origin}/oauth`, state });
+      // The site's Function adds the state (and its cookie); functions/oauth.ts checks it on the way back.
+      const q = new URLSearchParams({ redirect_uri: `${location.origin}/oauth` });
       location.assign(`/api/auth/oauth/${encodeURIComponent(p.id)}/authorize?${q}`);
     });
     box.append(link);

@@ -1,37 +1,28 @@
-// The end of "Sign in with …": the registry sent the browser here with ?code=<one-time code>&state=…
-// (docs/api.md §13). The state must be the one this browser started with; the code is swapped
-// once for a session (the Function keeps the tokens in HttpOnly cookies).
-import { api, showError } from "/app.js";
-
+// The end of "Sign in with …". functions/oauth.ts handles the registry's return (?code=…&state=…:
+// the state checked against its cookie, the one-time code swapped for a session on the server)
+// and sends the browser here: ?signed_in=1 goes on to the profile (a navigation this page starts,
+// so the SameSite=Strict session cookies go with it), ?error=<code> is explained.
 const params = new URLSearchParams(location.search);
 const form = document.getElementById("oauth");
-const expected = sessionStorage.getItem("oauth-state");
-sessionStorage.removeItem("oauth-state");
+// Nothing of the round trip stays in the address bar or the history.
+history.replaceState(null, "", "/oauth");
 
 const MESSAGES = {
   account_exists:
     "An account with this email already exists. Log in with your password, then link this provider from your profile.",
   access_denied: "The sign-in was cancelled.",
+  invalid_state: "This sign-in was not started here. Please start again.",
+  invalid_code: "This sign-in link has been used or has expired. Please start again.",
   provider_error: "The identity provider could not sign you in. Please try again.",
 };
 
-async function finish() {
-  const error = params.get("error");
-  if (error) return showError(form, { code: error, message: MESSAGES[error] ?? MESSAGES.provider_error });
-  if (!expected || params.get("state") !== expected) {
-    return showError(form, {
-      code: "invalid_state",
-      message: "This sign-in was not started here. Please start again.",
-    });
-  }
-  const r = await api("POST", "/api/auth/tokens/oauth", { code: params.get("code") ?? "" }, { auth: false });
-  // The account has an authenticator app: the provider was the first step; the login page asks
-  // for the code (the Function holds the mfa_token in its cookie).
-  if (!r.ok && r.error.code === "mfa_required") return location.replace("/login?step=mfa");
-  if (!r.ok) {
-    return showError(form, { ...r.error, message: MESSAGES[r.error?.code] ?? r.error?.message });
-  }
+if (params.get("signed_in") === "1") {
   location.replace("/profile");
+} else {
+  // Not showError: its messages are the API's, by code, and would call invalid_code a wrong
+  // authenticator-app code and everything else here "something went wrong on our side".
+  const alert = form.querySelector("[role=alert]");
+  alert.textContent = MESSAGES[params.get("error")] ?? MESSAGES.provider_error;
+  alert.hidden = false;
+  alert.focus();
 }
-
-finish();

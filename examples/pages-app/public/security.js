@@ -64,7 +64,7 @@ appButton(
   "totp-start",
   () => api("POST", "/api/auth/users/me/mfa/totp", {}),
   (r) => {
-    if (!r.ok) return totpState(true); // 409 totp_already_enabled
+    if (!r.ok) return loadMfaStatus(); // 409 totp_already_enabled: on elsewhere meanwhile
     const { secret, otpauth_uri } = r.data;
     // The QR code is drawn here, from the otpauth:// URI; it never leaves the page.
     const svg = renderSVG(otpauth_uri, { border: 2 });
@@ -88,12 +88,16 @@ confirmForm.addEventListener("submit", async (event) => {
   confirmForm.reset();
   totpState(true);
   showRecoveryCodes(r.data.recovery_codes);
+  loadMfaStatus();
 });
 
 appButton(
   "recovery-new",
   () => api("POST", "/api/auth/users/me/mfa/recovery-codes", {}),
-  (r) => showRecoveryCodes(r.data.recovery_codes),
+  (r) => {
+    showRecoveryCodes(r.data.recovery_codes);
+    loadMfaStatus();
+  },
 );
 
 appButton(
@@ -102,6 +106,7 @@ appButton(
   () => {
     $("recovery").hidden = true;
     totpState(false);
+    loadMfaStatus();
   },
 );
 
@@ -118,10 +123,13 @@ async function loadPasskeys() {
     li.querySelector("[data-field=created_at]").textContent = formatDate(p.created_at);
     li.querySelector("[data-field=last_used_at]").textContent = p.last_used_at ? formatDate(p.last_used_at) : "never";
     li.querySelector("button").addEventListener("click", async (event) => {
-      event.currentTarget.disabled = true;
+      // Kept now: event.currentTarget is null once the handler has awaited.
+      const button = event.currentTarget;
+      sectionError("passkey-error", null);
+      button.disabled = true;
       const d = await api("DELETE", `/api/auth/users/me/passkeys/${encodeURIComponent(p.id)}`);
       if (!d.ok) {
-        event.currentTarget.disabled = false;
+        button.disabled = false;
         return sectionError("passkey-error", d.error);
       }
       loadPasskeys();
@@ -158,8 +166,14 @@ addForm.addEventListener("submit", async (event) => {
   loadPasskeys();
 });
 
-// An app code in the session's login (amr) means the app is on; otherwise the page learns it when
-// "Set up" answers totp_already_enabled.
-const session = await api("GET", "/api/app/session");
-if (session.ok) totpState((session.data.amr ?? []).some((m) => m === "otp" || m === "kba"));
+// Whether the app is on, from the registry (GET /v1/users/me/mfa), not guessed from how this
+// session logged in.
+async function loadMfaStatus() {
+  const r = await api("GET", "/api/auth/users/me/mfa");
+  if (!r.ok) return sectionError("totp-error", r.error);
+  totpState(r.data.totp);
+  $("recovery-left").textContent = r.data.totp ? `${r.data.recovery_codes_left} of 10 recovery codes left.` : "";
+}
+
+loadMfaStatus();
 loadPasskeys();

@@ -4,13 +4,15 @@
 // token pairs in responses are moved into HttpOnly cookies and removed from the body, an expired
 // access token is refreshed once with the refresh cookie and the request retried, and a session
 // that is over (logged out elsewhere, refresh token reused...) clears the cookies.
-import { API_ORIGIN, type Env, errorResponse, withCookies } from "../../../lib/auth";
+import { API_ORIGIN, describe, type Env, errorResponse, withCookies } from "../../../lib/auth";
 import {
   COOKIE,
   clearCookie,
   endSessionCookies,
   isDeviceId,
   MFA_TOKEN_MAX_AGE,
+  OAUTH_STATE_MAX_AGE,
+  randomToken,
   readCookies,
   serializeCookie,
   type TokenPair,
@@ -32,32 +34,8 @@ const MFA_ROUTE = /^(?:\/realms\/[^/]+)?\/tokens\/mfa$/;
 const REFRESH_ROUTE = /^(?:\/realms\/[^/]+)?\/tokens\/refresh$/;
 const LOGOUT_ROUTE = /^(?:\/realms\/[^/]+)?\/logout$/;
 const DEVICE_ROUTE = /^(?:\/realms\/[^/]+)?\/devices\/([^/]+)$/;
-
-/** A short description of the browser, for the devices list ("Chrome on Linux"). */
-function describe(ua: string | null): string {
-  if (!ua) return "Web browser";
-  const browser = /Edg\//.test(ua)
-    ? "Edge"
-    : /Firefox\//.test(ua)
-      ? "Firefox"
-      : /Chrom(e|ium)\//.test(ua)
-        ? "Chrome"
-        : /Safari\//.test(ua)
-          ? "Safari"
-          : "Web browser";
-  const os = /Android/.test(ua)
-    ? "Android"
-    : /iPhone|iPad/.test(ua)
-      ? "iOS"
-      : /Windows/.test(ua)
-        ? "Windows"
-        : /Mac OS X/.test(ua)
-          ? "macOS"
-          : /Linux/.test(ua)
-            ? "Linux"
-            : "";
-  return os ? `${browser} on ${os}` : browser;
-}
+/** The start of "Sign in with …" (docs/api.md §13). */
+const AUTHORIZE_ROUTE = /^(?:\/realms\/[^/]+)?\/oauth\/[^/]+\/authorize$/;
 
 /**
  * The response for the browser: tokens moved from the JSON body into cookies. A first step that
@@ -148,6 +126,13 @@ export const onRequest: PagesFunction<Env> = async ({ request, env }) => {
   };
 
   let setCookies: string[] = [];
+  // "Sign in with …": the state is made here and kept in a cookie, whatever the page sent;
+  // functions/oauth.ts compares it when the registry sends the browser back.
+  if (request.method === "GET" && AUTHORIZE_ROUTE.test(route)) {
+    const state = randomToken();
+    target.searchParams.set("state", state);
+    setCookies.push(serializeCookie(COOKIE.oauthState, state, { maxAge: OAUTH_STATE_MAX_AGE, sameSite: "Lax" }));
+  }
   let token = access;
   let refreshed = false;
   const refreshOnce = async () => {
