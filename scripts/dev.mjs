@@ -27,8 +27,13 @@ export const wrangler = join(root, "node_modules", "wrangler", "bin", "wrangler.
 
 /** 1. `npm install` when wrangler or the pinned Node is missing. */
 export function ensureInstalled() {
-  if (!existsSync(bin("wrangler")) || !existsSync(bin("node"))) {
-    console.log("dev: installing dependencies (npm install)…");
+  const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+  const names = Object.keys({ ...pkg.dependencies, ...pkg.devDependencies });
+  // A fresh clone has nothing; an older checkout may lack what package.json has gained since.
+  const missing = names.filter((name) => !existsSync(join(root, "node_modules", name, "package.json")));
+  if (missing.length || !existsSync(bin("wrangler")) || !existsSync(bin("node"))) {
+    const what = missing.length && missing.length < names.length ? ` (missing: ${missing.join(", ")})` : "";
+    console.log(`dev: installing dependencies (npm install)${what}…`);
     run("npm", ["install", "--no-fund", "--no-audit"]);
   }
 }
