@@ -5,9 +5,9 @@ import { ApiError } from "../errors";
 import { validAfterMs } from "../storage/device-session";
 import { kvKeys } from "../storage/keys";
 import { findRealm } from "../storage/realms";
+import { knownNotRevoked, rememberNotRevoked, revocationEpoch } from "../storage/revocations";
 import { findUserById } from "../storage/users";
 import type { Deps } from "./deps";
-import { knownNotRevoked, rememberNotRevoked, revocationEpoch } from "./revocation-cache";
 import { checkSession } from "./sessions";
 
 export interface AuthOptions {
@@ -34,7 +34,7 @@ export interface AuthOptions {
  *
  * Per isolate, the signature check is remembered per token string (crypto/jwt.ts; expiry is
  * still checked on every call) and a "not revoked" answer of the blacklist for a few seconds
- * (revocation-cache.ts). Strict checks ask the Durable Object and KV every time.
+ * (storage/revocations.ts). Strict checks ask the Durable Object and KV every time.
  */
 export async function verifyAccess(
   deps: Deps,

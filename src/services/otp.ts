@@ -1,17 +1,7 @@
 import { randomDigits } from "../crypto/random";
 import { ApiError, retryAfterSeconds, tooMany } from "../errors";
-import {
-  type CodeRef,
-  checkCode,
-  codeSecret,
-  codesSentToday,
-  findCode,
-  hashCode,
-  issueCode,
-  revertIssue,
-  spendCode,
-  unspendCode,
-} from "../storage/codes";
+import { revertIssue, spendCode, unspendCode } from "../storage/code-spending";
+import { type CodeRef, checkCode, codeSecret, codesSentToday, findCode, hashCode, issueCode } from "../storage/codes";
 import { findRealm } from "../storage/realms";
 import { DAY_MS } from "../time";
 import { checkCaptcha } from "./captcha";

@@ -1,6 +1,7 @@
 import { hashPassword } from "../crypto/passwords";
 import { randomDigits } from "../crypto/random";
 import { ApiError } from "../errors";
+import { revertIssue } from "../storage/code-spending";
 import {
   type CodeRef,
   checkCode,
@@ -12,7 +13,6 @@ import {
   hashCode,
   issueCode,
   releaseFailure,
-  revertIssue,
 } from "../storage/codes";
 import { clearAccountThrottle } from "../storage/throttle";
 import { removeNewUser, writeResetPassword } from "../storage/user-writes";

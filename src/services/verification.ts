@@ -1,15 +1,7 @@
 import { randomDigits } from "../crypto/random";
 import { ApiError, tooMany } from "../errors";
-import {
-  type CodeRef,
-  checkCode,
-  codeSecret,
-  findCode,
-  hashCode,
-  issueCode,
-  revertIssue,
-  spendCode,
-} from "../storage/codes";
+import { revertIssue, spendCode } from "../storage/code-spending";
+import { type CodeRef, checkCode, codeSecret, findCode, hashCode, issueCode } from "../storage/codes";
 import { claimBootstrapSeat, markEmailVerified } from "../storage/emails";
 import type { RealmRow } from "../storage/schema";
 import { emailVerified, findUserByEmail, type UserRecord } from "../storage/users";

@@ -3,7 +3,6 @@ import type { AccessClaims } from "../crypto/jwt";
 import { ApiError } from "../errors";
 import type { Deps } from "../services/deps";
 import { retryInPlace } from "../services/retry";
-import { forgetNotRevoked } from "../services/revocation-cache";
 import {
   type Authn,
   newDevice,
@@ -22,7 +21,7 @@ import {
 } from "../storage/devices";
 import { deviceSessionName } from "../storage/keys";
 import { rememberLoginDevice } from "../storage/login-devices";
-import { deleteEndedRow, putOnBlacklist } from "../storage/revocations";
+import { deleteEndedRow, forgetNotRevoked, putOnBlacklist } from "../storage/revocations";
 import { findUserById } from "../storage/users";
 import { DEVICE_ID, newAccess, signAccess, tokenPair } from "./tokens";
 
