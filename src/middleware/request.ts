@@ -5,6 +5,8 @@ import { ApiError } from "../errors";
 import { BOOKMARK_HEADER } from "./deps";
 import { serves } from "./known-routes";
 
+const utf8Decoder = new TextDecoder();
+
 const MAX_BODY_BYTES = 16 * 1024;
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const JSON_TYPE = /^application\/([\w.-]+\+)?json$/i;
@@ -91,7 +93,7 @@ export const jsonBody: MiddlewareHandler<AppEnv> = async (c, next) => {
   let value: unknown = {};
   if (bytes.byteLength > 0) {
     if (!JSON_TYPE.test(mediaType)) throw new ApiError("unsupported_media_type");
-    const text = new TextDecoder().decode(bytes);
+    const text = utf8Decoder.decode(bytes);
     try {
       value = JSON.parse(text);
     } catch {
@@ -132,9 +134,14 @@ async function readCapped(body: ReadableStream<Uint8Array> | null, cap: number):
 }
 
 /** The allowed browser origins from CORS_ORIGINS (comma- or space-separated; `*` for any, without credentials). */
+/** CORS_ORIGINS parsed once per isolate (per value: tests change it between runs). */
+let parsedCors: { raw: string | undefined; any: boolean; list: Set<string> } | undefined;
 function corsOrigins(raw: string | undefined): { any: boolean; list: Set<string> } {
+  if (parsedCors && parsedCors.raw === raw) return parsedCors;
   const items = (raw ?? "").split(/[\s,]+/).filter(Boolean);
-  return { any: items.includes("*"), list: new Set(items.filter((o) => o !== "*").map((o) => o.replace(/\/$/, ""))) };
+  const list = new Set(items.filter((o) => o !== "*").map((o) => o.replace(/\/$/, "")));
+  parsedCors = { raw, any: items.includes("*"), list };
+  return parsedCors;
 }
 
 /**

@@ -55,6 +55,7 @@ export const otp = new OpenAPIHono<AppEnv>()
       errors: [
         "invalid_otp",
         "otp_expired",
+        "mfa_required",
         "account_disabled",
         "account_pending",
         "too_many_attempts",

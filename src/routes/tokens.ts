@@ -41,6 +41,7 @@ export const tokens = new OpenAPIHono<AppEnv>()
       middleware: [publicDevice()] as const,
       errors: [
         "invalid_credentials",
+        "mfa_required",
         "account_disabled",
         "account_pending",
         "email_unverified",

@@ -9,6 +9,7 @@ import { knownNotRevoked, rememberNotRevoked, revocationEpoch } from "../storage
 import { findUserById } from "../storage/users";
 import type { Deps } from "./deps";
 import { checkSession } from "./sessions";
+import { assertActive } from "./users";
 
 export interface AuthOptions {
   /**
@@ -67,8 +68,7 @@ export async function verifyAccess(
     if (await blacklisted) throw new ApiError("token_revoked");
     // The same 403s as the HTTP routes give a token whose account is gone or locked (docs/api.md §2).
     if (!user) throw new ApiError("user_not_found");
-    if (user.status === "disabled") throw new ApiError("account_disabled");
-    if (user.status === "pending") throw new ApiError("account_pending");
+    assertActive(user);
     return checkClaims(claims, opts, user.roles);
   } else if (await blacklisted) {
     throw new ApiError("token_revoked");

@@ -8,7 +8,7 @@ import { emailVerified, findUserByEmail, findUserById, newUserRow, type UserReco
 import { iso } from "../time";
 import type { Deps } from "./deps";
 import { assertEmailAllowed } from "./domains";
-import { noticeApprovalNeeded } from "./users";
+import { assertActive, noticeApprovalNeeded } from "./users";
 import { emailUnverified, verificationRequired } from "./verification";
 
 /**
@@ -47,8 +47,7 @@ export async function accountForIdentity(
 
 /** Status and the realm's verification rule, as for a password login. */
 async function assertMaySignIn(deps: Deps, user: UserRecord): Promise<UserRecord> {
-  if (user.status === "pending") throw new ApiError("account_pending");
-  if (user.status === "disabled") throw new ApiError("account_disabled");
+  assertActive(user);
   if (!emailVerified(user) && user.email) {
     const realm = await findRealm(deps.db, user.realm);
     if (realm && verificationRequired(realm)) throw emailUnverified();

@@ -171,7 +171,6 @@ export function assertActive(user: Pick<UserRecord, "status">): void {
 export async function requireUser(deps: Deps, realm: string, id: string): Promise<UserRecord> {
   const user = await findUserById(deps.db, realm, id);
   if (!user) throw new ApiError("user_not_found");
-  if (user.status === "disabled") throw new ApiError("account_disabled");
-  if (user.status === "pending") throw new ApiError("account_pending");
+  assertActive(user);
   return user;
 }

@@ -64,11 +64,6 @@ export async function recordLoginFailure(
     .where(and(eq(t.realm, realm), eq(t.subject, subject), isNull(t.lockedUntil)));
 }
 
-/** A success (or a completed password reset) clears the count and the doubling. */
-export async function clearLoginFailures(db: Db, realm: string, subject: string) {
-  await db.delete(loginThrottle).where(and(eq(loginThrottle.realm, realm), eq(loginThrottle.subject, subject)));
-}
-
 /**
  * Gives back an attempt that was counted but proved nothing either way: a correct password on an
  * account whose second step is still to come. The count then neither rises nor resets, so only
